@@ -1,0 +1,32 @@
+# Two commands on a fresh machine (Python ≥ 3.10 and make are all it needs):
+#   make demo   — install into .venv and run the whole chain end to end on built-in data
+#   make test   — install into .venv and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+QCALO  := $(VENV)/bin/qcalo
+# torch is pinned to the CPU wheel first: an unpinned resolve would pull GBs of CUDA packages.
+TORCH  := torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(QCALO) demo --out demo_out
+
+test: install
+	QCALO_QUIET=1 OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,1 @@
+"""The ``qcalo`` command-line program: one entry point, one module per subcommand."""

@@ -1,0 +1,86 @@
+"""Entry point of the ``qcalo`` program.
+
+Each subcommand lives in its own module ``qcalo.cli.<name>`` exposing
+
+* ``HELP: str`` — one line for ``qcalo --help``;
+* ``add_arguments(parser: argparse.ArgumentParser) -> None``;
+* ``run(args: argparse.Namespace) -> int`` — the exit status.
+
+Modules are imported only when their subcommand runs, so ``qcalo info`` does not pay for
+importing PennyLane. A :class:`qcalo.errors.QcaloError` (bad user input) is printed as one line
+``qcalo <cmd>: error: <message>`` with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from qcalo import __version__
+from qcalo.errors import QcaloError
+
+# name -> (module, one-line help). Kept here (not discovered) so `qcalo --help` is instant.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("qcalo.cli.simulate", "simulate reference showers with the built-in parametric simulator"),
+    "info": ("qcalo.cli.info", "summarise a CaloChallenge HDF5 file"),
+    "features": ("qcalo.cli.features", "compute the CaloChallenge high-level features of a file"),
+    "train": ("qcalo.cli.train", "train a shower model from a YAML config"),
+    "generate": ("qcalo.cli.generate", "generate showers from a trained run"),
+    "evaluate": ("qcalo.cli.evaluate", "compare generated showers with a reference (CaloChallenge metrics)"),
+    "report": ("qcalo.cli.report", "put several evaluations side by side in an HTML report"),
+    "bench": ("qcalo.cli.bench", "run benchmarks (circuits, ...)"),
+    "demo": ("qcalo.cli.demo", "run the whole chain end to end on built-in data"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    out = {}
+    for name, (module, help_) in SUBCOMMANDS.items():
+        if importlib.util.find_spec(module) is not None:
+            out[name] = (module, help_)
+    return out
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(prog="qcalo", description="Fast calorimeter shower simulation with quantum-enhanced invertible models.")
+    parser.add_argument("--version", action="version", version=f"qcalo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parsers = {}
+    for name, (_, help_) in _available().items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("-q", "--quiet", action="store_true", help="hide progress bars and chatter")
+        parsers[name] = p
+    return parser, parsers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, parsers = build_parser()
+    # Only the chosen subcommand's module is imported to add its arguments.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in parsers:
+        module = importlib.import_module(SUBCOMMANDS[command][0])
+        module.add_arguments(parsers[command])
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if getattr(args, "quiet", False):
+        from qcalo.utils.progress import set_quiet
+
+        set_quiet(True)
+    try:
+        return int(module.run(args) or 0)
+    except QcaloError as exc:
+        print(f"qcalo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qcalo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

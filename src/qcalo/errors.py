@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+A :class:`QcaloError` is a problem with what the user gave us (a file, a config, an option),
+never a bug. The CLI prints its message on one line and exits with status 2, without a
+traceback; the Python API lets it propagate. Messages name the thing at fault, the problem and
+what was expected, e.g. ``"showers.h5: dataset 'showers' has 367 voxels per event; geometry
+'photons' expects 368"``.
+"""
+
+from __future__ import annotations
+
+
+class QcaloError(Exception):
+    """A problem with user input; the message says what is wrong and how to fix it."""
+
+
+class DataError(QcaloError, ValueError):
+    """A data file is missing, unreadable, or does not match what was expected."""
+
+
+class ConfigError(QcaloError, ValueError):
+    """A configuration file or option is invalid."""

@@ -1,0 +1,36 @@
+"""Write files so that a crash never leaves a partial file under the final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    The temporary file lives in the same directory (so the final ``os.replace`` is atomic on
+    POSIX) and is named ``.<name>.<random>.tmp``. On any exception it is removed and the
+    exception propagates; an existing file at ``path`` is left untouched.
+
+    Example::
+
+        with atomic_path("out.h5") as tmp:
+            write_everything_to(tmp)
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise

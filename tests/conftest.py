@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests run with one torch thread per worker (see Makefile) for stable CI time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(int(os.environ.get("QCALO_TEST_THREADS", "1")))
+
+REPO = Path(__file__).resolve().parents[1]
+# CI clones main with ../shared beside it; developers' checkouts have it in the same place.
+SHARED = Path(os.environ.get("QCALO_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder {SHARED} not present (set QCALO_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def g4_photons_path(shared_dir: Path) -> Path:
+    """The Geant4 photon development reference (40,500 showers, 2^8..2^16 MeV)."""
+    path = shared_dir / "data" / "g4_photons_dev.h5"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ds1_xml(shared_dir: Path) -> dict[str, Path]:
+    """The CaloChallenge DS1 binning XML files by particle ('photons', 'pions')."""
+    return {p: shared_dir / "calochallenge" / f"binning_dataset_1_{p}.xml" for p in ("photons", "pions")}
