@@ -1,0 +1,188 @@
+"""Model configuration: one :class:`ModelConfig` describes both stages of a :class:`ShowerFlow`.
+
+Schema (pydantic v2, unknown keys rejected everywhere)::
+
+    stage1:                      # p(u-space layer energies | E_inc), n_layers dims
+      n_blocks: 4
+      coupling: spline           # affine | spline
+      spline_bins: 8
+      tail_bound: 4.0            # spline (co)domain [-B, B] in latent units; identity outside
+      affine_scale_bound: 3.0    # |log scale| of affine couplings is soft-clamped below this
+      hidden: [64, 64]           # MLP widths (mlp conditioners and the mlp half of hybrid ones)
+      conditioner: mlp           # mlp | quantum | hybrid, or a list, one entry per block
+      mixer: permutation         # permutation | quantum
+      mixer_layers: 2            # layers of the real orthogonal mixing circuit
+      mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
+      circuit: {n_qubits: 6, n_layers: 2}   # CircuitSpec fields for quantum/hybrid conditioners
+      zz_features: false         # also read <Z_i Z_j> from conditioner circuits
+    stage2: {...}                # p(voxel fractions | E_inc, layer energies), n_voxels dims
+    preprocessing:
+      alpha: 1.0e-6              # logit(alpha + (1 - 2 alpha) x)
+      fraction_noise: 1.0e-6     # uniform dequantisation noise on voxel fractions (relative)
+      energy_noise_mev: 1.0e-3   # uniform dequantisation noise on layer energies (MeV)
+      u0_margin: 1.05            # f = margin * max(E_tot / E_inc) over the training events
+
+Use :func:`parse_model_config` (or :meth:`ModelConfig.from_dict`) to turn a plain dict (from
+YAML) into a config; invalid input raises :class:`qcalo.errors.ConfigError` whose message names
+the field path, the problem and what was expected.
+
+Example::
+
+    >>> cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 2, "conditioner": ["mlp", "quantum"]}})
+    >>> cfg.stage1.conditioner_for_block(1)
+    'quantum'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qcalo.errors import ConfigError
+
+__all__ = [
+    "CircuitConfig",
+    "FlowConfig",
+    "PreprocessingConfig",
+    "ModelConfig",
+    "parse_model_config",
+    "format_validation_error",
+    "ConditionerKind",
+]
+
+ConditionerKind = Literal["mlp", "quantum", "hybrid"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CircuitConfig(_Strict):
+    """The parametrised circuit of quantum / hybrid conditioners (fields of ``qcalo.quantum.CircuitSpec``).
+
+    ``n_qubits`` and ``n_layers`` are required to be ≥ 1 here; the other fields, when left at
+    ``None``, take ``CircuitSpec``'s defaults and are validated by ``CircuitSpec`` itself when a
+    model is built.
+    """
+
+    n_qubits: int = Field(6, ge=1, le=16, description="qubits (wires) of the circuit")
+    n_layers: int = Field(2, ge=1, le=64, description="variational layers")
+    embedding: str | None = None
+    reupload: bool | None = None
+    rotations: str | None = None
+    entangler: str | None = None
+    entangler_gate: str | None = None
+    measurements: Union[str, list[str], None] = None
+
+    def spec_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``qcalo.quantum.CircuitSpec`` (fields left at None omitted)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class FlowConfig(_Strict):
+    """One conditional coupling flow (one stage of the shower model)."""
+
+    n_blocks: int = Field(4, ge=1, le=64, description="blocks of [ActNorm → coupling → mixer]")
+    coupling: Literal["affine", "spline"] = "spline"
+    spline_bins: int = Field(8, ge=2, le=64)
+    tail_bound: float = Field(4.0, gt=0.0, description="spline domain [-B, B]; identity outside")
+    affine_scale_bound: float = Field(3.0, gt=0.0, description="soft bound on |log scale| of affine couplings")
+    hidden: list[int] = Field(default_factory=lambda: [64, 64], description="MLP hidden widths")
+    conditioner: Union[ConditionerKind, list[ConditionerKind]] = "mlp"
+    mixer: Literal["permutation", "quantum"] = "permutation"
+    mixer_layers: int = Field(2, ge=1, le=64)
+    mixer_qubits: int | None = Field(None, ge=1, le=10)
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    zz_features: bool = False
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        if any(w < 1 for w in value):
+            raise ValueError(f"every hidden width must be ≥ 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _conditioner_per_block(self) -> "FlowConfig":
+        if isinstance(self.conditioner, list) and len(self.conditioner) != self.n_blocks:
+            raise ValueError(
+                f"conditioner list has {len(self.conditioner)} entries but n_blocks is {self.n_blocks}; "
+                "give one conditioner per block or a single name for all"
+            )
+        return self
+
+    def conditioner_for_block(self, index: int) -> str:
+        """The conditioner kind of block ``index`` (0-based)."""
+        if isinstance(self.conditioner, list):
+            return self.conditioner[index]
+        return self.conditioner
+
+    @property
+    def conditioners(self) -> list[str]:
+        return [self.conditioner_for_block(i) for i in range(self.n_blocks)]
+
+    @property
+    def uses_circuits(self) -> bool:
+        return any(c != "mlp" for c in self.conditioners) or self.mixer == "quantum"
+
+
+class PreprocessingConfig(_Strict):
+    """Invertible preprocessing (DESIGN.md §2)."""
+
+    alpha: float = Field(1e-6, gt=0.0, lt=0.5, description="logit(alpha + (1 - 2 alpha) x)")
+    fraction_noise: float = Field(1e-6, ge=0.0, lt=0.1, description="uniform noise on voxel fractions")
+    energy_noise_mev: float = Field(1e-3, ge=0.0, description="uniform noise on layer energies, MeV")
+    u0_margin: float = Field(1.05, gt=1.0, le=10.0, description="f = margin × max E_tot/E_inc")
+
+
+def _default_stage1() -> FlowConfig:
+    return FlowConfig(n_blocks=6, coupling="spline", hidden=[64, 64])
+
+
+def _default_stage2() -> FlowConfig:
+    return FlowConfig(n_blocks=6, coupling="spline", hidden=[256, 256])
+
+
+class ModelConfig(_Strict):
+    """Both stages of a :class:`~qcalo.models.ShowerFlow` and its preprocessing."""
+
+    stage1: FlowConfig = Field(default_factory=_default_stage1)
+    stage2: FlowConfig = Field(default_factory=_default_stage2)
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "model") -> "ModelConfig":
+        """Validate a plain mapping; raise :class:`ConfigError` naming the field path on failure."""
+        return parse_model_config(data, where=where)
+
+
+def format_validation_error(exc: ValidationError, where: str = "") -> str:
+    """One line per problem: ``<where>.<field path>: <problem> (got <value>)``."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        full = ".".join(p for p in (where, path) if p)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check its spelling against the documented fields"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        got = err.get("input")
+        got_txt = "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{full or '<config>'}: {msg}{got_txt}")
+    return "; ".join(lines)
+
+
+def parse_model_config(data: Any, *, where: str = "model") -> ModelConfig:
+    """Build a :class:`ModelConfig` from a mapping (or pass one through)."""
+    if isinstance(data, ModelConfig):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with keys stage1, stage2, preprocessing; got {type(data).__name__}")
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
