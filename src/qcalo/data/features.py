@@ -1,0 +1,297 @@
+"""CaloChallenge high-level shower features and the classifier's feature columns.
+
+Definitions follow the CaloChallenge 2022 evaluation (``HighLevelFeatures.py`` and the
+high-level classifier input of ``evaluate.py``); see DESIGN.md §5. Voxels below
+``threshold_mev`` (1 MeV in the CaloChallenge DS1 evaluation) are set to 0 first, and every
+feature is computed from the thresholded showers:
+
+* ``e_layer``: energy per layer, MeV; ``e_tot``: the sum over all voxels, MeV;
+* ``ec_eta``, ``ec_phi``, ``ec_r``: energy-weighted mean of the voxel-centre coordinate in each
+  layer, mm (``eta = r·cos α``, ``phi = r·sin α``, ``r`` the radial bin centre), with the
+  CaloChallenge's ``+1e-16`` in the denominator so that empty layers give 0;
+* ``width_*``: ``sqrt(max(0, <x²> - <x>²))`` with the same weights, mm;
+* ``sparsity``: ``1 -`` the fraction of the layer's voxels with ``E > 0`` (after the threshold).
+
+The classifier columns (30 for the DS1 photons, 46 for the pions) are, in this order::
+
+    log10 E_inc | log10(E_layer + 1e-8) every layer | over the alpha-binned layers only:
+    EC_eta/100, then EC_phi/100, then width_eta/100, then width_phi/100 |
+    log10(E_tot + 1e-8) | sparsity every layer | EC_r/100 every layer | width_r/100 every layer
+
+Everything is vectorised: one (N, V) @ (V, 7·L) matrix product per chunk gives all the
+per-layer weighted sums.
+
+Example::
+
+    >>> feats = features_from_file("g4_photons_dev.h5", "photons")
+    >>> X = classifier_columns(feats, "photons")          # (N, 30)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from qcalo.data.geometry import Geometry, geometry_for_voxel_count, load_geometry
+from qcalo.data.io import DEFAULT_CHUNK, inspect_file, iter_showers
+from qcalo.errors import ConfigError, DataError
+from qcalo.utils.atomic import atomic_path
+from qcalo.utils.progress import progress
+
+__all__ = [
+    "ShowerFeatures",
+    "compute_features",
+    "classifier_columns",
+    "classifier_column_names",
+    "iter_features",
+    "features_from_file",
+    "write_features",
+    "DEFAULT_THRESHOLD_MEV",
+]
+
+DEFAULT_THRESHOLD_MEV = 1.0
+_EPS_DENOMINATOR = 1e-16  # CaloChallenge: every energy-weighted mean divides by (sum + 1e-16)
+_EPS_LOG = 1e-8  # CaloChallenge: log10(E + 1e-8) for layer and total energies
+
+
+@dataclass
+class ShowerFeatures:
+    """High-level features of N showers; float64 arrays, L = ``geometry.n_layers``.
+
+    Attributes:
+        e_inc: (N,) incident energy, MeV.
+        e_layer: (N, L) energy per layer after the threshold, MeV.
+        e_tot: (N,) total energy after the threshold, MeV.
+        ec_eta, ec_phi: (N, L) centre of energy along η / φ, mm (every layer; for layers with
+            one angular bin φ is 0 and η equals the radial centre, as in the CaloChallenge).
+        width_eta, width_phi: (N, L) energy-weighted standard deviation along η / φ, mm.
+        ec_r, width_r: (N, L) centre of energy and width in r, mm.
+        sparsity: (N, L) 1 - fraction of the layer's voxels with E > 0 after the threshold.
+    """
+
+    e_inc: np.ndarray
+    e_layer: np.ndarray
+    e_tot: np.ndarray
+    ec_eta: np.ndarray
+    ec_phi: np.ndarray
+    width_eta: np.ndarray
+    width_phi: np.ndarray
+    ec_r: np.ndarray
+    width_r: np.ndarray
+    sparsity: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.e_inc)
+
+    @classmethod
+    def concatenate(cls, parts: "list[ShowerFeatures]") -> "ShowerFeatures":
+        """Join features of consecutive chunks along the event axis."""
+        if not parts:
+            raise ValueError("need at least one ShowerFeatures to concatenate")
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
+    def select(self, index: "np.ndarray | slice") -> "ShowerFeatures":
+        """The features of a subset of events (boolean mask, indices or slice)."""
+        return ShowerFeatures(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+@lru_cache(maxsize=8)
+def _weight_matrix(geometry: Geometry) -> np.ndarray:
+    """(V, 7·L) matrix whose product with showers (N, V) gives, per layer, the sums of
+    E, E·η, E·η², E·φ, E·φ², E·r and E·r² (blocks of L columns in that order)."""
+    n_voxels, n_layers = geometry.n_voxels, geometry.n_layers
+    membership = np.zeros((n_voxels, n_layers))
+    membership[np.arange(n_voxels), geometry.layer_index_of_voxel] = 1.0
+    coordinates = [np.ones(n_voxels), geometry.eta, geometry.eta**2, geometry.phi, geometry.phi**2, geometry.r, geometry.r**2]
+    matrix = np.concatenate([membership * c[:, None] for c in coordinates], axis=1)
+    matrix.flags.writeable = False
+    return matrix
+
+
+@lru_cache(maxsize=8)
+def _membership_matrix(geometry: Geometry) -> np.ndarray:
+    """(V, L) 0/1 matrix: voxel v belongs to layer l."""
+    membership = np.zeros((geometry.n_voxels, geometry.n_layers))
+    membership[np.arange(geometry.n_voxels), geometry.layer_index_of_voxel] = 1.0
+    membership.flags.writeable = False
+    return membership
+
+
+def _as_geometry(geometry: "str | os.PathLike[str] | Geometry") -> Geometry:
+    return load_geometry(geometry)
+
+
+def compute_features(
+    incident_energies: np.ndarray,
+    showers: np.ndarray,
+    geometry: "str | os.PathLike[str] | Geometry",
+    threshold_mev: float = DEFAULT_THRESHOLD_MEV,
+) -> ShowerFeatures:
+    """High-level features of showers held in memory.
+
+    Args:
+        incident_energies: (N,) or (N, 1) MeV.
+        showers: (N, V) voxel energies, MeV, V = ``geometry.n_voxels``; not modified.
+        geometry: a :class:`Geometry`, a built-in name or a binning XML path.
+        threshold_mev: voxels with E < threshold (MeV) count as 0 (CaloChallenge: 1 MeV);
+            0 keeps every voxel.
+
+    Returns:
+        :class:`ShowerFeatures` (float64).
+    """
+    geom = _as_geometry(geometry)
+    e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+    x = np.asarray(showers)
+    if x.ndim != 2 or x.shape[1] != geom.n_voxels:
+        raise DataError(
+            f"showers have shape {x.shape}; geometry {geom.name!r} expects (N, {geom.n_voxels})"
+        )
+    if x.shape[0] != e_inc.shape[0]:
+        raise DataError(f"{e_inc.shape[0]} incident energies for {x.shape[0]} showers; expected one per shower")
+    if not np.isfinite(threshold_mev) or threshold_mev < 0:
+        raise ConfigError(f"threshold {threshold_mev!r} MeV is invalid; expected a finite value ≥ 0")
+    # np.where allocates the float64 copy anyway, so the input is never modified.
+    x = np.where(x >= threshold_mev, x, 0.0).astype(np.float64, copy=False)
+
+    n_layers = geom.n_layers
+    sums = x @ _weight_matrix(geom)  # (N, 7L)
+    e_layer, s_eta, s_eta2, s_phi, s_phi2, s_r, s_r2 = (sums[:, k * n_layers : (k + 1) * n_layers] for k in range(7))
+    denominator = e_layer + _EPS_DENOMINATOR
+    ec_eta, ec_phi, ec_r = s_eta / denominator, s_phi / denominator, s_r / denominator
+    width_eta = np.sqrt(np.clip(s_eta2 / denominator - ec_eta**2, 0.0, None))
+    width_phi = np.sqrt(np.clip(s_phi2 / denominator - ec_phi**2, 0.0, None))
+    width_r = np.sqrt(np.clip(s_r2 / denominator - ec_r**2, 0.0, None))
+
+    n_voxels_per_layer = np.array([layer.n_voxels for layer in geom.layers], dtype=np.float64)
+    n_hit = (x > 0).astype(np.float64) @ _membership_matrix(geom)
+    sparsity = 1.0 - n_hit / n_voxels_per_layer
+
+    return ShowerFeatures(
+        e_inc=e_inc,
+        e_layer=np.ascontiguousarray(e_layer),
+        e_tot=x.sum(axis=1),
+        ec_eta=ec_eta,
+        ec_phi=ec_phi,
+        width_eta=width_eta,
+        width_phi=width_phi,
+        ec_r=ec_r,
+        width_r=width_r,
+        sparsity=sparsity,
+    )
+
+
+def classifier_column_names(geometry: "str | os.PathLike[str] | Geometry") -> list[str]:
+    """Names of the :func:`classifier_columns`, e.g. ``log10_E_layer12``, ``EC_eta_layer1``."""
+    geom = _as_geometry(geometry)
+    ids = geom.layer_ids
+    alpha_ids = [ids[i] for i in geom.alpha_binned_layers]
+    names = ["log10_E_inc"]
+    names += [f"log10_E_layer{i}" for i in ids]
+    for quantity in ("EC_eta", "EC_phi", "width_eta", "width_phi"):
+        names += [f"{quantity}_layer{i}" for i in alpha_ids]
+    names.append("log10_E_tot")
+    names += [f"sparsity_layer{i}" for i in ids]
+    names += [f"EC_r_layer{i}" for i in ids]
+    names += [f"width_r_layer{i}" for i in ids]
+    return names
+
+
+def classifier_columns(features: ShowerFeatures, geometry: "str | os.PathLike[str] | Geometry") -> np.ndarray:
+    """The CaloChallenge high-level classifier input, (N, 30) for DS1 photons, (N, 46) for pions.
+
+    Column order as in the module docstring; names from :func:`classifier_column_names`.
+    Lengths stay in units of 100 mm, energies in log10(MeV).
+    """
+    geom = _as_geometry(geometry)
+    if features.e_layer.shape[1] != geom.n_layers:
+        raise DataError(
+            f"features have {features.e_layer.shape[1]} layers; geometry {geom.name!r} has {geom.n_layers}"
+        )
+    alpha = list(geom.alpha_binned_layers)
+    columns = [
+        np.log10(features.e_inc)[:, None],
+        np.log10(features.e_layer + _EPS_LOG),
+        features.ec_eta[:, alpha] / 100.0,
+        features.ec_phi[:, alpha] / 100.0,
+        features.width_eta[:, alpha] / 100.0,
+        features.width_phi[:, alpha] / 100.0,
+        np.log10(features.e_tot + _EPS_LOG)[:, None],
+        features.sparsity,
+        features.ec_r / 100.0,
+        features.width_r / 100.0,
+    ]
+    return np.concatenate(columns, axis=1)
+
+
+def iter_features(
+    path: "str | os.PathLike[str]",
+    geometry: "str | os.PathLike[str] | Geometry",
+    threshold_mev: float = DEFAULT_THRESHOLD_MEV,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Iterator[ShowerFeatures]:
+    """Features of a file chunk by chunk (memory bounded by ``chunk_size``, not by the file)."""
+    geom = _as_geometry(geometry)
+    for chunk in iter_showers(path, chunk_size, geometry=geom):
+        yield compute_features(chunk.incident_energies, chunk.showers, geom, threshold_mev)
+
+
+def features_from_file(
+    path: "str | os.PathLike[str]",
+    geometry: "str | os.PathLike[str] | Geometry",
+    threshold_mev: float = DEFAULT_THRESHOLD_MEV,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> ShowerFeatures:
+    """Features of every event in a CaloChallenge file, streamed through :func:`iter_showers`.
+
+    Only one chunk of showers is in memory at a time; the result holds 2 + 9·L float64
+    numbers per event (370 bytes for the DS1 photons).
+    """
+    geom = _as_geometry(geometry)
+    n_events = inspect_file(path, geom).n_events
+    parts = []
+    with progress(total=n_events, desc="features", unit="ev") as bar:
+        for part in iter_features(path, geom, threshold_mev, chunk_size):
+            parts.append(part)
+            bar.update(len(part))
+    if not parts:
+        return compute_features(np.zeros(0), np.zeros((0, geom.n_voxels)), geom, threshold_mev)
+    return ShowerFeatures.concatenate(parts)
+
+
+def write_features(
+    path: "str | os.PathLike[str]",
+    out: "str | os.PathLike[str]",
+    geometry: "str | os.PathLike[str] | Geometry | None" = None,
+    *,
+    threshold_mev: float = DEFAULT_THRESHOLD_MEV,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Path:
+    """Compute the classifier feature columns of ``path`` and write them to ``out`` (npz), atomically.
+
+    ``geometry`` defaults to the built-in geometry with the file's voxel count. Returns ``out``.
+    """
+    if geometry is None:
+        n_voxels = inspect_file(path).n_voxels
+        geom = geometry_for_voxel_count(n_voxels)
+        if geom is None:
+            raise DataError(f"{path}: no built-in geometry has {n_voxels} voxels; pass --geometry PATH.xml")
+    else:
+        geom = load_geometry(geometry)
+    features = features_from_file(path, geom, threshold_mev, chunk_size)
+    out = Path(out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+        # A file object, because np.savez appends ".npz" to a path that lacks it (the temp name).
+        np.savez(
+            handle,
+            features=classifier_columns(features, geom),
+            names=np.array(classifier_column_names(geom)),
+            incident_energies=features.e_inc,
+            threshold_mev=np.float64(threshold_mev),
+            geometry=np.array(geom.name),
+        )
+    return out
