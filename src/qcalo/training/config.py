@@ -1,0 +1,245 @@
+"""The run configuration: one YAML file says what to train and how.
+
+A :class:`RunConfig` is validated by pydantic (unknown keys are errors); every problem is
+reported as one :class:`qcalo.errors.ConfigError` whose message names the file, the field path
+in the YAML (``model.stage1.conditioner[2]``), the problem and what was expected.
+
+Example YAML::
+
+    name: tiny_photons
+    geometry: photons
+    model: {...}            # qcalo.models.ModelConfig
+    optimiser: {name: adamw, lr: 1.0e-3, weight_decay: 1.0e-5}
+    schedule: {name: one_cycle, warmup_fraction: 0.1}
+    batch_size: 256
+    epochs: 3
+    validation_fraction: 0.2
+    early_stopping_patience: null
+    checkpoint_every: 1
+    grad_clip: 10.0
+    seed: 0
+    device: auto
+
+Shipped configs live in ``src/qcalo/configs`` (package data); :func:`config_path` resolves a
+shipped name such as ``"tiny_photons"`` to its file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qcalo.errors import ConfigError, DataError
+from qcalo.models import ModelConfig
+
+__all__ = [
+    "RunConfig",
+    "DataConfig",
+    "OptimiserConfig",
+    "ScheduleConfig",
+    "StateCaptureConfig",
+    "CONFIG_DIR",
+    "config_path",
+    "shipped_configs",
+    "load_config",
+    "config_from_dict",
+    "format_validation_error",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the training showers come from and how they are held in memory.
+
+    Files up to ``max_in_memory_mb`` (size of the float32 arrays) are read into memory once;
+    larger files stream from HDF5 in shuffled chunks of ``chunk_events`` events.
+    """
+
+    path: str | None = None
+    max_in_memory_mb: float = Field(2048.0, gt=0)
+    chunk_events: int = Field(20_000, ge=1)
+
+
+class OptimiserConfig(_Strict):
+    name: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"both betas must lie in [0, 1), got {list(betas)}")
+        return betas
+
+
+class ScheduleConfig(_Strict):
+    """Learning-rate schedule, stepped once per optimiser step.
+
+    ``one_cycle``: warm up over ``warmup_fraction`` of all steps to ``optimiser.lr``, then anneal
+    (cosine) to ``lr / final_div_factor``. ``cosine``: cosine decay from ``optimiser.lr`` to
+    ``lr * min_lr_factor``. ``constant``: no schedule.
+    """
+
+    name: Literal["one_cycle", "cosine", "constant"] = "one_cycle"
+    warmup_fraction: float = Field(0.1, gt=0, lt=1)
+    final_div_factor: float = Field(1e3, ge=1)
+    min_lr_factor: float = Field(1e-2, ge=0, le=1)
+
+
+class StateCaptureConfig(_Strict):
+    """Save circuit statevectors for a fixed probe batch every ``every`` forward calls."""
+
+    enabled: bool = False
+    every: int = Field(100, ge=1)
+    probe_events: int = Field(16, ge=1)
+
+
+class RunConfig(_Strict):
+    """Everything a training run needs besides the data file; see the module docstring."""
+
+    name: str | None = None
+    data: DataConfig = DataConfig()
+    geometry: str = "photons"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimiser: OptimiserConfig = OptimiserConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    batch_size: int = Field(512, ge=1)
+    epochs: int = Field(10, ge=1)
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    checkpoint_every: int = Field(1, ge=1)
+    grad_clip: float | None = Field(10.0, gt=0)
+    seed: int = Field(0, ge=0)
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    state_capture: StateCaptureConfig = StateCaptureConfig()
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_may_be_a_path(cls, value: Any) -> Any:
+        # `data: showers.h5` is shorthand for `data: {path: showers.h5}`.
+        if isinstance(value, (str, os.PathLike)):
+            return {"path": str(value)}
+        return value
+
+    @field_validator("geometry")
+    @classmethod
+    def _geometry_resolves(cls, value: str) -> str:
+        from qcalo.data.geometry import load_geometry
+
+        try:
+            load_geometry(value)
+        except DataError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-compatible dict (round-trips through :func:`config_from_dict`)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<top level>"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line naming every failing field path, e.g. ``run.yaml: batch_size: Input should be ...``."""
+    def clean(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+        # pydantic puts the tag of a union member in the location ('list[...]', 'literal[...]').
+        return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+    errors = [(clean(err["loc"]), err) for err in exc.errors()]
+    # When one union member fails deeper inside (conditioner[2]), the other member's failure at
+    # the parent (conditioner is not a single name) is noise: keep the deepest.
+    locs = [loc for loc, _ in errors]
+    parts = []
+    for loc, err in errors:
+        if any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs):
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling (allowed keys are the fields of this section)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        got = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
+        parts.append(f"{_format_loc(loc)}: {msg}{shown}")
+    # Union members repeat the same failure once per member; keep each message once.
+    unique = list(dict.fromkeys(parts))
+    return f"{source}: " + "; ".join(unique)
+
+
+def config_from_dict(data: Any, source: str = "config") -> RunConfig:
+    """Validate a dict (parsed YAML) into a :class:`RunConfig`, raising :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a YAML mapping of run settings at the top level, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    except DataError as exc:  # a model validator may consult the geometry
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with qcalo (``tiny_photons``, ...)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(name: str | os.PathLike[str]) -> Path:
+    """Resolve a shipped config name (``"tiny_photons"`` or ``"tiny_photons.yaml"``) or a path.
+
+    An existing file path is returned as is; otherwise the name is looked up among the shipped
+    configs. Raises :class:`ConfigError` naming the shipped configs when neither exists.
+    """
+    candidate = Path(name)
+    if candidate.is_file():
+        return candidate
+    stem = candidate.name.removesuffix(".yaml").removesuffix(".yml")
+    shipped = CONFIG_DIR / f"{stem}.yaml"
+    if candidate.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise ConfigError(
+        f"{name}: no such config file; expected a YAML path or a shipped config name, one of {shipped_configs()}"
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Read and validate a run config from YAML (a path or a shipped name).
+
+    ``name`` defaults to the file's stem; ``data.path``, if relative, is taken relative to the
+    YAML file's folder.
+    """
+    resolved = config_path(path)
+    try:
+        data = yaml.safe_load(resolved.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{resolved}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except OSError as exc:
+        raise ConfigError(f"{resolved}: cannot be read ({exc.strerror})") from None
+    config = config_from_dict(data, source=str(resolved))
+    updates: dict[str, Any] = {}
+    if config.name is None:
+        updates["name"] = resolved.stem
+    if config.data.path is not None and not Path(config.data.path).is_absolute():
+        updates["data"] = config.data.model_copy(update={"path": str((resolved.parent / config.data.path).resolve())})
+    return config.model_copy(update=updates) if updates else config
