@@ -1,6 +1,16 @@
 """Shower models: invertible preprocessing, conditional coupling flows with mlp / quantum /
-hybrid conditioners, the quantum mixer and the two-stage :class:`ShowerFlow`."""
+hybrid conditioners, the quantum mixer and the two-stage :class:`ShowerFlow`.
 
+Public API::
+
+    ModelConfig, FlowConfig, PreprocessingConfig, CircuitConfig, parse_model_config
+    PreprocessingStats, fit_preprocessing(chunks, geometry, config) -> PreprocessingStats
+    build_model(config, geometry, stats) -> ShowerFlow
+    ShowerFlow.log_prob(e_inc, showers) -> {"stage1", "stage2", "total"}; .sample(e_inc); .parameter_counts()
+    ShowerGenerator (the protocol every shower model implements)
+"""
+
+from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing, fit_preprocessing
 from qcalo.models.config import (
     CircuitConfig,
     FlowConfig,
@@ -9,12 +19,22 @@ from qcalo.models.config import (
     format_validation_error,
     parse_model_config,
 )
+from qcalo.models.generator import ShowerGenerator
+from qcalo.models.shower_flow import ShowerFlow, build_flow, build_model, count_parameters
 
 __all__ = [
     "CircuitConfig",
     "FlowConfig",
     "ModelConfig",
     "PreprocessingConfig",
+    "PreprocessingStats",
+    "ShowerFlow",
+    "ShowerGenerator",
+    "ShowerPreprocessing",
+    "build_flow",
+    "build_model",
+    "count_parameters",
+    "fit_preprocessing",
     "format_validation_error",
     "parse_model_config",
 ]

@@ -13,8 +13,7 @@ Schema (pydantic v2, unknown keys rejected everywhere)::
       mixer: permutation         # permutation | quantum
       mixer_layers: 2            # layers of the real orthogonal mixing circuit
       mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
-      circuit: {n_qubits: 6, n_layers: 2}   # CircuitSpec fields for quantum/hybrid conditioners
-      zz_features: false         # also read <Z_i Z_j> from conditioner circuits
+      circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields
     stage2: {...}                # p(voxel fractions | E_inc, layer energies), n_voxels dims
     preprocessing:
       alpha: 1.0e-6              # logit(alpha + (1 - 2 alpha) x)
@@ -35,11 +34,15 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qcalo.errors import ConfigError
+from qcalo.quantum.spec import MAX_QUBITS, Embedding, EntanglerGate, EntanglerPattern, Rotations
+
+if TYPE_CHECKING:
+    from qcalo.quantum.spec import CircuitSpec
 
 __all__ = [
     "CircuitConfig",
@@ -59,25 +62,41 @@ class _Strict(BaseModel):
 
 
 class CircuitConfig(_Strict):
-    """The parametrised circuit of quantum / hybrid conditioners (fields of ``qcalo.quantum.CircuitSpec``).
-
-    ``n_qubits`` and ``n_layers`` are required to be ≥ 1 here; the other fields, when left at
-    ``None``, take ``CircuitSpec``'s defaults and are validated by ``CircuitSpec`` itself when a
-    model is built.
+    """The parametrised circuit of quantum / hybrid conditioners: the fields of
+    :class:`qcalo.quantum.CircuitSpec` (see there for their meaning), with the seed's circuit as
+    default (6 qubits, 2 layers, Y angle embedding, RY·RZ rotations, linear CNOT chain, ⟨Z_i⟩).
+    Add ``"zz"`` to ``measurements`` to also feed ⟨Z_iZ_j⟩ to the conditioner's output map.
     """
 
-    n_qubits: int = Field(6, ge=1, le=16, description="qubits (wires) of the circuit")
+    n_qubits: int = Field(6, ge=1, le=MAX_QUBITS, description="qubits (wires) of the circuit")
     n_layers: int = Field(2, ge=1, le=64, description="variational layers")
-    embedding: str | None = None
-    reupload: bool | None = None
-    rotations: str | None = None
-    entangler: str | None = None
-    entangler_gate: str | None = None
-    measurements: Union[str, list[str], None] = None
+    embedding: Embedding = "Y"
+    reupload: bool = False
+    rotations: Rotations = "ryrz"
+    entangler: EntanglerPattern = "linear"
+    entangler_gate: EntanglerGate = "cnot"
+    measurements: list[Literal["z", "zz"]] = Field(default_factory=lambda: ["z"])
 
-    def spec_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``qcalo.quantum.CircuitSpec`` (fields left at None omitted)."""
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+    @field_validator("measurements", mode="before")
+    @classmethod
+    def _one_measurement_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _valid_spec(self) -> "CircuitConfig":
+        if not self.measurements or len(set(self.measurements)) != len(self.measurements):
+            raise ValueError(f"measurements {self.measurements} must name 'z' and/or 'zz', each once")
+        if "zz" in self.measurements and self.n_qubits < 2:
+            raise ValueError("measurement 'zz' needs n_qubits ≥ 2")
+        return self
+
+    def to_spec(self) -> "CircuitSpec":
+        """The :class:`qcalo.quantum.CircuitSpec` this config describes."""
+        from qcalo.quantum.spec import CircuitSpec
+
+        data = self.model_dump()
+        data["measurements"] = tuple(data["measurements"])
+        return CircuitSpec.build(**data)
 
 
 class FlowConfig(_Strict):
@@ -94,7 +113,6 @@ class FlowConfig(_Strict):
     mixer_layers: int = Field(2, ge=1, le=64)
     mixer_qubits: int | None = Field(None, ge=1, le=10)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
-    zz_features: bool = False
 
     @field_validator("hidden")
     @classmethod

@@ -1,0 +1,305 @@
+"""Invertible preprocessing of showers for the two-stage flow (DESIGN.md §2).
+
+A shower (E_inc in MeV, voxel energies (V,) in MeV) becomes three pieces of flow input:
+
+* the **condition** ``c = (ln E_inc - ln E_min) / (ln E_max - ln E_min)`` in [0, 1] over the
+  training range (any log base gives the same c; for DS1 it is log2(E_inc/256 MeV)/14);
+* **stage-1 variables**: the L layer energies in "u-space" (CaloFlow, Krause & Shih 2021,
+  arXiv:2106.05285): ``u_0 = E_tot / (f E_inc)``, ``u_i = E_{i-1} / Σ_{j≥i-1} E_j`` for
+  i = 1..L-1, each in [0, 1], then ``logit(α + (1-2α) u)``;
+* **stage-2 variables**: the voxel fractions of each layer ``x_v = E_v / E_layer(v)``, then
+  ``logit(α + (1-2α) x)``.
+
+Every bijective step has ``forward`` (data → preprocessed), ``inverse`` and the log|det J| of
+the forward map, checked against ``torch.autograd.functional.jacobian`` in the tests.
+
+What is *not* part of the bijection, by design:
+
+* **Dequantisation.** Before the forward maps, uniform noise is added: ``U(0, energy_noise_mev)``
+  MeV to each layer energy (so an empty layer is not a point mass at logit(α)), and
+  ``fraction_noise · U(0, 1)`` to each voxel fraction, rescaled by ``1/(1 + fraction_noise)``
+  so it stays in [0, 1]. The noise is drawn from torch's global RNG (or a passed generator).
+* **Renormalisation when sampling.** The flow's V fractions need not sum to one per layer, so
+  :meth:`ShowerPreprocessing.fractions_to_showers` maps them back with ``x = (σ(y) - α)/(1-2α)``,
+  sets values below the dequantisation floor ``fraction_noise`` (and negatives) to 0, and divides
+  by the layer sum so generated layer sums equal the stage-1 layer energies exactly. A layer
+  whose fractions all vanish gets its energy spread evenly over its voxels.
+
+Empty layers (E_layer = 0) never produce NaN: the ratios 0/0 are defined as 0.
+
+Example::
+
+    >>> import torch
+    >>> from qcalo.data.geometry import load_geometry
+    >>> g = load_geometry("photons")
+    >>> stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
+    >>> pre = ShowerPreprocessing(g, stats)
+    >>> pre.condition(torch.tensor([256.0, 4096.0, 65536.0]))[:, 0]
+    tensor([0.0000, 0.5000, 1.0000])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from qcalo.data.geometry import Geometry
+from qcalo.errors import DataError
+
+__all__ = [
+    "PreprocessingStats",
+    "fit_preprocessing",
+    "ShowerPreprocessing",
+    "logit_forward",
+    "logit_inverse",
+    "energies_to_u",
+    "u_to_energies",
+]
+
+
+@dataclass
+class PreprocessingStats:
+    """Numbers fitted once on the training events; plain floats so they fit in YAML/JSON.
+
+    ``e_inc_min``/``e_inc_max``: incident-energy range, MeV. ``u0_factor``: f in
+    u_0 = E_tot/(f E_inc). ``max_energy_ratio``: the largest E_tot/E_inc seen (dequantisation
+    included). ``alpha``, ``fraction_noise``, ``energy_noise_mev``: copied from the config so a
+    stats dict alone defines the transform.
+    """
+
+    e_inc_min: float
+    e_inc_max: float
+    u0_factor: float
+    n_layers: int
+    n_voxels: int
+    max_energy_ratio: float = float("nan")
+    n_events: int = 0
+    alpha: float = 1e-6
+    fraction_noise: float = 1e-6
+    energy_noise_mev: float = 1e-3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessingStats":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DataError(f"preprocessing stats: unknown keys {unknown}; expected a subset of {sorted(known)}")
+        return cls(**data)
+
+
+def fit_preprocessing(chunks: Iterable[Any], geometry: Geometry, config: Any = None) -> PreprocessingStats:
+    """Stream over training chunks (``qcalo.data.io.ShowerData``) and fit :class:`PreprocessingStats`.
+
+    ``config`` is a :class:`qcalo.models.PreprocessingConfig`, a :class:`qcalo.models.ModelConfig`
+    (its ``preprocessing`` is used) or ``None`` for the defaults.
+    """
+    from qcalo.models.config import ModelConfig, PreprocessingConfig
+
+    if config is None:
+        config = PreprocessingConfig()
+    elif isinstance(config, ModelConfig):
+        config = config.preprocessing
+    e_min, e_max, ratio_max, n = math.inf, -math.inf, 0.0, 0
+    for chunk in chunks:
+        e_inc = np.asarray(chunk.incident_energies, dtype=np.float64).reshape(-1)
+        showers = np.asarray(chunk.showers, dtype=np.float64)
+        if showers.ndim != 2 or showers.shape[1] != geometry.n_voxels:
+            raise DataError(
+                f"training showers have shape {showers.shape}; geometry {geometry.name!r} expects (N, {geometry.n_voxels})"
+            )
+        if len(e_inc) == 0:
+            continue
+        if np.any(~np.isfinite(e_inc)) or np.any(e_inc <= 0):
+            raise DataError("training incident energies must be finite and > 0 MeV")
+        e_tot = showers.sum(axis=1) + geometry.n_layers * config.energy_noise_mev
+        e_min, e_max = min(e_min, float(e_inc.min())), max(e_max, float(e_inc.max()))
+        ratio_max = max(ratio_max, float((e_tot / e_inc).max()))
+        n += len(e_inc)
+    if n == 0:
+        raise DataError("no training events to fit the preprocessing on; expected at least one shower")
+    if e_max <= e_min:
+        # A single incident energy: widen the range so the condition is finite (it is then 0.5).
+        e_min, e_max = e_min / 2.0, e_max * 2.0
+    return PreprocessingStats(
+        e_inc_min=e_min,
+        e_inc_max=e_max,
+        u0_factor=config.u0_margin * ratio_max,
+        n_layers=geometry.n_layers,
+        n_voxels=geometry.n_voxels,
+        max_energy_ratio=ratio_max,
+        n_events=n,
+        alpha=config.alpha,
+        fraction_noise=config.fraction_noise,
+        energy_noise_mev=config.energy_noise_mev,
+    )
+
+
+# ----- elementary bijections ---------------------------------------------------------------
+def logit_forward(x: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """y = logit(α + (1-2α) x) elementwise for x in [0, 1]; returns (y, log|dy/dx|) elementwise."""
+    p = alpha + (1.0 - 2.0 * alpha) * x
+    y = torch.log(p) - torch.log1p(-p)
+    ladj = math.log1p(-2.0 * alpha) - torch.log(p) - torch.log1p(-p)
+    return y, ladj
+
+
+def logit_inverse(y: Tensor, alpha: float) -> Tensor:
+    """Inverse of :func:`logit_forward`: x = (σ(y) - α) / (1 - 2α)."""
+    return (torch.sigmoid(y) - alpha) / (1.0 - 2.0 * alpha)
+
+
+def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
+    """num/den with 0/0 := 0 (empty layers) and no NaN in the gradient either."""
+    positive = den > 0
+    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def energies_to_u(e_layer: Tensor, e_inc: Tensor, u0_factor: float) -> tuple[Tensor, Tensor]:
+    """Layer energies (B, L) MeV and E_inc (B,) MeV → u (B, L) in [0, 1], log|det ∂u/∂E| (B,).
+
+    u_0 = S_0/(f E_inc), u_{i+1} = E_i / S_i with S_i = Σ_{j≥i} E_j. The inverse map u → S is
+    triangular with diagonal (f E_inc, -S_0, ..., -S_{L-2}) and S → E has unit determinant, so
+    log|det ∂u/∂E| = -ln(f E_inc) - Σ_{i<L-1} ln S_i.
+    """
+    tails = torch.flip(torch.cumsum(torch.flip(e_layer, (-1,)), -1), (-1,))  # S_i, (B, L)
+    u0 = tails[:, :1] / (u0_factor * e_inc[:, None])
+    ratios = _safe_ratio(e_layer[:, :-1], tails[:, :-1])
+    u = torch.cat([u0, ratios], dim=1)
+    log_tails = torch.log(torch.clamp(tails[:, :-1], min=torch.finfo(tails.dtype).tiny))
+    ladj = -torch.log(u0_factor * e_inc) - log_tails.sum(dim=1)
+    return u, ladj
+
+
+def u_to_energies(u: Tensor, e_inc: Tensor, u0_factor: float) -> Tensor:
+    """Inverse of :func:`energies_to_u`: u (B, L) in [0, 1], E_inc (B,) MeV → layer energies (B, L) MeV."""
+    total = u[:, 0] * u0_factor * e_inc
+    # S_{i+1} = S_i (1 - u_{i+1}): a cumulative product, so no Python loop over layers is needed.
+    keep = torch.cumprod(1.0 - u[:, 1:], dim=1)
+    tails = torch.cat([total[:, None], total[:, None] * keep], dim=1)  # S_0..S_{L-1}
+    e_layer = tails[:, :-1] * u[:, 1:]
+    return torch.cat([e_layer, tails[:, -1:]], dim=1)
+
+
+# ----- the shower preprocessing module -----------------------------------------------------
+class ShowerPreprocessing(nn.Module):
+    """All preprocessing of one geometry as a module (buffers follow ``.to(device)``/dtype).
+
+    Shapes: ``e_inc`` (B,) MeV, ``showers`` (B, V) MeV, ``e_layer`` (B, L) MeV; preprocessed
+    stage-1 variables (B, L), stage-2 variables (B, V), condition (B, 1).
+    """
+
+    def __init__(self, geometry: Geometry, stats: PreprocessingStats) -> None:
+        super().__init__()
+        if stats.n_voxels != geometry.n_voxels or stats.n_layers != geometry.n_layers:
+            raise DataError(
+                f"preprocessing stats are for {stats.n_layers} layers / {stats.n_voxels} voxels; "
+                f"geometry {geometry.name!r} has {geometry.n_layers} / {geometry.n_voxels}"
+            )
+        self.geometry = geometry
+        self.stats = stats
+        self.alpha = float(stats.alpha)
+        self.u0_factor = float(stats.u0_factor)
+        self.log_e_min = math.log(stats.e_inc_min)
+        self.log_e_span = math.log(stats.e_inc_max) - self.log_e_min
+        self.register_buffer("layer_index", torch.as_tensor(geometry.layer_index_of_voxel, dtype=torch.long), persistent=False)
+        sizes = torch.as_tensor([layer.n_voxels for layer in geometry.layers], dtype=torch.float64)
+        self.register_buffer("layer_sizes", sizes, persistent=False)
+
+    @property
+    def n_layers(self) -> int:
+        return self.geometry.n_layers
+
+    @property
+    def n_voxels(self) -> int:
+        return self.geometry.n_voxels
+
+    # ----- condition -----
+    def condition(self, e_inc: Tensor) -> Tensor:
+        """E_inc (B,) MeV → (B, 1): ln E_inc scaled so the training range maps onto [0, 1]."""
+        return ((torch.log(e_inc) - self.log_e_min) / self.log_e_span)[:, None]
+
+    # ----- per-layer sums -----
+    def layer_sums(self, values: Tensor) -> Tensor:
+        """(B, V) → (B, L): sum over the voxels of each layer."""
+        out = values.new_zeros(values.shape[0], self.n_layers)
+        return out.index_add_(1, self.layer_index, values)
+
+    # ----- dequantisation (outside the bijection) -----
+    def dequantize_energies(self, e_layer: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = self.stats.energy_noise_mev
+        if noise <= 0:
+            return e_layer
+        return e_layer + noise * torch.rand(e_layer.shape, generator=generator, dtype=e_layer.dtype, device=e_layer.device)
+
+    def dequantize_fractions(self, fractions: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = self.stats.fraction_noise
+        if noise <= 0:
+            return fractions
+        u = torch.rand(fractions.shape, generator=generator, dtype=fractions.dtype, device=fractions.device)
+        return (fractions + noise * u) / (1.0 + noise)
+
+    # ----- stage 1: layer energies <-> logit u -----
+    def energies_forward(self, e_layer: Tensor, e_inc: Tensor) -> tuple[Tensor, Tensor]:
+        """Layer energies (B, L) MeV → stage-1 variables (B, L) and log|det| (B,)."""
+        u, ladj_u = energies_to_u(e_layer, e_inc, self.u0_factor)
+        y, ladj_logit = logit_forward(u, self.alpha)
+        return y, ladj_u + ladj_logit.sum(dim=1)
+
+    def energies_inverse(self, y: Tensor, e_inc: Tensor) -> Tensor:
+        """Stage-1 variables (B, L) → layer energies (B, L) MeV (≥ 0)."""
+        u = torch.clamp(logit_inverse(y, self.alpha), 0.0, 1.0)
+        return u_to_energies(u, e_inc, self.u0_factor)
+
+    # ----- stage 2: voxel fractions <-> logit -----
+    def fractions(self, showers: Tensor, e_layer: Tensor | None = None) -> Tensor:
+        """Voxel energies (B, V) MeV → fraction of their layer's energy (B, V); empty layers → 0."""
+        if e_layer is None:
+            e_layer = self.layer_sums(showers)
+        return _safe_ratio(showers, e_layer[:, self.layer_index])
+
+    def fractions_forward(self, fractions: Tensor) -> tuple[Tensor, Tensor]:
+        """Fractions (B, V) in [0, 1] → stage-2 variables (B, V) and log|det| (B,)."""
+        y, ladj = logit_forward(fractions, self.alpha)
+        return y, ladj.sum(dim=1)
+
+    def fractions_to_showers(self, y: Tensor, e_layer: Tensor) -> Tensor:
+        """Stage-2 variables (B, V) and layer energies (B, L) MeV → showers (B, V) MeV.
+
+        Not a bijection (see the module docstring): fractions below the dequantisation floor
+        are zeroed and the rest renormalised so each layer sums to ``e_layer``.
+        """
+        x = logit_inverse(y, self.alpha)
+        x = torch.where(x > self.stats.fraction_noise, x, torch.zeros_like(x))
+        sums = self.layer_sums(x)
+        empty = sums <= 0
+        even = (1.0 / self.layer_sizes.to(x.dtype))[self.layer_index].expand_as(x)
+        x = torch.where(empty[:, self.layer_index], even, x / torch.where(empty, torch.ones_like(sums), sums)[:, self.layer_index])
+        return x * e_layer[:, self.layer_index]
+
+    # ----- whole showers -----
+    def forward_showers(
+        self, e_inc: Tensor, showers: Tensor, *, dequantize: bool = True, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """Everything the flows need from a batch of showers.
+
+        Returns ``condition`` (B, 1), ``stage1`` (B, L), ``stage1_ladj`` (B,) (of the map from
+        dequantised layer energies in MeV), ``stage2`` (B, V), ``stage2_ladj`` (B,) (of the map
+        from dequantised fractions).
+        """
+        e_layer = self.layer_sums(showers)
+        fractions = self.fractions(showers, e_layer)
+        if dequantize:
+            e_layer = self.dequantize_energies(e_layer, generator)
+            fractions = self.dequantize_fractions(fractions, generator)
+        y1, ladj1 = self.energies_forward(e_layer, e_inc)
+        y2, ladj2 = self.fractions_forward(fractions)
+        return {"condition": self.condition(e_inc), "stage1": y1, "stage1_ladj": ladj1, "stage2": y2, "stage2_ladj": ladj2}

@@ -1,0 +1,135 @@
+"""Conditioners: networks mapping [x_a, context] (B, in) to coupling parameters (B, out).
+
+Three kinds, swappable per flow block (DESIGN.md §3):
+
+* :class:`MLPConditioner` (``"mlp"``): Linear → SiLU → … → Linear;
+* :class:`QuantumConditioner` (``"quantum"``): Linear(in → n_qubits) → angles π·tanh(·) →
+  :class:`qcalo.quantum.QuantumLayer` (torch statevector backend) → measured features
+  (⟨Z_i⟩, and ⟨Z_iZ_j⟩ if the circuit measures ``"zz"``) → Linear(→ out);
+* :class:`HybridConditioner` (``"hybrid"``): the MLP's last hidden features and the circuit's
+  measured features, concatenated → Linear(→ out).
+
+The final Linear of every kind is zero-initialised, so each coupling block starts as the
+identity; every weight (the circuit's included) trains end to end by backpropagation. The
+circuit weights are the "quantum" parameters (:func:`quantum_parameters`); the Linear maps
+around the circuit count as classical.
+
+Example::
+
+    >>> import torch
+    >>> net = MLPConditioner(3, 4, hidden=[8])
+    >>> net(torch.randn(5, 3)).abs().max().item()     # zero-initialised output layer
+    0.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MLPConditioner", "QuantumConditioner", "HybridConditioner", "build_conditioner", "quantum_parameters"]
+
+
+def _zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    layer = nn.Linear(in_features, out_features)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _mlp_body(in_features: int, hidden: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.SiLU()]
+        width = h
+    return nn.Sequential(*layers)
+
+
+class MLPConditioner(nn.Module):
+    """A classical MLP with SiLU activations; ``hidden`` lists the hidden widths (may be empty)."""
+
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.body = _mlp_body(in_features, hidden)
+        self.head = _zero_linear(hidden[-1] if hidden else in_features, out_features)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.head(self.body(inputs))
+
+
+class _CircuitFeatures(nn.Module):
+    """Linear(in → n_qubits) → π·tanh → circuit → measured features (B, spec.n_outputs)."""
+
+    def __init__(self, in_features: int, spec: object) -> None:
+        super().__init__()
+        from qcalo.quantum import QuantumLayer
+
+        self.encode = nn.Linear(in_features, spec.n_qubits)  # type: ignore[attr-defined]
+        self.circuit = QuantumLayer(spec, backend="torch")
+        self.n_outputs = int(self.circuit.n_outputs)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        angles = math.pi * torch.tanh(self.encode(inputs))
+        return self.circuit(angles).to(inputs.dtype)
+
+
+class QuantumConditioner(nn.Module):
+    """Classical in/out maps around a parametrised circuit (``spec``: a ``qcalo.quantum.CircuitSpec``)."""
+
+    def __init__(self, in_features: int, out_features: int, spec: object) -> None:
+        super().__init__()
+        self.features = _CircuitFeatures(in_features, spec)
+        self.head = _zero_linear(self.features.n_outputs, out_features)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.head(self.features(inputs))
+
+
+class HybridConditioner(nn.Module):
+    """MLP features (last hidden width) and circuit features concatenated, then a zero-init Linear."""
+
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int], spec: object) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("a hybrid conditioner needs at least one hidden layer for its MLP half")
+        self.body = _mlp_body(in_features, hidden)
+        self.features = _CircuitFeatures(in_features, spec)
+        self.head = _zero_linear(hidden[-1] + self.features.n_outputs, out_features)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.head(torch.cat([self.body(inputs), self.features(inputs)], dim=1))
+
+
+def build_conditioner(kind: str, in_features: int, out_features: int, hidden: Sequence[int], spec: object | None) -> nn.Module:
+    """A conditioner of ``kind`` ('mlp' | 'quantum' | 'hybrid')."""
+    if kind == "mlp":
+        return MLPConditioner(in_features, out_features, hidden)
+    if spec is None:
+        raise ValueError(f"a {kind!r} conditioner needs a circuit spec")
+    if kind == "quantum":
+        return QuantumConditioner(in_features, out_features, spec)
+    if kind == "hybrid":
+        return HybridConditioner(in_features, out_features, hidden, spec)
+    raise ValueError(f"unknown conditioner {kind!r}; expected 'mlp', 'quantum' or 'hybrid'")
+
+
+def _quantum_modules() -> tuple[type, ...]:
+    from qcalo.quantum import OrthogonalCircuit, QuantumLayer
+
+    return (QuantumLayer, OrthogonalCircuit)
+
+
+def quantum_parameters(module: nn.Module) -> Iterable[nn.Parameter]:
+    """The circuit weights (rotation / entangler angles) inside ``module``, each once."""
+    kinds = _quantum_modules()
+    seen: set[int] = set()
+    for sub in module.modules():
+        if isinstance(sub, kinds):
+            for p in sub.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p

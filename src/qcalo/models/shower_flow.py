@@ -1,0 +1,192 @@
+"""The two-stage shower flow (CaloFlow, Krause & Shih 2021, arXiv:2106.05285).
+
+* Stage 1 models p(layer energies | E_inc): a coupling flow over the L preprocessed u-space
+  layer energies (5 for photons, 7 for pions) with context = the condition c(E_inc) (B, 1).
+  Small enough for fully quantum conditioners.
+* Stage 2 models p(voxel fractions | layer energies, E_inc): a coupling flow over the V
+  preprocessed fractions with context = [c(E_inc), stage-1 variables] (B, 1 + L), normalised
+  by fixed statistics taken from the first training batch.
+
+Sampling chains them: E_inc → stage 1 → layer energies → stage 2 → fractions → showers whose
+layer sums equal the stage-1 energies (see :mod:`qcalo.data.preprocessing`).
+
+Log-densities (``log_prob``) are in nats per event. ``space="preprocessed"`` (default, what
+training minimises) is the density of the flows' inputs (logit u-space for stage 1, logit
+fractions for stage 2); ``space="data"`` adds the preprocessing log-dets, giving the density
+of the dequantised layer energies in MeV (stage 1) and of the dequantised voxel fractions
+(stage 2). The two differ by a term that does not depend on the model's weights.
+
+Example::
+
+    >>> import torch
+    >>> from qcalo.data.geometry import load_geometry
+    >>> from qcalo.models import ModelConfig, PreprocessingStats, build_model
+    >>> g = load_geometry("photons")
+    >>> stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
+    >>> model = build_model(ModelConfig(), g, stats)
+    >>> _ = torch.manual_seed(0)
+    >>> showers = model.sample(torch.full((4,), 1024.0))
+    >>> showers.shape, bool((showers >= 0).all())
+    (torch.Size([4, 368]), True)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from qcalo.data.geometry import Geometry, load_geometry
+from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
+from qcalo.errors import ConfigError
+from qcalo.models.conditioners import build_conditioner, quantum_parameters
+from qcalo.models.config import FlowConfig, ModelConfig, parse_model_config
+from qcalo.models.transforms import ActNorm, ConditionalFlow, Coupling, FlowLayer, Permutation, QuantumMixer
+
+__all__ = ["ShowerFlow", "build_model", "build_flow", "count_parameters"]
+
+
+def build_flow(config: FlowConfig, features: int, context_features: int, *, seed: int = 0, name: str = "flow") -> ConditionalFlow:
+    """A :class:`ConditionalFlow` of ``config.n_blocks`` blocks [ActNorm → coupling → mixer].
+
+    ``seed`` fixes the blocks' permutations (buffers, saved with the weights).
+    """
+    if features < 2:
+        raise ConfigError(f"{name}: a coupling flow needs at least 2 dimensions, got {features}")
+    spec = config.circuit.to_spec() if config.uses_circuits else None
+    layers: list[FlowLayer] = []
+    for block in range(config.n_blocks):
+        kind = config.conditioner_for_block(block)
+        if kind != "mlp" and spec is not None and spec.n_qubits > 20:
+            raise ConfigError(f"{name}.circuit.n_qubits: {spec.n_qubits} is too many to simulate")
+
+        def factory(n_in: int, n_out: int, kind: str = kind) -> nn.Module:
+            return build_conditioner(kind, n_in, n_out, config.hidden, spec)
+
+        layers.append(ActNorm(features))
+        layers.append(
+            Coupling(
+                features, context_features, config.coupling, factory,
+                bins=config.spline_bins, tail_bound=config.tail_bound, scale_bound=config.affine_scale_bound,
+            )
+        )
+        block_seed = 1000 * seed + block
+        if config.mixer == "quantum":
+            try:
+                layers.append(QuantumMixer(features, config.mixer_layers, config.mixer_qubits, seed=block_seed))
+            except ValueError as exc:
+                raise ConfigError(f"{name}.mixer_qubits: {exc}") from None
+        else:
+            layers.append(Permutation.random(features, block_seed))
+    return ConditionalFlow(features, layers)
+
+
+class _ContextNorm(nn.Module):
+    """Fixed per-feature standardisation, statistics taken from the first training batch (buffers)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("inv_std", torch.ones(features))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def forward(self, context: Tensor) -> Tensor:
+        if self.training and not bool(self.initialized):
+            with torch.no_grad():
+                self.mean.copy_(context.mean(dim=0))
+                std = context.std(dim=0, unbiased=False) if len(context) > 1 else torch.ones_like(context[0])
+                self.inv_std.copy_(1.0 / std.clamp_min(1e-3))
+                self.initialized.fill_(True)
+        return (context - self.mean) * self.inv_std
+
+
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    """{"classical", "quantum", "total"} trainable parameter counts (quantum = circuit weights)."""
+    total = sum(p.numel() for p in module.parameters())
+    quantum = sum(p.numel() for p in quantum_parameters(module))
+    return {"classical": total - quantum, "quantum": quantum, "total": total}
+
+
+class ShowerFlow(nn.Module):
+    """Two-stage conditional flow over showers of one geometry; a :class:`ShowerGenerator`.
+
+    Attributes: ``geometry``, ``config`` (:class:`ModelConfig`), ``stats``
+    (:class:`PreprocessingStats`), ``preprocessing``, ``stage1`` and ``stage2``
+    (:class:`ConditionalFlow`).
+    """
+
+    def __init__(self, config: ModelConfig, geometry: Geometry, stats: PreprocessingStats) -> None:
+        super().__init__()
+        self.config = config
+        self.geometry = geometry
+        self.stats = stats
+        self.preprocessing = ShowerPreprocessing(geometry, stats)
+        n_layers, n_voxels = geometry.n_layers, geometry.n_voxels
+        self.stage1 = build_flow(config.stage1, n_layers, 1, seed=1, name="model.stage1")
+        self.stage2 = build_flow(config.stage2, n_voxels, 1 + n_layers, seed=2, name="model.stage2")
+        self.context_norm = _ContextNorm(1 + n_layers)
+
+    # ----- helpers -----
+    @property
+    def _ref(self) -> Tensor:
+        return self.stage1.layers[0].shift
+
+    def _as_model_tensor(self, values: Tensor) -> Tensor:
+        ref = self._ref
+        return torch.as_tensor(values).to(device=ref.device, dtype=ref.dtype)
+
+    def stage2_context(self, condition: Tensor, stage1_variables: Tensor) -> Tensor:
+        """(B, 1) condition and (B, L) stage-1 variables → normalised stage-2 context (B, 1 + L)."""
+        return self.context_norm(torch.cat([condition, stage1_variables], dim=1))
+
+    # ----- densities -----
+    def log_prob(self, incident_energies: Tensor, showers: Tensor, *, space: str = "preprocessed") -> dict[str, Tensor]:
+        """Log-density per event, nats: {"stage1", "stage2", "total"}, each (B,).
+
+        ``incident_energies`` (B,) MeV, ``showers`` (B, V) MeV. Dequantisation noise is drawn
+        from torch's global RNG. ``space``: see the module docstring.
+        """
+        if space not in ("preprocessed", "data"):
+            raise ValueError(f"space must be 'preprocessed' or 'data', got {space!r}")
+        e_inc = self._as_model_tensor(incident_energies).reshape(-1)
+        showers = self._as_model_tensor(showers)
+        pre = self.preprocessing.forward_showers(e_inc, showers)
+        stage1 = self.stage1.log_prob(pre["stage1"], pre["condition"])
+        context = self.stage2_context(pre["condition"], pre["stage1"])
+        stage2 = self.stage2.log_prob(pre["stage2"], context)
+        if space == "data":
+            stage1 = stage1 + pre["stage1_ladj"]
+            stage2 = stage2 + pre["stage2_ladj"]
+        return {"stage1": stage1, "stage2": stage2, "total": stage1 + stage2}
+
+    # ----- sampling -----
+    def sample_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
+        """Stage 1 alone: (B,) MeV → (layer energies (B, L) MeV, stage-1 variables (B, L))."""
+        e_inc = self._as_model_tensor(incident_energies).reshape(-1)
+        condition = self.preprocessing.condition(e_inc)
+        y1 = self.stage1.sample(condition)
+        return self.preprocessing.energies_inverse(y1, e_inc), y1
+
+    def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
+        e_inc = self._as_model_tensor(incident_energies).reshape(-1)
+        e_layer, y1 = self.sample_layer_energies(e_inc)
+        context = self.stage2_context(self.preprocessing.condition(e_inc), y1)
+        y2 = self.stage2.sample(context)
+        return self.preprocessing.fractions_to_showers(y2, e_layer), e_layer
+
+    @torch.no_grad()
+    def sample(self, incident_energies: Tensor) -> Tensor:
+        """(B,) MeV → showers (B, V) MeV, every voxel ≥ 0, layer sums = stage-1 energies."""
+        return self.sample_with_layer_energies(incident_energies)[0]
+
+    def parameter_counts(self) -> dict[str, int]:
+        return count_parameters(self)
+
+
+def build_model(config: "ModelConfig | dict", geometry: "Geometry | str", stats: "PreprocessingStats | dict") -> ShowerFlow:
+    """Build an untrained :class:`ShowerFlow` (float32, CPU) from a config, geometry and fitted stats."""
+    config = parse_model_config(config)
+    geometry = load_geometry(geometry)
+    if isinstance(stats, dict):
+        stats = PreprocessingStats.from_dict(stats)
+    return ShowerFlow(config, geometry, stats)
