@@ -1,0 +1,8 @@
+"""Parametrised quantum circuits: one spec, a fast batched torch statevector backend, a PennyLane
+backend, real orthogonal circuits for invertible mixing, and state capture for interpretability."""
+
+from qcalo.quantum.layer import QuantumLayer
+from qcalo.quantum.orthogonal import OrthogonalCircuit
+from qcalo.quantum.spec import CircuitSpec
+
+__all__ = ["CircuitSpec", "QuantumLayer", "OrthogonalCircuit"]

@@ -1,0 +1,148 @@
+"""`QuantumLayer`: a parametrised circuit as a `torch.nn.Module` (inputs as angles -> measured features)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from qcalo.errors import ConfigError, DataError
+from qcalo.quantum.spec import CircuitSpec
+from qcalo.quantum.torch_backend import STRATEGIES, TorchCircuit
+
+if TYPE_CHECKING:
+    from qcalo.quantum.capture import StateCapture
+
+BACKENDS = ("torch", "pennylane")
+_REAL_OF_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def as_spec(spec: CircuitSpec | Mapping[str, Any]) -> CircuitSpec:
+    """A `CircuitSpec` from itself or a mapping of its fields (ConfigError when invalid)."""
+    if isinstance(spec, CircuitSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return CircuitSpec.build(**spec)
+    raise ConfigError(f"circuit spec of type {type(spec).__name__} is not understood; expected a CircuitSpec or a mapping of its fields")
+
+
+class QuantumLayer(nn.Module):
+    """Inputs (B, n_qubits) radians -> measured features (B, n_outputs); also (n_qubits,) -> (n_outputs,).
+
+    Input ``i`` is the embedding angle on wire ``i``. Trainable weights:
+    ``rotation_weights`` (n_layers, n_qubits, 2 | 3) and, for CRZ/IsingZZ entanglers,
+    ``entangler_weights`` (n_layers, n_pairs), initialised uniformly in [0, 2π) from
+    ``generator`` (or a fresh one seeded with ``seed``; torch's global RNG when both are None).
+
+    Backends:
+
+    * ``"torch"`` (default): batched statevector simulation in PyTorch, differentiable w.r.t.
+      weights and inputs, on the device of the module (move it with ``.to(device)``).
+      ``dtype=torch.complex64`` (default) or ``torch.complex128``; the weights are stored in the
+      matching real dtype, so ``.double()`` also switches to complex128. ``strategy`` forces
+      ``"unitary"`` or ``"gates"`` (see :mod:`qcalo.quantum.torch_backend`); ``"auto"`` picks
+      by shape.
+    * ``"pennylane"``: a QNode on ``device_name`` (any installed PennyLane device) with
+      ``shots`` (None = exact) and ``diff_method``; slow, for reference and hardware runs.
+
+    The output has the input's floating dtype (the circuit runs in the layer's precision).
+    ``capture`` (a :class:`qcalo.quantum.StateCapture`) records probe states every N training
+    forward calls.
+    """
+
+    def __init__(
+        self,
+        spec: CircuitSpec | Mapping[str, Any],
+        backend: str = "torch",
+        *,
+        dtype: torch.dtype = torch.complex64,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        strategy: str = "auto",
+        device_name: str = "default.qubit",
+        shots: int | None = None,
+        diff_method: str = "best",
+        capture: StateCapture | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = as_spec(spec)
+        if backend not in BACKENDS:
+            raise ConfigError(f"quantum layer backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
+        if dtype not in _REAL_OF_COMPLEX:
+            raise ConfigError(f"quantum layer dtype {dtype} is not supported; expected torch.complex64 or torch.complex128")
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"quantum layer strategy {strategy!r} is unknown; expected one of {', '.join(STRATEGIES)}")
+        if strategy == "unitary" and self.spec.reupload:
+            raise ConfigError("quantum layer strategy 'unitary' needs reupload=False; use 'gates' or 'auto'")
+        self.backend = backend
+        self.strategy = strategy
+        real = _REAL_OF_COMPLEX[dtype]
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        self.rotation_weights = nn.Parameter(_uniform_angles(self.spec.rotation_weight_shape, generator, real))
+        shape = self.spec.entangler_weight_shape
+        self.entangler_weights = nn.Parameter(_uniform_angles(shape, generator, real)) if shape is not None else None
+        self._torch_circuit = TorchCircuit(self.spec)
+        self._pennylane = None
+        if backend == "pennylane":
+            from qcalo.quantum.pennylane_backend import PennyLaneCircuit
+
+            self._pennylane = PennyLaneCircuit(self.spec, device_name, shots=shots, diff_method=diff_method)
+        elif shots is not None:
+            raise ConfigError("quantum layer: shots are only available with backend='pennylane'; the torch backend is exact")
+        self.capture = capture
+
+    @property
+    def n_outputs(self) -> int:
+        """Features per sample (see `CircuitSpec.measurements`)."""
+        return self.spec.n_outputs
+
+    @property
+    def n_inputs(self) -> int:
+        return self.spec.n_qubits
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return (
+            f"n_qubits={s.n_qubits}, n_layers={s.n_layers}, embedding={s.embedding}, reupload={s.reupload}, "
+            f"rotations={s.rotations}, entangler={s.entangler}/{s.entangler_gate}, measurements={list(s.measurements)}, "
+            f"backend={self.backend}, n_outputs={self.n_outputs}"
+        )
+
+    def _prepare(self, inputs: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        if not isinstance(inputs, torch.Tensor):
+            inputs = torch.as_tensor(inputs)
+        if inputs.dim() not in (1, 2) or inputs.shape[-1] != self.spec.n_qubits:
+            raise DataError(
+                f"quantum layer input has shape {tuple(inputs.shape)}; expected (batch, {self.spec.n_qubits}) or ({self.spec.n_qubits},) angles"
+            )
+        unbatched = inputs.dim() == 1
+        if unbatched:
+            inputs = inputs[None]
+        return inputs.to(self.rotation_weights.dtype), unbatched
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, n_qubits) | (n_qubits,) angles in radians -> (B, n_outputs) | (n_outputs,)."""
+        out_dtype = inputs.dtype if isinstance(inputs, torch.Tensor) and inputs.is_floating_point() else self.rotation_weights.dtype
+        if self.capture is not None and self.training:
+            self.capture.on_forward(self)
+        x, unbatched = self._prepare(inputs)
+        if self._pennylane is not None:
+            out = self._pennylane.features(x, self.rotation_weights, self.entangler_weights)
+        else:
+            out = self._torch_circuit.features(x, self.rotation_weights, self.entangler_weights, strategy=self.strategy)
+        out = out.to(out_dtype)
+        return out[0] if unbatched else out
+
+    def statevector(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Final statevector (B, 2^n) | (2^n,) complex, simulated exactly with the torch backend."""
+        x, unbatched = self._prepare(inputs)
+        state = self._torch_circuit.state(x, self.rotation_weights, self.entangler_weights, strategy=self.strategy)
+        return state[0] if unbatched else state
+
+
+def _uniform_angles(shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype) -> torch.Tensor:
+    return (torch.rand(shape, generator=generator, dtype=torch.float64) * (2 * math.pi)).to(dtype)

@@ -1,0 +1,227 @@
+"""Batched statevector simulation in PyTorch: the building blocks of the ``torch`` backend.
+
+States are (B, 2^n) tensors; basis index bits read wire 0 as the most significant bit
+(PennyLane's convention). Everything is differentiable with autograd and runs on the device and
+dtype of its inputs (complex64/complex128 for circuits, float32/float64 for real circuits).
+
+Why it is fast (DESIGN.md §4b): gates are never applied one by one. A layer of single-qubit
+gates is a tensor product, applied as a few dense blocks of ≤ 4 wires (one small matmul per
+block, shared by the batch or one per sample when the inputs are folded in); a chain of CNOTs is
+one permutation of amplitudes (an index gather); CZ / CRZ / IsingZZ layers are one diagonal;
+the first layer acting on |0…0⟩ is a product state built in closed form; ⟨Z⟩ and ⟨ZZ⟩ are a
+fixed ±1 sign matrix times |ψ|². Without re-uploading, the data-independent rest of the circuit
+can also be built once per step as a 2^n×2^n matrix and applied to the batch as one matmul.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MAX_BLOCK_WIRES = 4
+
+# ----------------------------------------------------------------------------------------------
+# Single-qubit gates (angles in radians) -> (..., 2, 2)
+
+
+def _complex(real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+    return torch.complex(real, imag)
+
+
+def rx(theta: torch.Tensor) -> torch.Tensor:
+    """R_X(θ) = exp(-iθX/2): (...,) real -> (..., 2, 2) complex."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    z = torch.zeros_like(c)
+    real = torch.stack([torch.stack([c, z], -1), torch.stack([z, c], -1)], -2)
+    imag = torch.stack([torch.stack([z, -s], -1), torch.stack([-s, z], -1)], -2)
+    return _complex(real, imag)
+
+
+def ry_real(theta: torch.Tensor) -> torch.Tensor:
+    """R_Y(θ) = exp(-iθY/2) as a real matrix: (...,) -> (..., 2, 2)."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+def ry(theta: torch.Tensor) -> torch.Tensor:
+    """R_Y(θ): (...,) real -> (..., 2, 2) complex."""
+    real = ry_real(theta)
+    return _complex(real, torch.zeros_like(real))
+
+
+def rz(theta: torch.Tensor) -> torch.Tensor:
+    """R_Z(θ) = diag(e^{-iθ/2}, e^{iθ/2}): (...,) real -> (..., 2, 2) complex."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    z = torch.zeros_like(c)
+    real = torch.stack([torch.stack([c, z], -1), torch.stack([z, c], -1)], -2)
+    imag = torch.stack([torch.stack([-s, z], -1), torch.stack([z, s], -1)], -2)
+    return _complex(real, imag)
+
+
+EMBEDDING_GATES = {"X": rx, "Y": ry, "Z": rz}
+
+
+def rotation_gates(weights: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-wire rotation matrices from weights (..., 2 | 3) -> (..., 2, 2) complex.
+
+    ``"ryrz"``: RZ(w1)·RY(w0); ``"rot"``: Rot(w0, w1, w2) = RZ(w2)·RY(w1)·RZ(w0).
+    """
+    if kind == "ryrz":
+        return rz(weights[..., 1]) @ ry(weights[..., 0])
+    if kind == "rot":
+        return rz(weights[..., 2]) @ ry(weights[..., 1]) @ rz(weights[..., 0])
+    raise ValueError(f"unknown rotation kind {kind!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers of single-qubit gates
+
+
+def wire_blocks(n_qubits: int, max_block: int = MAX_BLOCK_WIRES) -> list[tuple[int, int]]:
+    """Split wires 0..n-1 into contiguous near-equal blocks of ≤ max_block: [(start, size)]."""
+    n_blocks = -(-n_qubits // max_block)
+    sizes = [n_qubits // n_blocks + (1 if i < n_qubits % n_blocks else 0) for i in range(n_blocks)]
+    blocks, start = [], 0
+    for size in sizes:
+        blocks.append((start, size))
+        start += size
+    return blocks
+
+
+def kron_gates(gates: torch.Tensor) -> torch.Tensor:
+    """Kronecker product of k single-qubit gates (..., k, 2, 2) -> (..., 2^k, 2^k), first wire major."""
+    out = gates[..., 0, :, :]
+    for j in range(1, gates.shape[-3]):
+        g = gates[..., j, :, :]
+        d = out.shape[-1]
+        out = (out[..., :, None, :, None] * g[..., None, :, None, :]).reshape(*out.shape[:-2], 2 * d, 2 * d)
+    return out
+
+
+def apply_product_layer(state: torch.Tensor, gates: torch.Tensor, blocks: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Apply ⊗_i gates_i to every state.
+
+    state: (B, 2^n); gates: (n, 2, 2) shared by the batch, or (B, n, 2, 2) one set per sample.
+    """
+    batch, dim = state.shape
+    n = dim.bit_length() - 1
+    shared = gates.dim() == 3
+    for start, size in blocks:
+        block = kron_gates(gates[..., start : start + size, :, :])
+        before, d, after = 2**start, 2**size, 2 ** (n - start - size)
+        if shared:
+            if after == 1:
+                state = state.reshape(batch * before, d) @ block.transpose(-1, -2)
+            else:
+                state = block @ state.reshape(batch * before, d, after)
+        elif after == 1:
+            state = state.reshape(batch, before, d) @ block.transpose(-1, -2)
+        else:
+            state = block[:, None] @ state.reshape(batch, before, d, after)
+        state = state.reshape(batch, dim)
+    return state
+
+
+def product_state(vectors: torch.Tensor) -> torch.Tensor:
+    """⊗_i v_i for per-wire single-qubit states (B, n, 2) -> (B, 2^n), wire 0 most significant."""
+    state = vectors[:, 0]
+    for i in range(1, vectors.shape[1]):
+        state = (state[:, :, None] * vectors[:, i, None, :]).reshape(state.shape[0], -1)
+    return state
+
+
+# ----------------------------------------------------------------------------------------------
+# Two-qubit layers as permutations and diagonals (numpy constants, built once per circuit)
+
+
+def basis_bits(n_qubits: int) -> np.ndarray:
+    """(2^n, n) array of 0/1: bit of wire w in basis state k (wire 0 most significant)."""
+    k = np.arange(2**n_qubits)
+    return ((k[:, None] >> (n_qubits - 1 - np.arange(n_qubits))[None, :]) & 1).astype(np.int64)
+
+
+def cnot_gather_index(n_qubits: int, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Index g with (CNOT_pairs[-1]·…·CNOT_pairs[0] ψ)[k] = ψ[g[k]] (gates applied in pair order)."""
+    index = np.arange(2**n_qubits)
+    # ψ'(k) = ψ(c1(c2(…c_last(k)))): apply the last gate to the index first.
+    for control, target in reversed(list(pairs)):
+        cbit = (index >> (n_qubits - 1 - control)) & 1
+        index = index ^ (cbit << (n_qubits - 1 - target))
+    return index
+
+
+def cz_diagonal(n_qubits: int, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Diagonal (±1) of the product of CZ gates on the pairs: (2^n,)."""
+    bits = basis_bits(n_qubits)
+    parity = np.zeros(2**n_qubits, dtype=np.int64)
+    for a, b in pairs:
+        parity += bits[:, a] * bits[:, b]
+    return np.where(parity % 2 == 0, 1.0, -1.0)
+
+
+def phase_coefficients(n_qubits: int, pairs: Sequence[tuple[int, int]], gate: str) -> np.ndarray:
+    """C (n_pairs, 2^n) with diag(layer) = exp(-i/2 · φ @ C) for trainable angles φ (n_pairs,).
+
+    CRZ(φ) on (c, t) multiplies |k⟩ by exp(-iφ z_t/2) when bit c is 1; IsingZZ(φ) by
+    exp(-iφ z_c z_t/2), where z = 1 - 2·bit is the Z eigenvalue.
+    """
+    bits = basis_bits(n_qubits)
+    z = 1 - 2 * bits
+    rows = []
+    for c, t in pairs:
+        rows.append(bits[:, c] * z[:, t] if gate == "crz" else z[:, c] * z[:, t])
+    return np.array(rows, dtype=np.float64).reshape(len(pairs), 2**n_qubits)
+
+
+def z_signs(n_qubits: int) -> np.ndarray:
+    """(2^n, n) eigenvalues of Z_i on each basis state: ⟨Z_i⟩ = |ψ|² @ signs."""
+    return (1 - 2 * basis_bits(n_qubits)).astype(np.float64)
+
+
+def zz_signs(n_qubits: int, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """(2^n, n_pairs) eigenvalues of Z_iZ_j: ⟨Z_iZ_j⟩ = |ψ|² @ signs."""
+    z = z_signs(n_qubits)
+    return np.stack([z[:, i] * z[:, j] for i, j in pairs], axis=1) if pairs else np.zeros((2**n_qubits, 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Reduced single-qubit quantities for interpretability
+
+
+def single_qubit_density_matrices(state: torch.Tensor) -> torch.Tensor:
+    """Reduced density matrix of every wire: (B, 2^n) complex -> (B, n, 2, 2) (partial trace)."""
+    batch, dim = state.shape
+    n = dim.bit_length() - 1
+    rhos = []
+    for w in range(n):
+        psi = state.reshape(batch, 2**w, 2, 2 ** (n - w - 1))
+        rhos.append(torch.einsum("baic,bajc->bij", psi, psi.conj()))
+    return torch.stack(rhos, dim=1)
+
+
+def von_neumann_entropies(state: torch.Tensor) -> torch.Tensor:
+    """Entanglement entropy of every wire with the rest, in nats: (B, 2^n) -> (B, n), 0..ln 2."""
+    rho = single_qubit_density_matrices(state)
+    eig = torch.linalg.eigvalsh(rho).clamp_min(0)
+    return -torch.where(eig > 0, eig * torch.log(torch.where(eig > 0, eig, torch.ones_like(eig))), torch.zeros_like(eig)).sum(-1)
+
+
+def bloch_vectors(state: torch.Tensor) -> torch.Tensor:
+    """(⟨X_i⟩, ⟨Y_i⟩, ⟨Z_i⟩) of every wire: (B, 2^n) complex -> (B, n, 3) real."""
+    rho = single_qubit_density_matrices(state)
+    off = rho[..., 0, 1]
+    return torch.stack([2 * off.real, -2 * off.imag, (rho[..., 0, 0] - rho[..., 1, 1]).real], dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Op:
+    """One step of a compiled circuit: a layer of single-qubit gates, a gather or a diagonal."""
+
+    kind: str  # "product" | "gather" | "diagonal"
+    value: torch.Tensor
