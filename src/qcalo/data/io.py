@@ -72,7 +72,21 @@ def inspect_file(path: str | os.PathLike[str], geometry: "str | Geometry | None"
         return _check_structure(path, f, geometry)
 
 
+# What h5py raises on damaged internal structures (object headers, symbol tables, chunk
+# indices) besides OSError; none of them can come from a well-formed file.
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
 def _check_structure(path: Path, f: h5py.File, geometry: "str | Geometry | None") -> ShowerFileInfo:
+    try:
+        return _check_structure_unguarded(path, f, geometry)
+    except DataError:
+        raise
+    except _H5_ERRORS as exc:
+        raise DataError(f"{path}: damaged HDF5 structure ({type(exc).__name__}: {exc}); expected a readable CaloChallenge HDF5 file") from None
+
+
+def _check_structure_unguarded(path: Path, f: h5py.File, geometry: "str | Geometry | None") -> ShowerFileInfo:
     for key in (ENERGY_KEY, SHOWER_KEY):
         if key not in f or not isinstance(f[key], h5py.Dataset):
             raise DataError(
@@ -149,7 +163,7 @@ def iter_showers(
             try:
                 energies = np.asarray(energies_ds[lo:hi], dtype=dtype).reshape(-1)
                 showers = np.asarray(showers_ds[lo:hi], dtype=dtype)
-            except OSError as exc:
+            except _H5_ERRORS as exc:
                 raise DataError(f"{path}: events {lo}-{hi} cannot be read (file truncated or corrupt: {exc})") from None
             if validate:
                 validate_values(path, energies, showers, offset=lo)
@@ -213,6 +227,19 @@ class ShowerWriter:
     def __enter__(self) -> "ShowerWriter":
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
+        try:
+            self._create(tmp)
+        except BaseException as exc:
+            # __exit__ is not called when __enter__ fails: close and remove the temp file here
+            # rather than relying on garbage collection to do it.
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def _create(self, tmp: Path) -> None:
         self._file = h5py.File(tmp, "w")
         opts = dict(compression="gzip", compression_opts=self.compression_level, dtype=self.dtype)
         self._file.create_dataset(ENERGY_KEY, shape=(0, 1), maxshape=(None, 1), chunks=(max(self.chunk_rows, 1), 1), **opts)
@@ -222,7 +249,6 @@ class ShowerWriter:
         )
         for key, value in self.attrs.items():
             self._file.attrs[key] = value
-        return self
 
     def append(self, incident_energies: np.ndarray, showers: np.ndarray) -> None:
         """Append events: ``incident_energies`` (n,) or (n, 1) MeV, ``showers`` (n, n_voxels) MeV."""
