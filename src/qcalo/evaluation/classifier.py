@@ -1,0 +1,207 @@
+"""The CaloChallenge classifier test: can a neural network tell generated from reference showers?
+
+A fully connected network (LeakyReLU, one logit out, BCE with logits, Adam) is trained to
+separate the two samples. Following the CaloChallenge 2022 evaluation:
+
+* the larger sample is subsampled (seeded) to the size of the smaller one; each is split
+  60/20/20 into train/test/validation and the classes are merged and shuffled;
+* after every epoch the test accuracy is measured; the weights with the best test accuracy are
+  kept (training stops early at accuracy 1);
+* an isotonic regression (sklearn, clipped to [1e-6, 1−1e-6]) fitted on the test set calibrates
+  the probabilities; the AUC and the JSD = (ln 2 − BCE)/ln 2 of the calibrated probabilities on
+  the validation set are the results. AUC 0.5 and JSD 0 mean indistinguishable.
+
+Two profiles: ``calochallenge`` (input → 2048 → 2048 → 2048 → 1, Adam 2e-4, batch 1000,
+50 epochs, float64, raw inputs — the settings of DESIGN.md §5; hours on 2 CPU cores at full DS1
+size) and ``fast`` (the default: 512-wide, 20 epochs, Adam 1e-3, float32, inputs standardised with
+the training split's mean and spread, so 20k vs 20k takes about a minute per classifier on 2 cores).
+
+Inputs (:func:`classifier_inputs`): ``low`` = log10 E_inc and voxels/E_inc; ``low_normed`` =
+log10 E_inc, voxels divided by their layer energy, log10(E_layer + 1e-8); ``high`` = the 30/46
+high-level classifier columns of :func:`qcalo.data.features.classifier_columns`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import roc_auc_score
+
+from qcalo.data.geometry import Geometry
+from qcalo.errors import ConfigError
+from qcalo.utils.progress import progress
+
+__all__ = ["ClassifierProfile", "PROFILES", "get_profile", "classifier_inputs", "run_classifier_test", "low_level_inputs"]
+
+CLASSIFIER_KINDS = ("low", "low_normed", "high")
+
+
+@dataclass(frozen=True)
+class ClassifierProfile:
+    """Settings of the classifier test. ``hidden``: widths of the hidden layers."""
+
+    name: str
+    hidden: tuple[int, ...]
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    float64: bool
+    standardise: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, ClassifierProfile] = {
+    "calochallenge": ClassifierProfile("calochallenge", (2048, 2048, 2048), 50, 2e-4, 1000, True, False),
+    "fast": ClassifierProfile("fast", (512, 512, 512), 20, 1e-3, 1000, False, True),
+}
+
+
+def get_profile(profile: "str | ClassifierProfile") -> ClassifierProfile:
+    if isinstance(profile, ClassifierProfile):
+        return profile
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown evaluation profile {profile!r}; expected one of {sorted(PROFILES)}")
+    return PROFILES[profile]
+
+
+def low_level_inputs(incident_energies: np.ndarray, showers: np.ndarray, geometry: Geometry, *, normed: bool) -> np.ndarray:
+    """Low-level classifier inputs: (N,) MeV and (N, V) MeV → (N, 1 + V) or (N, 1 + V + L)."""
+    e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
+    showers = np.asarray(showers, dtype=np.float64)
+    if not normed:
+        return np.concatenate([np.log10(e_inc), showers / e_inc], axis=1)
+    e_layer = geometry.layer_energies(showers)
+    per_voxel = e_layer[:, geometry.layer_index_of_voxel]
+    return np.concatenate([np.log10(e_inc), showers / (per_voxel + 1e-16), np.log10(e_layer + 1e-8)], axis=1)
+
+
+def classifier_inputs(kind: str, incident_energies: np.ndarray, showers: np.ndarray, geometry: Geometry,
+                      features=None) -> np.ndarray:
+    """Inputs for classifier ``kind`` ∈ {low, low_normed, high}; ``high`` needs ``features``."""
+    if kind == "low":
+        return low_level_inputs(incident_energies, showers, geometry, normed=False)
+    if kind == "low_normed":
+        return low_level_inputs(incident_energies, showers, geometry, normed=True)
+    if kind == "high":
+        from qcalo.data.features import classifier_columns
+
+        return np.asarray(classifier_columns(features, geometry), dtype=np.float64)
+    raise ValueError(f"unknown classifier kind {kind!r}; expected one of {CLASSIFIER_KINDS}")
+
+
+def _network(n_inputs: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
+    layers: list[torch.nn.Module] = []
+    width = n_inputs
+    for size in hidden:
+        layers += [torch.nn.Linear(width, size), torch.nn.LeakyReLU()]
+        width = size
+    layers.append(torch.nn.Linear(width, 1))
+    return torch.nn.Sequential(*layers)
+
+
+def _split(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = rng.permutation(n)
+    n_train, n_test = int(0.6 * n), int(0.2 * n)
+    return order[:n_train], order[n_train:n_train + n_test], order[n_train + n_test:n_train + 2 * n_test]
+
+
+def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]).double().numpy()
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def run_classifier_test(generated: np.ndarray, reference: np.ndarray, *, profile: "str | ClassifierProfile" = "fast",
+                        seed: int = 0, desc: str = "classifier") -> dict:
+    """Train a classifier to separate ``generated`` (label 0) from ``reference`` (label 1).
+
+    ``generated``, ``reference``: (N_g, D) and (N_r, D) inputs. Returns ``{"auc", "jsd",
+    "auc_uncalibrated", "accuracy", "best_epoch", "epochs_run", "n_train", "n_test", "n_val",
+    "n_parameters", "seconds"}`` (AUC/JSD/accuracy of the calibrated classifier on the validation
+    split). Same seed → same result (on the same machine and thread count).
+    """
+    prof = get_profile(profile)
+    start = time.perf_counter()
+    generated = np.asarray(generated, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if generated.ndim != 2 or reference.ndim != 2 or generated.shape[1] != reference.shape[1]:
+        raise ValueError(f"inputs must be (N, D) with the same D, got {generated.shape} and {reference.shape}")
+    if not (np.all(np.isfinite(generated)) and np.all(np.isfinite(reference))):
+        raise ValueError("classifier inputs contain NaN or inf")
+    rng = np.random.default_rng(seed)
+    n = min(len(generated), len(reference))
+    if n < 10:
+        raise ValueError(f"the classifier test needs at least 10 events per sample, got {len(generated)} and {len(reference)}")
+    generated = generated[rng.choice(len(generated), size=n, replace=False)] if len(generated) > n else generated
+    reference = reference[rng.choice(len(reference), size=n, replace=False)] if len(reference) > n else reference
+    splits_gen, splits_ref = _split(n, rng), _split(n, rng)
+
+    def merged(part: int) -> tuple[np.ndarray, np.ndarray]:
+        x = np.concatenate([generated[splits_gen[part]], reference[splits_ref[part]]])
+        y = np.concatenate([np.zeros(len(splits_gen[part])), np.ones(len(splits_ref[part]))])
+        order = rng.permutation(len(x))
+        return x[order], y[order]
+
+    (x_train, y_train), (x_test, y_test), (x_val, y_val) = merged(0), merged(1), merged(2)
+    if prof.standardise:
+        mean, spread = x_train.mean(axis=0), x_train.std(axis=0)
+        spread[spread == 0] = 1.0
+        x_train, x_test, x_val = ((x - mean) / spread for x in (x_train, x_test, x_val))
+
+    dtype = torch.float64 if prof.float64 else torch.float32
+    tx_train, tx_test, tx_val = (torch.as_tensor(x, dtype=dtype) for x in (x_train, x_test, x_val))
+    ty_train = torch.as_tensor(y_train, dtype=dtype).reshape(-1, 1)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _network(x_train.shape[1], prof.hidden).to(dtype)
+        optimiser = torch.optim.Adam(model.parameters(), lr=prof.learning_rate)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        generator = torch.Generator().manual_seed(seed)
+        best_accuracy, best_epoch, best_state, epochs_run = -math.inf, 0, None, 0
+        for epoch in progress(range(prof.epochs), desc=desc, leave=False):
+            model.train()
+            order = torch.randperm(len(tx_train), generator=generator)
+            for i in range(0, len(order), prof.batch_size):
+                idx = order[i:i + prof.batch_size]
+                loss = loss_fn(model(tx_train[idx]), ty_train[idx])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            epochs_run = epoch + 1
+            accuracy = float(np.mean((_logits(model, tx_test, 10_000) > 0) == (y_test > 0.5)))
+            if accuracy > best_accuracy:
+                best_accuracy, best_epoch, best_state = accuracy, epoch + 1, copy.deepcopy(model.state_dict())
+            if accuracy == 1.0:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+
+    p_test = _sigmoid(_logits(model, tx_test, 10_000))
+    p_val = _sigmoid(_logits(model, tx_val, 10_000))
+    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6).fit(p_test, y_test)
+    p_cal = calibrator.predict(p_val)
+    bce = -float(np.mean(y_val * np.log(p_cal) + (1 - y_val) * np.log(1 - p_cal)))
+    return {
+        "auc": float(roc_auc_score(y_val, p_cal)),
+        "jsd": (math.log(2.0) - bce) / math.log(2.0),
+        "auc_uncalibrated": float(roc_auc_score(y_val, p_val)),
+        "accuracy": float(np.mean((p_cal > 0.5) == (y_val > 0.5))),
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
+        "n_train": len(x_train), "n_test": len(x_test), "n_val": len(x_val),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": time.perf_counter() - start,
+    }

@@ -1,0 +1,272 @@
+"""``qcalo evaluate``: compare generated showers with a reference using the CaloChallenge metrics.
+
+:func:`evaluate` writes into ``out_dir``:
+
+* ``metrics.json`` — the numbers (layout below; other tools script against it);
+* ``hist_<feature>.png`` — one histogram per high-level feature, ``etot_einc_per_energy.png``,
+  ``average_shower.png`` (polar images per layer: reference, generated, difference);
+* ``histograms.npz`` — the normalised histograms and their bins, so that ``qcalo report`` can
+  overlay several evaluations;
+* ``report.html`` — a static page with the tables and the plots, readable offline.
+
+metrics.json::
+
+    {"profile": "fast", "n_generated": N, "n_reference": N, "geometry": "photons", "seed": 0,
+     "separation_power": {"etot_einc": x, "etot_einc_256MeV": x, "e_layer_0": x, ...},
+     "auc": {"low": x, "low_normed": x, "high": x}, "jsd": {...},
+     "classifier": {"low": {details}, ...}, "classifier_profile": {...},
+     "fpd": [value, error], "kpd": [value, error],          # both ×10³
+     "timing_ms_per_shower": {"1": x, "100": x, "10000": x},
+     "model": {summary.json of the run}, ...}
+
+Keys of metrics not requested are absent. Voxels below 1 MeV count as 0 in every metric (the
+CaloChallenge DS1 convention).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qcalo.data.geometry import Geometry, load_geometry
+from qcalo.data.io import ShowerData, inspect_file, read_showers
+from qcalo.errors import ConfigError, DataError
+from qcalo.utils.atomic import atomic_path
+from qcalo.utils.progress import progress
+
+__all__ = ["evaluate", "ALL_METRICS", "DEFAULT_METRICS", "parse_metrics", "THRESHOLD_MEV"]
+
+ALL_METRICS = ("hist", "cls-low", "cls-low-normed", "cls-high", "fpd", "kpd", "timing")
+DEFAULT_METRICS = ("hist", "cls-low", "cls-low-normed", "cls-high", "fpd", "kpd")
+THRESHOLD_MEV = 1.0
+_CLASSIFIER_OF_METRIC = {"cls-low": "low", "cls-low-normed": "low_normed", "cls-high": "high"}
+
+
+def parse_metrics(metrics: "str | Iterable[str] | None", *, have_run: bool = False) -> list[str]:
+    """Normalise a metric selection ("hist,fpd" or a list) into a validated, ordered list.
+
+    ``None`` means every metric except ``timing``, plus ``timing`` when a run directory is given.
+    """
+    if metrics is None:
+        chosen = list(DEFAULT_METRICS) + (["timing"] if have_run else [])
+    else:
+        items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+        chosen = [m.strip().lower().replace("_", "-") for m in items if m.strip()]
+        if "all" in chosen:
+            chosen = list(DEFAULT_METRICS) + (["timing"] if have_run else [])
+        unknown = [m for m in chosen if m not in ALL_METRICS]
+        if unknown:
+            raise ConfigError(f"unknown metric(s) {unknown}; expected a comma-separated subset of {', '.join(ALL_METRICS)}")
+        if not chosen:
+            raise ConfigError(f"no metric selected; expected a comma-separated subset of {', '.join(ALL_METRICS)}")
+    if "timing" in chosen and not have_run:
+        raise ConfigError("metric 'timing' needs the trained run: pass --run RUN_DIR (run_dir=...)")
+    return [m for m in ALL_METRICS if m in chosen]
+
+
+def _load(source: "str | os.PathLike[str] | ShowerData", role: str, geometry: Geometry) -> tuple[ShowerData, str]:
+    if isinstance(source, ShowerData):
+        if source.showers.ndim != 2 or source.showers.shape[1] != geometry.n_voxels:
+            raise DataError(f"{role} showers have shape {source.showers.shape}; geometry {geometry.name!r} expects (N, {geometry.n_voxels})")
+        energies = np.asarray(source.incident_energies, dtype=np.float64).reshape(-1)
+        showers = np.asarray(source.showers, dtype=np.float64)
+        if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(showers))):
+            raise DataError(f"{role} showers contain NaN or inf; expected finite energies in MeV")
+        return ShowerData(energies, showers), f"<{role} in memory>"
+    path = Path(source)
+    inspect_file(path, geometry)
+    return read_showers(path, geometry=geometry, dtype=np.float64), str(path)
+
+
+def _check_pair(generated, reference, geometry: Geometry) -> None:
+    """A clear message when the two files disagree with each other before naming the geometry."""
+    def voxels(source) -> tuple[int, str]:
+        if isinstance(source, ShowerData):
+            return int(np.shape(source.showers)[1]), "generated/reference array"
+        return inspect_file(source).n_voxels, str(source)
+
+    (n_gen, gen_name), (n_ref, ref_name) = voxels(generated), voxels(reference)
+    if n_gen != n_ref:
+        raise DataError(
+            f"{gen_name} has {n_gen} voxels per shower but {ref_name} has {n_ref}: the files come from "
+            f"different geometries; expected both to match geometry {geometry.name!r} ({geometry.n_voxels} voxels)"
+        )
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _fpd_settings(n_events: int) -> dict[str, int]:
+    """jetnet's batch sizes (20k–50k, KPD 5k) when each sample has ≥ 20k events, scaled down otherwise."""
+    scale = min(1.0, n_events / 20_000)
+    return {"min_samples": max(2, int(20_000 * scale)), "max_samples": max(3, int(50_000 * scale)),
+            "kpd_batch_size": max(2, int(min(5_000, n_events)))}
+
+
+def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str | os.PathLike[str] | ShowerData",
+             geometry: "str | os.PathLike[str] | Geometry", out_dir: "str | os.PathLike[str]", *,
+             metrics: "str | Iterable[str] | None" = None, profile: "str | Any" = "fast", seed: int = 0,
+             run_dir: "str | os.PathLike[str] | None" = None, log=None) -> dict:
+    """Evaluate ``generated`` against ``reference``; write metrics.json, PNGs and report.html.
+
+    Args:
+        generated, reference: CaloChallenge HDF5 paths (float32 or float64) or in-memory
+            :class:`ShowerData` (energies (N,) MeV, showers (N, V) MeV).
+        geometry: ``"photons"``, ``"pions"``, a binning XML path or a :class:`Geometry`; both
+            inputs must match it.
+        out_dir: created if needed; existing files of the same names are replaced.
+        metrics: subset of ``hist, cls-low, cls-low-normed, cls-high, fpd, kpd, timing`` (a list or
+            a comma-separated string); ``None`` = all but timing (+ timing with ``run_dir``).
+        profile: classifier profile, ``"fast"`` (default) or ``"calochallenge"``, or a
+            :class:`qcalo.evaluation.classifier.ClassifierProfile`.
+        seed: seeds the classifier splits/initialisation, the FPD/KPD bootstraps and timing inputs.
+        run_dir: a ``qcalo train`` run; its summary.json goes under ``"model"`` and enables timing.
+        log: optional callable receiving one-line progress messages.
+
+    Returns:
+        The metrics dictionary written to ``out_dir/metrics.json``.
+    """
+    from qcalo.data.features import classifier_columns, compute_features
+    from qcalo.evaluation.classifier import classifier_inputs, get_profile, run_classifier_test
+    from qcalo.evaluation.histograms import compare_features
+    from qcalo.evaluation.report import save_histograms, write_evaluation_page
+
+    say = log or (lambda message: None)
+    geom = load_geometry(geometry)
+    chosen = parse_metrics(metrics, have_run=run_dir is not None)
+    prof = get_profile(profile)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if run_dir is not None and not Path(run_dir).is_dir():
+        raise DataError(f"{run_dir}: run directory not found; expected the output folder of `qcalo train`")
+
+    _check_pair(generated, reference, geom)
+    gen, gen_name = _load(generated, "generated", geom)
+    ref, ref_name = _load(reference, "reference", geom)
+    if len(gen) < 2 or len(ref) < 2:
+        raise DataError(f"{gen_name if len(gen) < 2 else ref_name}: fewer than 2 showers; the metrics need samples")
+    # The CaloChallenge DS1 readout threshold: below 1 MeV a voxel counts as empty, in every metric.
+    gen_showers = np.where(gen.showers >= THRESHOLD_MEV, gen.showers, 0.0)
+    ref_showers = np.where(ref.showers >= THRESHOLD_MEV, ref.showers, 0.0)
+
+    result: dict[str, Any] = {
+        "profile": prof.name,
+        "n_generated": len(gen),
+        "n_reference": len(ref),
+        "geometry": geom.name,
+        "generated": gen_name,
+        "reference": ref_name,
+        "seed": seed,
+        "metrics": chosen,
+        "threshold_mev": THRESHOLD_MEV,
+    }
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    gen_features = compute_features(gen.incident_energies, gen_showers, geom, threshold_mev=THRESHOLD_MEV)
+    ref_features = compute_features(ref.incident_energies, ref_showers, geom, threshold_mev=THRESHOLD_MEV)
+    seconds["features"] = time.perf_counter() - start
+    plots: dict[str, str] = {}
+
+    if "hist" in chosen:
+        from qcalo.evaluation.plots import plot_average_showers, plot_comparison, plot_energy_grid
+
+        start = time.perf_counter()
+        say("histograms: comparing every high-level feature")
+        comparisons = compare_features(gen_features, ref_features, geom, generated_showers=gen_showers,
+                                       reference_showers=ref_showers)
+        result["separation_power"] = {c.name: c.separation_power for c in comparisons}
+        values = np.array([c.separation_power for c in comparisons])
+        worst = comparisons[int(np.argmax(values))]
+        result["separation_power_summary"] = {"mean": float(values.mean()), "median": float(np.median(values)),
+                                              "max": float(values.max()), "max_feature": worst.name,
+                                              "n_histograms": len(values)}
+        per_energy = [c for c in comparisons if c.group == "etot_einc_per_energy"]
+        for c in progress([c for c in comparisons if c.group != "etot_einc_per_energy"], desc="plots", leave=False):
+            plots[c.name] = plot_comparison(c, out / f"hist_{c.name}.png").name
+        if per_energy:
+            plots["etot_einc_per_energy"] = plot_energy_grid(per_energy, out / "etot_einc_per_energy.png").name
+        plots["average_shower"] = plot_average_showers(ref_showers.mean(axis=0), gen_showers.mean(axis=0), geom,
+                                                       out / "average_shower.png").name
+        save_histograms(comparisons, out / "histograms.npz")
+        seconds["hist"] = time.perf_counter() - start
+
+    classifier_metrics = [m for m in chosen if m in _CLASSIFIER_OF_METRIC]
+    if classifier_metrics:
+        result["auc"], result["jsd"], result["classifier"] = {}, {}, {}
+        result["classifier_profile"] = prof.to_dict()
+        for metric in classifier_metrics:
+            kind = _CLASSIFIER_OF_METRIC[metric]
+            start = time.perf_counter()
+            say(f"classifier {kind}: training ({prof.name} profile)")
+            x_gen = classifier_inputs(kind, gen.incident_energies, gen_showers, geom, gen_features)
+            x_ref = classifier_inputs(kind, ref.incident_energies, ref_showers, geom, ref_features)
+            details = run_classifier_test(x_gen, x_ref, profile=prof, seed=seed, desc=f"cls-{kind}")
+            result["auc"][kind], result["jsd"][kind] = details["auc"], details["jsd"]
+            result["classifier"][kind] = details
+            seconds[metric] = time.perf_counter() - start
+            say(f"classifier {kind}: AUC {details['auc']:.3f}, JSD {details['jsd']:.3f}")
+
+    if "fpd" in chosen or "kpd" in chosen:
+        from qcalo.evaluation.fpd_kpd import fpd, kpd
+
+        x_ref = classifier_columns(ref_features, geom)
+        x_gen = classifier_columns(gen_features, geom)
+        settings = _fpd_settings(min(len(gen), len(ref)))
+        result["fpd_kpd_settings"] = {**settings, "features": "high-level classifier columns, max-abs normalised",
+                                      "scale": 1e3}
+        if "fpd" in chosen:
+            start = time.perf_counter()
+            say("FPD: Fréchet distance extrapolated to infinite samples")
+            value, error = fpd(x_ref, x_gen, min_samples=settings["min_samples"], max_samples=settings["max_samples"], seed=seed)
+            result["fpd"] = [value * 1e3, error * 1e3]
+            seconds["fpd"] = time.perf_counter() - start
+        if "kpd" in chosen:
+            start = time.perf_counter()
+            value, error = kpd(x_ref, x_gen, batch_size=settings["kpd_batch_size"], seed=seed)
+            result["kpd"] = [value * 1e3, error * 1e3]
+            seconds["kpd"] = time.perf_counter() - start
+
+    if run_dir is not None:
+        summary_path = Path(run_dir) / "summary.json"
+        if summary_path.is_file():
+            try:
+                result["model"] = json.loads(summary_path.read_text())
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{summary_path}: not valid JSON ({exc}); expected the summary written by `qcalo train`") from None
+        else:
+            result["model"] = None
+        result["run_dir"] = str(run_dir)
+
+    if "timing" in chosen:
+        from qcalo.evaluation.timing import generation_timing
+
+        start = time.perf_counter()
+        say("timing: generation speed at batch 1, 100, 10000")
+        timing = generation_timing(run_dir, ref.incident_energies, seed=seed)
+        result["timing_ms_per_shower"] = timing["ms_per_shower"]
+        result["timing"] = timing
+        seconds["timing"] = time.perf_counter() - start
+
+    result["plots"] = plots
+    result["seconds"] = seconds
+    _write_json(out / "metrics.json", result)
+    write_evaluation_page(result, out)
+    return result

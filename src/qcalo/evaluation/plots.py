@@ -1,0 +1,180 @@
+"""Plots of an evaluation: feature histograms with ratio panels, average shower images.
+
+Everything renders with matplotlib's Agg backend (no display needed) in the mplhep ROOT style.
+Conventions physicists expect: the reference is a filled histogram, generated samples are lines,
+a ratio panel (generated / reference) sits below, and each legend entry of a generated sample
+carries its separation power to the reference.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mplhep  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+
+from qcalo.data.geometry import Geometry  # noqa: E402
+from qcalo.evaluation.histograms import HistogramComparison  # noqa: E402
+from qcalo.utils.atomic import atomic_path  # noqa: E402
+
+__all__ = ["plot_comparison", "plot_energy_grid", "plot_average_showers", "save_figure"]
+
+REFERENCE_COLOR = "0.55"
+LINE_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+DPI = 90
+
+
+def save_figure(fig, path: "str | os.PathLike[str]") -> Path:
+    """Save ``fig`` as PNG atomically and close it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _density(histogram: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return histogram / np.diff(edges)
+
+
+def _draw_comparison(ax_main, ax_ratio, edges, reference, generated: Sequence[tuple[str, np.ndarray, float]],
+                     *, log_x: bool, xlabel: str, reference_label: str = "reference") -> None:
+    ref_density = _density(reference, edges)
+    ax_main.stairs(ref_density, edges, fill=True, color=REFERENCE_COLOR, alpha=0.45, label=reference_label)
+    for k, (label, hist, sep) in enumerate(generated):
+        color = LINE_COLORS[k % len(LINE_COLORS)]
+        ax_main.stairs(_density(hist, edges), edges, color=color, linewidth=2.0, label=f"{label} (SP {sep:.3g})")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(reference > 0, hist / reference, np.nan)
+        ax_ratio.stairs(ratio, edges, color=color, linewidth=1.5, baseline=None)
+    positive = ref_density[ref_density > 0]
+    if positive.size and positive.max() / positive.min() > 50:
+        ax_main.set_yscale("log")
+    if log_x:
+        for ax in (ax_main, ax_ratio):
+            ax.set_xscale("log")
+    ax_main.set_xlim(edges[0], edges[-1])
+    ax_ratio.axhline(1.0, color="k", linewidth=0.8)
+    ax_ratio.set_ylim(0.5, 1.5)
+    ax_ratio.set_ylabel("gen./ref.", fontsize="small")
+    ax_ratio.set_xlabel(xlabel)
+    ax_main.set_ylabel("normalised entries")
+    ax_main.legend(fontsize="x-small", loc="best", frameon=False)
+
+
+def plot_comparison(comparison: HistogramComparison, path: "str | os.PathLike[str]", *,
+                    generated: Sequence[tuple[str, HistogramComparison]] | None = None,
+                    title: str | None = None) -> Path:
+    """One feature: reference filled, generated as line(s), ratio panel below; PNG at ``path``.
+
+    With ``generated`` = [(label, comparison), ...] several models are overlaid (their
+    comparisons must share ``comparison``'s bins and reference); otherwise ``comparison``'s own
+    generated histogram is drawn as "generated".
+    """
+    entries = ([(label, c.generated, c.separation_power) for label, c in generated] if generated
+               else [("generated", comparison.generated, comparison.separation_power)])
+    with plt.style.context(mplhep.style.ROOT):
+        fig, (ax_main, ax_ratio) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True,
+                                                gridspec_kw={"height_ratios": (3, 1), "hspace": 0.05})
+        _draw_comparison(ax_main, ax_ratio, comparison.edges, comparison.reference, entries,
+                         log_x=comparison.log_x, xlabel=comparison.label)
+        if title:
+            ax_main.set_title(title, fontsize="small")
+        fig.subplots_adjust(left=0.16, right=0.96, top=0.93, bottom=0.13)
+        return save_figure(fig, path)
+
+
+def plot_energy_grid(comparisons: Sequence[HistogramComparison], path: "str | os.PathLike[str]", *,
+                     generated: Sequence[tuple[str, Sequence[HistogramComparison]]] | None = None) -> Path:
+    """E_tot/E_inc per incident-energy bin, one panel each, in one PNG."""
+    n = len(comparisons)
+    cols = min(3, max(n, 1))
+    rows = max(1, math.ceil(n / cols))
+    with plt.style.context(mplhep.style.ROOT):
+        fig = plt.figure(figsize=(4.2 * cols, 3.6 * rows))
+        grid = fig.add_gridspec(rows, cols, hspace=0.45, wspace=0.35)
+        for k, comparison in enumerate(comparisons):
+            sub = grid[k // cols, k % cols].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.05)
+            ax_main = fig.add_subplot(sub[0])
+            ax_ratio = fig.add_subplot(sub[1], sharex=ax_main)
+            entries = ([(label, cs[k].generated, cs[k].separation_power) for label, cs in generated] if generated
+                       else [("generated", comparison.generated, comparison.separation_power)])
+            lo, hi = comparison.extra.get("e_inc_range_mev", (float("nan"), float("nan")))
+            _draw_comparison(ax_main, ax_ratio, comparison.edges, comparison.reference, entries, log_x=False,
+                             xlabel=r"$E_\mathrm{tot}/E_\mathrm{inc}$")
+            ax_main.set_title(f"$E_\\mathrm{{inc}} \\in$ [{_energy_text(lo)}, {_energy_text(hi)})", fontsize="small")
+            ax_main.tick_params(labelbottom=False, labelsize="x-small")
+            ax_ratio.tick_params(labelsize="x-small")
+            ax_main.set_ylabel("")
+        return save_figure(fig, path)
+
+
+def _energy_text(mev: float) -> str:
+    if not math.isfinite(mev):
+        return "?"
+    if mev >= 1e6:
+        return f"{mev / 1e6:.3g} TeV"
+    if mev >= 1e3:
+        return f"{mev / 1e3:.3g} GeV"
+    return f"{mev:.3g} MeV"
+
+
+def _display_radius(r_mm: np.ndarray) -> np.ndarray:
+    # log scale in r so that the 2 mm core and the 2 m tail are both visible
+    return np.log10(1.0 + np.asarray(r_mm, dtype=np.float64))
+
+
+def plot_average_showers(reference_mean: np.ndarray, generated_mean: np.ndarray, geometry: Geometry,
+                         path: "str | os.PathLike[str]") -> Path:
+    """Average shower per layer in polar coordinates: reference, generated, generated − reference.
+
+    ``*_mean``: (V,) mean voxel energies, MeV. Rows are layers; the radial axis is
+    log10(1 + r/mm), labelled in mm.
+    """
+    reference_mean = np.asarray(reference_mean, dtype=np.float64)
+    generated_mean = np.asarray(generated_mean, dtype=np.float64)
+    n_layers = geometry.n_layers
+    with plt.style.context(mplhep.style.ROOT):
+        fig = plt.figure(figsize=(11.5, 3.4 * n_layers))
+        for i, (layer, sl) in enumerate(zip(geometry.layers, geometry.layer_slices)):
+            ref = reference_mean[sl].reshape(layer.n_alpha, layer.n_r)
+            gen = generated_mean[sl].reshape(layer.n_alpha, layer.n_r)
+            if layer.n_alpha == 1:
+                # one angular bin is a full ring; draw it as many thin sectors (a single sector
+                # from -π to π would be degenerate)
+                ref, gen = np.repeat(ref, 64, axis=0), np.repeat(gen, 64, axis=0)
+            theta = np.linspace(-math.pi, math.pi, len(ref) + 1)
+            radius = _display_radius(layer.r_edges)
+            positive = np.concatenate([ref[ref > 0], gen[gen > 0]])
+            vmax = float(positive.max()) if positive.size else 1.0
+            vmin = max(float(positive.min()) if positive.size else vmax * 1e-4, vmax * 1e-5)
+            norm = LogNorm(vmin=vmin, vmax=vmax)
+            diff = gen - ref
+            scale = float(np.abs(diff).max()) or 1.0
+            panels = ((ref, f"reference, layer {layer.id}", norm, "viridis"),
+                      (gen, f"generated, layer {layer.id}", norm, "viridis"),
+                      (diff, "generated − reference", Normalize(vmin=-scale, vmax=scale), "RdBu_r"))
+            for j, (values, title, panel_norm, cmap) in enumerate(panels):
+                ax = fig.add_subplot(n_layers, 3, 3 * i + j + 1, projection="polar")
+                shown = np.where(values > 0, values, np.nan) if cmap == "viridis" else values
+                mesh = ax.pcolormesh(theta, radius, shown.T, norm=panel_norm, cmap=cmap, shading="flat")
+                ax.set_title(title, fontsize="small", pad=12)
+                ax.set_ylim(0, radius[-1])
+                ticks = [r for r in (10, 100, 1000) if r <= layer.r_edges[-1]]
+                ax.set_yticks(_display_radius(ticks))
+                ax.set_yticklabels([f"{r} mm" for r in ticks], fontsize="xx-small")
+                ax.set_xticks([])
+                ax.grid(alpha=0.3)
+                cbar = fig.colorbar(mesh, ax=ax, pad=0.1, fraction=0.046)
+                cbar.ax.tick_params(labelsize="xx-small")
+                cbar.set_label("MeV", fontsize="x-small")
+        fig.subplots_adjust(left=0.03, right=0.95, top=0.97, bottom=0.02, hspace=0.35, wspace=0.35)
+        return save_figure(fig, path)
