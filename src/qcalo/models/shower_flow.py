@@ -139,40 +139,65 @@ class ShowerFlow(nn.Module):
         return self.context_norm(torch.cat([condition, stage1_variables], dim=1))
 
     # ----- densities -----
-    def log_prob(self, incident_energies: Tensor, showers: Tensor, *, space: str = "preprocessed") -> dict[str, Tensor]:
+    def log_prob(
+        self,
+        incident_energies: Tensor,
+        showers: Tensor,
+        *,
+        space: str = "preprocessed",
+        stages: tuple[str, ...] = ("stage1", "stage2"),
+    ) -> dict[str, Tensor]:
         """Log-density per event, nats: {"stage1", "stage2", "total"}, each (B,).
 
         ``incident_energies`` (B,) MeV, ``showers`` (B, V) MeV. Dequantisation noise is drawn
-        from torch's global RNG. ``space``: see the module docstring.
+        from torch's global RNG. ``space``: see the module docstring. ``stages`` restricts the
+        work to one stage (e.g. ``("stage1",)`` to train stage 1 alone); a skipped stage reads 0.
         """
         if space not in ("preprocessed", "data"):
             raise ValueError(f"space must be 'preprocessed' or 'data', got {space!r}")
+        if not stages or set(stages) - {"stage1", "stage2"}:
+            raise ValueError(f"stages must be a non-empty subset of ('stage1', 'stage2'), got {stages!r}")
         e_inc = self._as_model_tensor(incident_energies).reshape(-1)
         showers = self._as_model_tensor(showers)
         pre = self.preprocessing.forward_showers(e_inc, showers)
-        stage1 = self.stage1.log_prob(pre["stage1"], pre["condition"])
-        context = self.stage2_context(pre["condition"], pre["stage1"])
-        stage2 = self.stage2.log_prob(pre["stage2"], context)
-        if space == "data":
-            stage1 = stage1 + pre["stage1_ladj"]
-            stage2 = stage2 + pre["stage2_ladj"]
+        zero = e_inc.new_zeros(e_inc.shape[0])
+        stage1 = stage2 = zero
+        if "stage1" in stages:
+            stage1 = self.stage1.log_prob(pre["stage1"], pre["condition"])
+            if space == "data":
+                stage1 = stage1 + pre["stage1_ladj"]
+        if "stage2" in stages:
+            context = self.stage2_context(pre["condition"], pre["stage1"])
+            stage2 = self.stage2.log_prob(pre["stage2"], context)
+            if space == "data":
+                stage2 = stage2 + pre["stage2_ladj"]
         return {"stage1": stage1, "stage2": stage2, "total": stage1 + stage2}
 
-    # ----- sampling -----
-    def sample_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
-        """Stage 1 alone: (B,) MeV → (layer energies (B, L) MeV, stage-1 variables (B, L))."""
+    def encode(self, incident_energies: Tensor, showers: Tensor, *, dequantize: bool = False) -> tuple[Tensor, Tensor]:
+        """Showers → latent points (z1 (B, L), z2 (B, V)); :meth:`decode` inverts it."""
+        e_inc = self._as_model_tensor(incident_energies).reshape(-1)
+        pre = self.preprocessing.forward_showers(e_inc, self._as_model_tensor(showers), dequantize=dequantize)
+        z1, _ = self.stage1(pre["stage1"], pre["condition"])
+        z2, _ = self.stage2(pre["stage2"], self.stage2_context(pre["condition"], pre["stage1"]))
+        return z1, z2
+
+    def decode(self, incident_energies: Tensor, z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
+        """Latent points → (showers (B, V) MeV, layer energies (B, L) MeV); sampling decodes N(0, I)."""
         e_inc = self._as_model_tensor(incident_energies).reshape(-1)
         condition = self.preprocessing.condition(e_inc)
-        y1 = self.stage1.sample(condition)
-        return self.preprocessing.energies_inverse(y1, e_inc), y1
+        y1 = self.stage1.inverse(z1, condition)
+        e_layer = self.preprocessing.energies_inverse(y1, e_inc)
+        y2 = self.stage2.inverse(z2, self.stage2_context(condition, y1))
+        return self.preprocessing.fractions_to_showers(y2, e_layer), e_layer
 
+    # ----- sampling -----
     def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
         """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
         e_inc = self._as_model_tensor(incident_energies).reshape(-1)
-        e_layer, y1 = self.sample_layer_energies(e_inc)
-        context = self.stage2_context(self.preprocessing.condition(e_inc), y1)
-        y2 = self.stage2.sample(context)
-        return self.preprocessing.fractions_to_showers(y2, e_layer), e_layer
+        ref = self._ref
+        z1 = torch.randn(e_inc.shape[0], self.geometry.n_layers, dtype=ref.dtype, device=ref.device)
+        z2 = torch.randn(e_inc.shape[0], self.geometry.n_voxels, dtype=ref.dtype, device=ref.device)
+        return self.decode(e_inc, z1, z2)
 
     @torch.no_grad()
     def sample(self, incident_energies: Tensor) -> Tensor:

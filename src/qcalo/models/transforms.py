@@ -157,7 +157,7 @@ class QuantumMixer(FlowLayer):
         self.n_chunks = features // self.chunk
         self.n_mixed = self.n_chunks * self.chunk
         self.permutation = Permutation.random(features, seed)
-        self.circuit = OrthogonalCircuit(self.n_qubits, n_layers)
+        self.circuit = OrthogonalCircuit(self.n_qubits, n_layers, seed=seed)
 
     def _mix(self, x: Tensor, matrix: Tensor) -> Tensor:
         mixed = x[:, : self.n_mixed].reshape(-1, self.n_chunks, self.chunk) @ matrix

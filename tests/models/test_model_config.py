@@ -1,0 +1,39 @@
+"""ModelConfig validation: clear ConfigError messages naming the field path."""
+
+from __future__ import annotations
+
+import pytest
+
+from qcalo.errors import ConfigError
+from qcalo.models import ModelConfig, parse_model_config
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"stage1": {"n_blokcs": 3}}, r"model\.stage1\.n_blokcs: unknown key"),
+        ({"extra_section": {}}, r"model\.extra_section: unknown key"),
+        ({"stage2": {"n_blocks": "many"}}, r"model\.stage2\.n_blocks: .*valid integer.*'many'"),
+        ({"stage1": {"coupling": "cubic"}}, r"model\.stage1\.coupling: .*'affine' or 'spline'"),
+        ({"stage1": {"n_blocks": 3, "conditioner": ["mlp", "quantum"]}}, r"model\.stage1: conditioner list has 2 entries but n_blocks is 3"),
+        ({"stage1": {"circuit": {"n_qubits": 0}}}, r"model\.stage1\.circuit\.n_qubits: .*greater than or equal to 1"),
+        ({"stage2": {"conditioner": "classical"}}, r"model\.stage2\.conditioner"),
+        ({"preprocessing": {"alpha": 0.7}}, r"model\.preprocessing\.alpha: .*less than 0\.5"),
+    ],
+)
+def test_invalid_configs_raise_clear_errors(data, expected):
+    with pytest.raises(ConfigError, match=expected):
+        ModelConfig.from_dict(data)
+
+
+def test_not_a_mapping():
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_model_config(["stage1"])
+
+
+def test_defaults_and_quantum_creep_list():
+    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 3, "conditioner": ["mlp", "hybrid", "quantum"], "mixer": "quantum"}})
+    assert cfg.stage1.conditioners == ["mlp", "hybrid", "quantum"]
+    assert cfg.stage1.uses_circuits and not cfg.stage2.uses_circuits
+    assert cfg.stage1.circuit.to_spec().n_qubits == 6
+    assert ModelConfig.from_dict(cfg.model_dump()) == cfg  # round trip through plain data

@@ -1,0 +1,171 @@
+"""The two-stage ShowerFlow: round trip, sampling, parameter counts, quantum gradients, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qcalo.data.geometry import Geometry, Layer, load_geometry
+from qcalo.data.preprocessing import PreprocessingStats
+from qcalo.models import ModelConfig, ShowerFlow, ShowerGenerator, build_model
+from qcalo.models.conditioners import QuantumConditioner
+from qcalo.quantum import CircuitSpec, OrthogonalCircuit, QuantumLayer
+
+from .helpers import randomize_heads
+
+F64 = torch.float64
+SMALL = Geometry("small", "photon", (Layer(0, (0, 1, 2), 1), Layer(1, (0, 1, 2, 3), 2), Layer(2, (0, 5, 9), 1)))  # 2+6+2
+STATS = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.3, n_layers=3, n_voxels=10)
+
+
+def _config(**stage1) -> ModelConfig:
+    small = {"n_blocks": 2, "hidden": [8], "circuit": {"n_qubits": 3, "n_layers": 2}, "spline_bins": 6}
+    return ModelConfig.from_dict({"stage1": {**small, **stage1}, "stage2": {**small, "conditioner": "hybrid", "mixer": "quantum"}})
+
+
+def _showers(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    e_inc = 2.0 ** (8 + 8 * torch.rand(n, generator=gen, dtype=F64))
+    showers = torch.rand(n, 10, generator=gen, dtype=F64) * e_inc[:, None] / 10 + 0.01
+    return e_inc, showers
+
+
+def _trained_looking(config: ModelConfig, dtype=F64) -> ShowerFlow:
+    torch.manual_seed(0)
+    model = build_model(config, SMALL, STATS).to(dtype)
+    randomize_heads(model, scale=0.2)
+    e_inc, showers = _showers(64)
+    model.train()
+    model.log_prob(e_inc, showers)  # data-dependent ActNorm / context initialisation
+    return model.eval()
+
+
+@pytest.mark.parametrize("conditioner", ["mlp", "quantum"])
+def test_whole_flow_round_trip(conditioner):
+    model = _trained_looking(_config(conditioner=conditioner, mixer="quantum", coupling="affine"))
+    e_inc, showers = _showers(20, seed=1)
+    z1, z2 = model.encode(e_inc, showers)
+    back, e_layer = model.decode(e_inc, z1, z2)
+    torch.testing.assert_close(back, showers, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(e_layer, model.preprocessing.layer_sums(showers), rtol=1e-5, atol=1e-5)
+
+
+def test_log_prob_parts_and_spaces():
+    model = _trained_looking(_config())
+    e_inc, showers = _showers(16, seed=2)
+    torch.manual_seed(5)
+    lp = model.log_prob(e_inc, showers)
+    assert set(lp) == {"stage1", "stage2", "total"}
+    for value in lp.values():
+        assert value.shape == (16,) and torch.isfinite(value).all()
+    torch.testing.assert_close(lp["total"], lp["stage1"] + lp["stage2"])
+    torch.manual_seed(5)
+    data = model.log_prob(e_inc, showers, space="data")
+    torch.manual_seed(5)
+    pre = model.preprocessing.forward_showers(e_inc, showers)
+    torch.testing.assert_close(data["stage1"] - lp["stage1"], pre["stage1_ladj"])
+    torch.manual_seed(5)
+    only1 = model.log_prob(e_inc, showers, stages=("stage1",))
+    torch.testing.assert_close(only1["stage1"], lp["stage1"])
+    assert torch.all(only1["stage2"] == 0)
+
+
+def test_sampling_gives_non_negative_showers_summing_to_stage1_energies():
+    model = _trained_looking(_config(conditioner="hybrid"), dtype=torch.float32)
+    assert isinstance(model, ShowerGenerator)
+    e_inc = torch.full((500,), 4096.0)
+    torch.manual_seed(3)
+    showers, e_layer = model.sample_with_layer_energies(e_inc)
+    assert showers.dtype == torch.float32 and showers.shape == (500, 10)
+    assert (showers >= 0).all() and (e_layer >= 0).all()
+    torch.testing.assert_close(model.preprocessing.layer_sums(showers), e_layer, rtol=1e-5, atol=1e-4)
+    torch.manual_seed(3)
+    first = model.sample(e_inc)
+    torch.manual_seed(3)
+    assert torch.equal(model.sample(e_inc), first)  # same seed, same showers
+    torch.testing.assert_close(first, showers.detach(), rtol=1e-5, atol=1e-4)
+    assert e_layer.sum(1).max() <= STATS.u0_factor * 4096.0 * (1 + 1e-5)
+
+
+def test_parameter_counts_by_hand():
+    cfg = ModelConfig.from_dict(
+        {
+            "stage1": {"n_blocks": 1, "coupling": "affine", "conditioner": "quantum", "mixer": "quantum",
+                       "mixer_layers": 2, "circuit": {"n_qubits": 3, "n_layers": 2}},
+            "stage2": {"n_blocks": 1, "coupling": "affine", "hidden": [2]},
+        }
+    )
+    counts = build_model(cfg, load_geometry("photons"), PreprocessingStats(256.0, 65536.0, 1.2, 5, 368)).parameter_counts()
+    # stage 1 (5 dims, context 1): ActNorm 2·5; split 2 | 3 transformed, affine → 6 outputs;
+    # encode Linear(2+1 → 3) = 12, circuit RY·RZ 2 layers × 3 qubits × 2 = 12 (quantum),
+    # head Linear(3 → 6) = 24; mixer on 2^2 features: 2 layers × 2 qubits = 4 (quantum).
+    # stage 2 (368 dims, context 6): ActNorm 736; Linear(184+6 → 2) = 382; Linear(2 → 368) = 1104.
+    classical = 10 + 12 + 24 + 736 + 382 + 1104
+    assert counts == {"classical": classical, "quantum": 12 + 4, "total": classical + 16}
+
+
+def test_quantum_conditioner_gradients_match_pennylane():
+    spec = CircuitSpec(n_qubits=3, n_layers=2, measurements=("z", "zz"))
+    torch.manual_seed(0)
+    ours = QuantumConditioner(4, 5, spec).double()
+    randomize_heads(ours)
+    reference = QuantumConditioner(4, 5, spec).double()
+    reference.features.circuit = QuantumLayer(spec, backend="pennylane", dtype=torch.complex128)
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(6, 4, dtype=F64)
+    weights = torch.randn(6, 5, dtype=F64)
+    outputs = []
+    for net in (ours, reference):
+        net.zero_grad()
+        out = net(x)
+        (out * weights).sum().backward()
+        outputs.append((out.detach(), net.features.circuit.rotation_weights.grad.clone(), net.features.encode.weight.grad.clone()))
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+    assert outputs[0][1].abs().max() > 1e-3  # the circuit weights do receive gradient
+
+
+def test_circuit_weights_train():
+    model = build_model(_config(conditioner="quantum", mixer="quantum"), SMALL, STATS)
+    circuits = [m for m in model.stage1.modules() if isinstance(m, (QuantumLayer, OrthogonalCircuit))]
+    assert len(circuits) == 4
+    before = [p.detach().clone() for c in circuits for p in c.parameters()]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    e_inc, showers = _showers(64)
+    model.train()
+    for _ in range(3):
+        loss = -model.log_prob(e_inc.float(), showers.float())["total"].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = [p.detach() for c in circuits for p in c.parameters()]
+    for b, a in zip(before, after):
+        assert (a - b).abs().max() > 1e-4
+
+
+def test_state_survives_save_and_load(tmp_path):
+    model = _trained_looking(_config(conditioner="hybrid", mixer="quantum"), dtype=torch.float32)
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    fresh = build_model(model.config, SMALL, STATS)
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    fresh.train()  # a training-mode pass must not re-run the data-dependent initialisation
+    e_inc, showers = _showers(8, seed=9)
+    torch.manual_seed(1)
+    a = fresh.log_prob(e_inc, showers)["total"]
+    torch.manual_seed(1)
+    b = model.log_prob(e_inc, showers)["total"]
+    torch.testing.assert_close(a, b)
+
+
+def test_empty_layers_give_finite_log_prob_and_gradients():
+    model = build_model(_config(), SMALL, STATS)
+    e_inc, showers = _showers(4)
+    showers = showers.float()
+    showers[:, :2] = 0.0  # layer 0 empty
+    showers[1] = 0.0  # an event with no energy at all
+    model.train()
+    total = model.log_prob(e_inc.float(), showers)["total"]
+    assert torch.isfinite(total).all()
+    (-total.mean()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
