@@ -37,7 +37,7 @@ import numpy as np
 from scipy.special import gammainc
 
 from qcalo.data.geometry import Geometry
-from qcalo.data.simulation.photons import _ring_fractions
+from qcalo.data.simulation.photons import _ring_fractions, deposit_spots
 
 __all__ = ["PionModel", "PION_LAYER_IDS", "simulate_pion_block"]
 
@@ -126,5 +126,4 @@ def simulate_pion_block(e_inc: np.ndarray, geometry: Geometry, model: PionModel,
         expected[:, sl] = np.tile(profile / layer.n_alpha, (1, layer.n_alpha))
 
     spot = np.asarray(model.spot_energy_mev)[geometry.layer_index_of_voxel]
-    counts = rng.poisson(expected / spot)
-    return rng.standard_gamma(counts.astype(np.float64)) * spot
+    return deposit_spots(expected, spot, rng)
