@@ -104,7 +104,9 @@ class OrthogonalCircuit(nn.Module):
 
     def _entangle(self, state: torch.Tensor, inverse: bool) -> torch.Tensor:
         if self._gather is not None:
-            return state[:, self._inverse_gather if inverse else self._gather]
+            if inverse:
+                return sv.permute_amplitudes(state, self._inverse_gather, self._gather)
+            return sv.permute_amplitudes(state, self._gather, self._inverse_gather)
         if self._cz_signs is not None:
             return state * self._cz_signs.to(state.dtype)
         return state

@@ -16,7 +16,6 @@ can also be built once per step as a 2^n×2^n matrix and applied to the batch as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -67,13 +66,22 @@ EMBEDDING_GATES = {"X": rx, "Y": ry, "Z": rz}
 def rotation_gates(weights: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-wire rotation matrices from weights (..., 2 | 3) -> (..., 2, 2) complex.
 
-    ``"ryrz"``: RZ(w1)·RY(w0); ``"rot"``: Rot(w0, w1, w2) = RZ(w2)·RY(w1)·RZ(w0).
+    ``"ryrz"``: RZ(w1)·RY(w0); ``"rot"``: Rot(w0, w1, w2) = RZ(w2)·RY(w1)·RZ(w0). Built in
+    closed form (few kernels: this runs every step).
     """
     if kind == "ryrz":
-        return rz(weights[..., 1]) @ ry(weights[..., 0])
-    if kind == "rot":
-        return rz(weights[..., 2]) @ ry(weights[..., 1]) @ rz(weights[..., 0])
-    raise ValueError(f"unknown rotation kind {kind!r}")
+        theta, phi, omega = weights[..., 0], torch.zeros_like(weights[..., 0]), weights[..., 1]
+    elif kind == "rot":
+        phi, theta, omega = weights[..., 0], weights[..., 1], weights[..., 2]
+    else:
+        raise ValueError(f"unknown rotation kind {kind!r}")
+    # Rot = [[e^{-i(φ+ω)/2} c, -e^{i(φ-ω)/2} s], [e^{-i(φ-ω)/2} s, e^{i(φ+ω)/2} c]]
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    plus, minus = (phi + omega) / 2, (phi - omega) / 2
+    cp, sp, cm, sm = torch.cos(plus), torch.sin(plus), torch.cos(minus), torch.sin(minus)
+    real = torch.stack([cp * c, -cm * s, cm * s, cp * c], -1)
+    imag = torch.stack([-sp * c, -sm * s, -sm * s, sp * c], -1)
+    return torch.complex(real, imag).reshape(*weights.shape[:-1], 2, 2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,32 +113,51 @@ def apply_product_layer(state: torch.Tensor, gates: torch.Tensor, blocks: Sequen
     """Apply ⊗_i gates_i to every state.
 
     state: (B, 2^n); gates: (n, 2, 2) shared by the batch, or (B, n, 2, 2) one set per sample.
+
+    Blocks are applied from the last to the first. Each block acts on the trailing index bits
+    and its output puts them in front: out[b, j, r] = Σ_i K[b, j, i] · state[b, r, i], a single
+    (batched) GEMM on a transposed view, with no data movement; after every block has gone
+    round once, the bit order is the original one again.
     """
     batch, dim = state.shape
-    n = dim.bit_length() - 1
-    shared = gates.dim() == 3
-    for start, size in blocks:
-        block = kron_gates(gates[..., start : start + size, :, :])
-        before, d, after = 2**start, 2**size, 2 ** (n - start - size)
-        if shared:
-            if after == 1:
-                state = state.reshape(batch * before, d) @ block.transpose(-1, -2)
-            else:
-                state = block @ state.reshape(batch * before, d, after)
-        elif after == 1:
-            state = state.reshape(batch, before, d) @ block.transpose(-1, -2)
-        else:
-            state = block[:, None] @ state.reshape(batch, before, d, after)
-        state = state.reshape(batch, dim)
+    for start, size in reversed(blocks):
+        block = kron_gates(gates[..., start : start + size, :, :])  # (d, d) | (B, d, d)
+        d = 2**size
+        trailing = state.reshape(batch, dim // d, d).transpose(1, 2)  # (B, d, rest), a view
+        state = torch.matmul(block, trailing).reshape(batch, dim)
     return state
+
+
+class _Gather(torch.autograd.Function):
+    """state[:, index] whose backward is the inverse gather (not a scatter-add): index is a permutation."""
+
+    @staticmethod
+    def forward(ctx, state: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        return state.index_select(1, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(1, inverse), None, None
+
+
+def permute_amplitudes(state: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """state[:, index] for a permutation ``index`` with ``inverse = index.argsort()``: (B, D) -> (B, D)."""
+    return _Gather.apply(state, index, inverse)
 
 
 def product_state(vectors: torch.Tensor) -> torch.Tensor:
-    """⊗_i v_i for per-wire single-qubit states (B, n, 2) -> (B, 2^n), wire 0 most significant."""
-    state = vectors[:, 0]
-    for i in range(1, vectors.shape[1]):
-        state = (state[:, :, None] * vectors[:, i, None, :]).reshape(state.shape[0], -1)
-    return state
+    """⊗_i v_i for per-wire single-qubit states (B, n, 2) -> (B, 2^n), wire 0 most significant.
+
+    Built as a balanced tree of outer products so only the last product is 2^n wide.
+    """
+    n = vectors.shape[1]
+    if n == 1:
+        return vectors[:, 0]
+    half = n // 2
+    left, right = product_state(vectors[:, :half]), product_state(vectors[:, half:])
+    return (left[:, :, None] * right[:, None, :]).reshape(vectors.shape[0], -1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,14 +241,3 @@ def bloch_vectors(state: torch.Tensor) -> torch.Tensor:
     rho = single_qubit_density_matrices(state)
     off = rho[..., 0, 1]
     return torch.stack([2 * off.real, -2 * off.imag, (rho[..., 0, 0] - rho[..., 1, 1]).real], dim=-1)
-
-
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Op:
-    """One step of a compiled circuit: a layer of single-qubit gates, a gather or a diagonal."""
-
-    kind: str  # "product" | "gather" | "diagonal"
-    value: torch.Tensor

@@ -85,7 +85,7 @@ class TorchCircuit:
     # ------------------------------------------------------------------------------------------
     def _entangler(self, state: torch.Tensor, layer: int, const: _Constants, entangler_weights: torch.Tensor | None) -> torch.Tensor:
         if const.gather is not None:
-            return state[:, const.gather]
+            return sv.permute_amplitudes(state, const.gather, const.inverse_gather)
         if const.cz is not None:
             return state * const.cz
         if const.phase_coeffs is not None:
@@ -164,7 +164,7 @@ class TorchCircuit:
             else:
                 outputs["zz"] = expectations
         if "probs" in spec.measurements:
-            outputs["probs"] = probs[:, const.gather] if gathered else probs
+            outputs["probs"] = sv.permute_amplitudes(probs, const.gather, const.inverse_gather) if gathered else probs
         if needs_state:
             outputs["state"] = torch.cat([state.real, state.imag], dim=1)
         return torch.cat([outputs[m] for m in spec.measurements], dim=1)
