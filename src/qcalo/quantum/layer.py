@@ -46,7 +46,9 @@ class QuantumLayer(nn.Module):
       ``"unitary"`` or ``"gates"`` (see :mod:`qcalo.quantum.torch_backend`); ``"auto"`` picks
       by shape.
     * ``"pennylane"``: a QNode on ``device_name`` (any installed PennyLane device) with
-      ``shots`` (None = exact) and ``diff_method``; slow, for reference and hardware runs.
+      ``shots`` (None = exact), ``diff_method`` and ``device_options`` (keyword arguments of
+      ``qml.device``, e.g. ``{"seed": 1}`` for reproducible shots); slow, for reference and
+      hardware runs.
 
     The output has the input's floating dtype (the circuit runs in the layer's precision).
     ``capture`` (a :class:`qcalo.quantum.StateCapture`) records probe states every N training
@@ -65,6 +67,7 @@ class QuantumLayer(nn.Module):
         device_name: str = "default.qubit",
         shots: int | None = None,
         diff_method: str = "best",
+        device_options: Mapping[str, Any] | None = None,
         capture: StateCapture | None = None,
     ) -> None:
         super().__init__()
@@ -90,7 +93,7 @@ class QuantumLayer(nn.Module):
         if backend == "pennylane":
             from qcalo.quantum.pennylane_backend import PennyLaneCircuit
 
-            self._pennylane = PennyLaneCircuit(self.spec, device_name, shots=shots, diff_method=diff_method)
+            self._pennylane = PennyLaneCircuit(self.spec, device_name, shots=shots, diff_method=diff_method, device_options=dict(device_options or {}))
         elif shots is not None:
             raise ConfigError("quantum layer: shots are only available with backend='pennylane'; the torch backend is exact")
         self.capture = capture

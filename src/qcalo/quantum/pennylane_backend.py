@@ -63,7 +63,16 @@ def circuit_function(spec: CircuitSpec):
 class PennyLaneCircuit:
     """A QNode for ``spec`` on the named PennyLane device; call it like the torch backend."""
 
-    def __init__(self, spec: CircuitSpec, device_name: str = "default.qubit", *, shots: int | None = None, diff_method: str = "best") -> None:
+    def __init__(
+        self,
+        spec: CircuitSpec,
+        device_name: str = "default.qubit",
+        *,
+        shots: int | None = None,
+        diff_method: str = "best",
+        device_options: dict[str, Any] | None = None,
+    ) -> None:
+        """``device_options`` go to ``qml.device`` (e.g. ``{"seed": 1}`` for reproducible shots)."""
         import pennylane as qml
 
         if shots is not None and (not isinstance(shots, int) or shots < 1):
@@ -73,7 +82,7 @@ class PennyLaneCircuit:
         if diff_method not in DIFF_METHODS:
             raise ConfigError(f"pennylane backend: diff_method {diff_method!r} is unknown; expected one of {', '.join(DIFF_METHODS)}")
         try:
-            device = qml.device(device_name, wires=spec.n_qubits)
+            device = qml.device(device_name, wires=spec.n_qubits, **(device_options or {}))
         except Exception as exc:  # PennyLane raises DeviceError or plugin-specific errors
             raise ConfigError(f"pennylane backend: cannot create device {device_name!r}: {exc}") from None
         try:

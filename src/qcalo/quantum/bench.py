@@ -1,0 +1,249 @@
+"""Benchmark: forward+backward time per minibatch of the circuit backends (DESIGN.md §4b).
+
+For each circuit, backend and batch size: warm-up calls, then the median wall time of
+``repeats`` steps of ``layer(x).sum().backward()`` with gradients w.r.t. weights and inputs.
+Points whose single step would take longer than ``max_step_s`` (PennyLane at 12 qubits, and
+lightning's adjoint method, which loops over the batch) are timed at the largest batch that
+fits and extrapolated with an affine fit (fixed cost per call + cost per sample) through the
+smallest and that batch; such rows say so (``extrapolated_from_batch``, ``extrapolation``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qcalo.errors import ConfigError
+from qcalo.quantum.layer import QuantumLayer
+from qcalo.quantum.spec import CircuitSpec
+from qcalo.utils import atomic_path, progress
+
+#: backend label -> QuantumLayer keyword arguments.
+BACKENDS: dict[str, dict[str, Any]] = {
+    "torch": {"backend": "torch", "dtype": torch.complex64},
+    "torch-c128": {"backend": "torch", "dtype": torch.complex128},
+    "default.qubit": {"backend": "pennylane", "device_name": "default.qubit", "diff_method": "backprop", "dtype": torch.complex128},
+    "lightning.qubit": {"backend": "pennylane", "device_name": "lightning.qubit", "diff_method": "adjoint", "dtype": torch.complex128},
+}
+DEFAULT_BACKENDS = ("torch", "torch-c128", "default.qubit", "lightning.qubit")
+
+#: The two circuits of the issue: the seed's 6q×2L and a 12q×4L re-uploading circuit.
+DEFAULT_CIRCUITS = (
+    CircuitSpec(n_qubits=6, n_layers=2, embedding="Y", rotations="rot", entangler="linear", entangler_gate="cnot", measurements=("z",)),
+    CircuitSpec(n_qubits=12, n_layers=4, embedding="Y", reupload=True, rotations="rot", entangler="linear", entangler_gate="cnot", measurements=("z",)),
+)
+
+
+@dataclass
+class _Timing:
+    wall_ms: float
+    cpu_ms: float
+    repeats: int
+
+
+def _time_steps(layer: QuantumLayer, batch: int, repeats: int, warmup: int, seed: int) -> _Timing:
+    gen = torch.Generator().manual_seed(seed)
+    real = layer.rotation_weights.dtype
+    x = (torch.rand((batch, layer.spec.n_qubits), generator=gen, dtype=real) * 2 - 1) * torch.pi
+    x.requires_grad_(True)
+
+    def step() -> None:
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x).sum().backward()
+
+    for _ in range(warmup):
+        step()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        step()
+        walls.append((time.perf_counter() - w0) * 1e3)
+        cpus.append((time.process_time() - c0) * 1e3)
+    return _Timing(statistics.median(walls), statistics.median(cpus), repeats)
+
+
+def _extrapolate(measured: dict[int, _Timing], at: int, batch: int) -> tuple[float, float, str]:
+    """Time at ``batch`` from timings at smaller batches: affine fit t = a + c·b through the smallest
+    and the largest measured batch (fixed per-call cost plus per-sample cost), else proportional."""
+    smallest = min(measured)
+    if smallest < at:
+        lo, hi = measured[smallest], measured[at]
+        slope = (hi.wall_ms - lo.wall_ms) / (at - smallest)
+        cpu_slope = (hi.cpu_ms - lo.cpu_ms) / (at - smallest)
+        if slope > 0 and cpu_slope > 0:
+            return (
+                hi.wall_ms + slope * (batch - at),
+                hi.cpu_ms + cpu_slope * (batch - at),
+                f"affine fit through batches {smallest} and {at}",
+            )
+    t = measured[at]
+    return t.wall_ms * batch / at, t.cpu_ms * batch / at, f"proportional to batch {at}"
+
+
+def _machine(threads: int) -> dict[str, Any]:
+    import pennylane as qml
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pennylane": qml.__version__,
+        "torch_threads": threads,
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def bench_circuits(
+    out: str | os.PathLike[str] | None = None,
+    *,
+    repeats: int = 5,
+    batches: Sequence[int] = (1, 100, 1000),
+    quick: bool = False,
+    backends: Sequence[str] = DEFAULT_BACKENDS,
+    circuits: Sequence[CircuitSpec] = DEFAULT_CIRCUITS,
+    threads: int | None = 1,
+    max_step_s: float = 5.0,
+    seed: int = 0,
+    markdown: str | os.PathLike[str] | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Time forward+backward per minibatch; returns ``{"machine": {...}, "results": [...]}``.
+
+    Each result row: backend, n_qubits, n_layers, reupload, batch, ms_per_step (median wall
+    time), cpu_ms_per_step (median process CPU time), samples_per_s, repeats,
+    extrapolated_from_batch (None when measured at ``batch``), ratio_to_default_qubit
+    (default.qubit ms / this ms, when both exist). ``quick`` uses 2 repeats and
+    ``max_step_s=0.5`` (more extrapolation). ``threads`` sets torch's intra-op threads (None
+    leaves it). Writes JSON to ``out`` and a Markdown table to ``markdown`` when given.
+    """
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ConfigError(f"bench circuits: unknown backend(s) {', '.join(unknown)}; expected some of {', '.join(BACKENDS)}")
+    if not batches or any(int(b) < 1 for b in batches):
+        raise ConfigError(f"bench circuits: batches {list(batches)} invalid; expected positive integers")
+    if repeats < 1:
+        raise ConfigError(f"bench circuits: repeats={repeats} invalid; expected ≥ 1")
+    if quick:
+        repeats, max_step_s = min(repeats, 2), min(max_step_s, 0.5)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    machine = _machine(torch.get_num_threads())
+    results: list[dict[str, Any]] = []
+    jobs = [(spec, name) for spec in circuits for name in backends]
+    started = time.perf_counter()
+    for spec, name in progress(jobs, desc="bench circuits", unit="config"):
+        layer = QuantumLayer(spec, seed=seed, **BACKENDS[name])
+        warmup = 2 if BACKENDS[name]["backend"] == "torch" else 1
+        probe_batch, probe_ms = 1, _time_steps(layer, 1, 1, warmup, seed).wall_ms
+        measured: dict[int, _Timing] = {}
+        for batch in sorted({int(b) for b in batches}):
+            # Grow the batch while one step stays under max_step_s (a step at k× the batch
+            # costs at most about k× as much), then time `repeats` steps there.
+            while probe_batch < batch and max_step_s * 1e3 / probe_ms >= 1.5:
+                probe_batch = min(batch, int(probe_batch * max_step_s * 1e3 / probe_ms))
+                probe_ms = _time_steps(layer, probe_batch, 1, 0, seed).wall_ms
+            at = min(probe_batch, batch)
+            if at not in measured:
+                n_rep = max(1, min(repeats, int(4 * max_step_s * 1e3 // max(probe_ms, 1e-3))))
+                measured[at] = _time_steps(layer, at, n_rep, 0 if at == probe_batch else warmup, seed)
+            timing = measured[at]
+            wall_ms, cpu_ms, how = timing.wall_ms, timing.cpu_ms, None
+            if at != batch:
+                wall_ms, cpu_ms, how = _extrapolate(measured, at, batch)
+            results.append(
+                {
+                    "backend": name,
+                    "n_qubits": spec.n_qubits,
+                    "n_layers": spec.n_layers,
+                    "reupload": spec.reupload,
+                    "batch": batch,
+                    "ms_per_step": wall_ms,
+                    "cpu_ms_per_step": cpu_ms,
+                    "samples_per_s": batch / (wall_ms / 1e3),
+                    "repeats": timing.repeats,
+                    "extrapolated_from_batch": None if at == batch else at,
+                    "extrapolation": how,
+                    "circuit": spec.model_dump(mode="json"),
+                    "options": {k: str(v) for k, v in BACKENDS[name].items()},
+                }
+            )
+    reference = {(r["n_qubits"], r["n_layers"], r["reupload"], r["batch"]): r["ms_per_step"] for r in results if r["backend"] == "default.qubit"}
+    for r in results:
+        ref = reference.get((r["n_qubits"], r["n_layers"], r["reupload"], r["batch"]))
+        r["ratio_to_default_qubit"] = ref / r["ms_per_step"] if ref else None
+    machine["loadavg_end"] = list(os.getloadavg())
+    machine["total_seconds"] = time.perf_counter() - started
+    machine["note"] = (
+        "ms_per_step: median wall time of forward+backward (gradients w.r.t. weights and inputs) per minibatch "
+        "after warm-up; rows with extrapolated_from_batch took longer than max_step_s per step and were timed at "
+        "that smaller batch, then extrapolated as stated in 'extrapolation' (an affine fit: fixed cost per call plus "
+        "a cost per sample; lightning's adjoint method loops over samples, default.qubit broadcasting is close to "
+        "affine at these sizes). "
+        "The machine may be shared: see loadavg and compare cpu_ms_per_step."
+    )
+    report = {"machine": machine, "results": results}
+    table = format_table(report)
+    if verbose:
+        print(table)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if markdown is not None:
+        with atomic_path(markdown) as tmp:
+            tmp.write_text(format_markdown(report))
+    return report
+
+
+def _rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in report["results"]:
+        circuit = f"{r['n_qubits']}q×{r['n_layers']}L{' reupload' if r['reupload'] else ''}"
+        ratio = r["ratio_to_default_qubit"]
+        note = f"extrapolated: {r['extrapolation']}" if r["extrapolated_from_batch"] else ""
+        rows.append([
+            circuit, r["backend"], str(r["batch"]), f"{r['ms_per_step']:.3g}", f"{r['cpu_ms_per_step']:.3g}",
+            f"{r['samples_per_s']:.3g}", f"{ratio:.3g}×" if ratio else "–", note,
+        ])
+    return rows
+
+
+HEADER = ["circuit", "backend", "batch", "ms/step", "cpu ms/step", "samples/s", "vs default.qubit", "note"]
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Plain-text table of a `bench_circuits` report."""
+    rows = [HEADER] + _rows(report)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    m = report["machine"]
+    lines.append(f"torch threads: {m['torch_threads']}; load average {m['loadavg_start'][0]:.2f} → {m['loadavg_end'][0]:.2f}; total {m['total_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """Markdown table of a `bench_circuits` report."""
+    m = report["machine"]
+    lines = [
+        "# Circuit backends: forward+backward per minibatch",
+        "",
+        f"{m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} thread(s)), PennyLane {m['pennylane']}; "
+        f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join("---" for _ in HEADER) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
+    lines += ["", m["note"], ""]
+    return "\n".join(lines)
