@@ -107,7 +107,10 @@ def _check_structure_unguarded(path: Path, f: h5py.File, geometry: "str | Geomet
             "both datasets must hold the same number of events"
         )
     if geometry is not None:
-        geom = load_geometry(geometry)
+        try:
+            geom = load_geometry(geometry)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
         if showers.shape[1] != geom.n_voxels:
             raise DataError(
                 f"{path}: showers have {showers.shape[1]} voxels per event; geometry "
@@ -179,13 +182,21 @@ def read_showers(
     max_events: int | None = None,
 ) -> ShowerData:
     """Read a whole file (or its first ``max_events`` events) into memory."""
-    chunks = list(iter_showers(path, geometry=geometry, validate=validate, dtype=dtype, stop=max_events))
-    if not chunks:
-        info = inspect_file(path, geometry)
-        return ShowerData(np.zeros(0, dtype=dtype), np.zeros((0, info.n_voxels), dtype=dtype))
-    return ShowerData(
-        np.concatenate([c.incident_energies for c in chunks]), np.concatenate([c.showers for c in chunks])
-    )
+    path = Path(path)
+    info = inspect_file(path, geometry)
+    n_events = info.n_events if max_events is None else max(0, min(max_events, info.n_events))
+    # Chunks are copied into arrays allocated once, so the peak is the result plus one chunk
+    # (concatenating a list of chunks would hold the data twice).
+    energies = np.empty(n_events, dtype=dtype)
+    showers = np.empty((n_events, info.n_voxels), dtype=dtype)
+    filled = 0
+    for chunk in iter_showers(path, geometry=geometry, validate=validate, dtype=dtype, stop=n_events):
+        energies[filled : filled + len(chunk)] = chunk.incident_energies
+        showers[filled : filled + len(chunk)] = chunk.showers
+        filled += len(chunk)
+    if filled != n_events:  # only if the file changed between the two opens
+        raise DataError(f"{path}: read {filled} events, expected {n_events}; was the file modified while reading?")
+    return ShowerData(energies, showers)
 
 
 class ShowerWriter:
