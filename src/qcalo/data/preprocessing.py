@@ -287,19 +287,30 @@ class ShowerPreprocessing(nn.Module):
 
     # ----- whole showers -----
     def forward_showers(
-        self, e_inc: Tensor, showers: Tensor, *, dequantize: bool = True, generator: torch.Generator | None = None
+        self,
+        e_inc: Tensor,
+        showers: Tensor,
+        *,
+        dequantize: bool = True,
+        generator: torch.Generator | None = None,
+        stages: tuple[str, ...] = ("stage1", "stage2"),
     ) -> dict[str, Tensor]:
         """Everything the flows need from a batch of showers.
 
         Returns ``condition`` (B, 1), ``stage1`` (B, L), ``stage1_ladj`` (B,) (of the map from
-        dequantised layer energies in MeV), ``stage2`` (B, V), ``stage2_ladj`` (B,) (of the map
-        from dequantised fractions).
+        dequantised layer energies in MeV) and, when ``"stage2"`` is in ``stages``, ``stage2``
+        (B, V) and ``stage2_ladj`` (B,) (of the map from dequantised fractions). Stage 2 needs
+        the stage-1 variables as context, so those are always computed.
         """
         e_layer = self.layer_sums(showers)
-        fractions = self.fractions(showers, e_layer)
-        if dequantize:
-            e_layer = self.dequantize_energies(e_layer, generator)
-            fractions = self.dequantize_fractions(fractions, generator)
-        y1, ladj1 = self.energies_forward(e_layer, e_inc)
-        y2, ladj2 = self.fractions_forward(fractions)
-        return {"condition": self.condition(e_inc), "stage1": y1, "stage1_ladj": ladj1, "stage2": y2, "stage2_ladj": ladj2}
+        out: dict[str, Tensor] = {"condition": self.condition(e_inc)}
+        # Layer-energy noise is drawn first, so stage-1 variables do not depend on whether
+        # stage 2 is computed too.
+        noisy_e_layer = self.dequantize_energies(e_layer, generator) if dequantize else e_layer
+        out["stage1"], out["stage1_ladj"] = self.energies_forward(noisy_e_layer, e_inc)
+        if "stage2" in stages:
+            fractions = self.fractions(showers, e_layer)
+            if dequantize:
+                fractions = self.dequantize_fractions(fractions, generator)
+            out["stage2"], out["stage2_ladj"] = self.fractions_forward(fractions)
+        return out

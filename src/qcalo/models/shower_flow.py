@@ -159,7 +159,7 @@ class ShowerFlow(nn.Module):
             raise ValueError(f"stages must be a non-empty subset of ('stage1', 'stage2'), got {stages!r}")
         e_inc = self._as_model_tensor(incident_energies).reshape(-1)
         showers = self._as_model_tensor(showers)
-        pre = self.preprocessing.forward_showers(e_inc, showers)
+        pre = self.preprocessing.forward_showers(e_inc, showers, stages=stages)
         zero = e_inc.new_zeros(e_inc.shape[0])
         stage1 = stage2 = zero
         if "stage1" in stages:
