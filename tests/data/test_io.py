@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -255,8 +255,11 @@ def _malformed_file(draw):
         # A mostly consistent file, so that value checks are reached often.
         n = draw(st.integers(0, 4))
         v = draw(voxel_dims)
-        content["incident_energies"] = draw(hnp.arrays(np.float64, (n, 1), elements=_VALUES))
-        content["showers"] = draw(hnp.arrays(np.dtype(draw(st.sampled_from(["<f4", "<f8"]))), (n, v), elements=_VALUES))
+        clean = draw(st.booleans())  # clean values: the file must then be accepted
+        e_values = st.floats(1.0, 1e7, width=32) if clean else _VALUES
+        s_values = st.floats(0.0, 1e6, width=32) if clean else _VALUES
+        content["incident_energies"] = draw(hnp.arrays(np.float64, (n, 1), elements=e_values))
+        content["showers"] = draw(hnp.arrays(np.dtype(draw(st.sampled_from(["<f4", "<f8"]))), (n, v), elements=s_values))
     geometry = draw(st.sampled_from([None, "photons", "pions"]))
     return content, geometry
 
@@ -277,7 +280,9 @@ def test_random_files_give_data_error_or_valid_data(tmp_path_factory, case):
         data = read_showers(path, geometry=geometry)
     except DataError as exc:
         assert str(path) in str(exc)
+        event("rejected")
         return
+    event(f"accepted, {'no' if len(data) == 0 else 'some'} events")
     # Accepted: then it really is a valid file.
     assert data.showers.ndim == 2 and len(data.showers) == len(data.incident_energies)
     assert data.showers.dtype == np.float64
@@ -313,7 +318,9 @@ def test_damaged_files_give_data_error_or_valid_data(tmp_path, valid_file_bytes,
         data = read_showers(path, geometry="photons")
     except DataError as exc:
         assert str(path) in str(exc)
+        event("rejected")
         return
+    event("accepted")
     assert data.showers.shape == (40, 368)
     assert np.all(np.isfinite(data.showers)) and np.all(data.showers >= 0)
 
