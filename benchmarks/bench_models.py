@@ -5,7 +5,7 @@ threads; a stage-1 model with a 6-qubit 2-layer quantum conditioner trains 1000 
 full-batch epochs in under a minute (≈ 30 ms per step, everything included).
 
 Usage: .venv/bin/python benchmarks/bench_models.py [--threads 2] [--quick]
-Prints a table and writes benchmarks/results/models.json (load average and threads recorded:
+Prints a table and writes benchmarks/results/models_threads<N>.json (load average and threads recorded:
 the machine may be shared).
 """
 
@@ -25,7 +25,7 @@ from qcalo.data.preprocessing import PreprocessingStats
 from qcalo.models import ModelConfig, build_model
 from qcalo.utils import atomic_path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "models.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # The stage-2 part of src/qcalo/configs/hybrid_photons.yaml, kept here so the benchmark does not
 # depend on the shipped file's later edits; stage 1 is the seed's 6-qubit circuit in every block.
@@ -119,9 +119,11 @@ def main() -> None:
     for key in ("stage1_train_one_quantum_block", "stage1_train_hybrid_photons_6_quantum_blocks"):
         r = rows[key]
         print(f"{key:<48} {r['ms_per_step_median']:>22.1f} ms/step  (2000 epochs ≈ {r['projected_s_for_2000_epochs']:.0f} s)")
+    print(f"wrote {out}")
     print(f"threads {result['torch_threads']}, load average before {load_before[0]:.2f}, after {result['loadavg_after'][0]:.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS) as tmp:
+    out = RESULTS_DIR / f"models_threads{args.threads}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2))
 
 

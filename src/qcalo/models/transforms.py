@@ -29,10 +29,12 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform
+import torch.nn.functional as F
+from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform, Transform
 
 __all__ = [
     "FlowLayer",
+    "SplineTransform",
     "ActNorm",
     "Permutation",
     "QuantumMixer",
@@ -42,6 +44,42 @@ __all__ = [
 ]
 
 ConditionerFactory = Callable[[int, int], nn.Module]
+
+
+def _softmax(x: Tensor) -> Tensor:
+    # torch's CPU softmax kernel is slow on a short last dimension (K = 8 bins: ~3x slower than
+    # this, forward and backward); the max subtraction keeps it exact and overflow-free.
+    e = torch.exp(x - x.detach().amax(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+class SplineTransform(MonotonicRQSTransform):
+    """zuko's :class:`~zuko.transforms.MonotonicRQSTransform` with a faster knot construction.
+
+    Same parametrisation and numerics (the tests hold both equal); only the softmax over the
+    K bin widths / heights is computed without torch's slow short-axis kernel. Evaluation,
+    inverse and log-det are zuko's.
+
+    Example::
+
+        >>> p = torch.zeros(2, 3, 3 * 8 - 1)
+        >>> t = SplineTransform(p[..., :8], p[..., 8:16], p[..., 16:], bound=4.0)
+        >>> x = torch.tensor([[-5.0, 0.3, 2.0], [1.0, -1.0, 4.5]])
+        >>> torch.allclose(t(x), x)      # zero parameters: the identity
+        True
+    """
+
+    def __init__(self, widths: Tensor, heights: Tensor, derivatives: Tensor, bound: float = 5.0, slope: float = 1e-3) -> None:
+        Transform.__init__(self)
+        log_slope = math.log(slope)
+        widths = widths / (1 + abs(2 * widths / log_slope))
+        heights = heights / (1 + abs(2 * heights / log_slope))
+        derivatives = derivatives / (1 + abs(derivatives / log_slope))
+        widths = F.pad(_softmax(widths), (1, 0), value=0)
+        heights = F.pad(_softmax(heights), (1, 0), value=0)
+        self.horizontal = bound * (2 * torch.cumsum(widths, dim=-1) - 1)
+        self.vertical = bound * (2 * torch.cumsum(heights, dim=-1) - 1)
+        self.derivatives = torch.exp(F.pad(derivatives, (1, 1), value=0))
 
 
 class FlowLayer(nn.Module):
@@ -183,7 +221,7 @@ class Coupling(FlowLayer):
 
     * ``affine``: (shift, scale) → :class:`zuko.transforms.MonotonicAffineTransform`, z =
       x·exp(a') + b with a' = a / (1 + |a|/bound), a soft clamp of |log scale| below ``bound``;
-    * ``spline``: 3K - 1 numbers → :class:`zuko.transforms.MonotonicRQSTransform`, K bins on
+    * ``spline``: 3K - 1 numbers → :class:`SplineTransform` (zuko's monotonic RQS), K bins on
       [-tail_bound, tail_bound], identity outside.
 
     The conditioner's last layer is zero-initialised, so a fresh coupling is the identity.
@@ -215,14 +253,14 @@ class Coupling(FlowLayer):
         self.params_per_feature = 2 if kind == "affine" else 3 * bins - 1
         self.conditioner = conditioner_factory(self.split + context_features, self.n_transformed * self.params_per_feature)
 
-    def transform(self, x_a: Tensor, context: Tensor | None) -> MonotonicAffineTransform | MonotonicRQSTransform:
+    def transform(self, x_a: Tensor, context: Tensor | None) -> MonotonicAffineTransform | SplineTransform:
         """The element-wise transform of x_b, built from the conditioner's output."""
         inputs = x_a if context is None else torch.cat([x_a, context], dim=1)
         params = self.conditioner(inputs).reshape(x_a.shape[0], self.n_transformed, self.params_per_feature)
         if self.kind == "affine":
             return MonotonicAffineTransform(params[..., 0], params[..., 1], slope=self.slope)
         k = self.bins
-        return MonotonicRQSTransform(params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], bound=self.tail_bound)
+        return SplineTransform(params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], bound=self.tail_bound)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_a, x_b = x[:, : self.split], x[:, self.split :]
