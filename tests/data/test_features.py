@@ -98,6 +98,13 @@ def test_threshold_zeroes_small_voxels_everywhere():
     assert showers[0, _voxel(0, 0, 3)] == 0.5
 
 
+def test_nan_voxels_are_not_hidden_by_the_threshold():
+    showers = _empty()
+    showers[0, _voxel(1, 0, 0)] = np.nan  # a broken generator's output must stay visible
+    f = compute_features([100.0], showers, PHOTONS)
+    assert np.isnan(f.e_tot[0]) and np.isnan(f.e_layer[0, 1]) and f.e_layer[0, 0] == 0.0
+
+
 def test_empty_shower_gives_finite_columns():
     f = compute_features([256.0], _empty(), PHOTONS)
     columns = classifier_columns(f, PHOTONS)

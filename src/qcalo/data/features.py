@@ -113,15 +113,6 @@ def _weight_matrix(geometry: Geometry) -> np.ndarray:
     return matrix
 
 
-@lru_cache(maxsize=8)
-def _membership_matrix(geometry: Geometry) -> np.ndarray:
-    """(V, L) 0/1 matrix: voxel v belongs to layer l."""
-    membership = np.zeros((geometry.n_voxels, geometry.n_layers))
-    membership[np.arange(geometry.n_voxels), geometry.layer_index_of_voxel] = 1.0
-    membership.flags.writeable = False
-    return membership
-
-
 def _as_geometry(geometry: "str | os.PathLike[str] | Geometry") -> Geometry:
     return load_geometry(geometry)
 
@@ -155,8 +146,10 @@ def compute_features(
         raise DataError(f"{e_inc.shape[0]} incident energies for {x.shape[0]} showers; expected one per shower")
     if not np.isfinite(threshold_mev) or threshold_mev < 0:
         raise ConfigError(f"threshold {threshold_mev!r} MeV is invalid; expected a finite value ≥ 0")
-    # np.where allocates the float64 copy anyway, so the input is never modified.
-    x = np.where(x >= threshold_mev, x, 0.0).astype(np.float64, copy=False)
+    # One float64 copy, zeroed below the threshold as the CaloChallenge does (data[data < cut] = 0);
+    # the caller's array is never modified.
+    x = np.array(x, dtype=np.float64, copy=True)
+    x[x < threshold_mev] = 0.0
 
     n_layers = geom.n_layers
     sums = x @ _weight_matrix(geom)  # (N, 7L)
@@ -168,7 +161,8 @@ def compute_features(
     width_r = np.sqrt(np.clip(s_r2 / denominator - ec_r**2, 0.0, None))
 
     n_voxels_per_layer = np.array([layer.n_voxels for layer in geom.layers], dtype=np.float64)
-    n_hit = (x > 0).astype(np.float64) @ _membership_matrix(geom)
+    layer_starts = [s.start for s in geom.layer_slices]
+    n_hit = np.add.reduceat((x > 0).view(np.uint8), layer_starts, axis=1, dtype=np.int64) if len(x) else np.zeros((0, n_layers))
     sparsity = 1.0 - n_hit / n_voxels_per_layer
 
     return ShowerFeatures(
