@@ -13,8 +13,9 @@ separate the two samples. Following the CaloChallenge 2022 evaluation:
 
 Two profiles: ``calochallenge`` (input → 2048 → 2048 → 2048 → 1, Adam 2e-4, batch 1000,
 50 epochs, float64, raw inputs — the settings of DESIGN.md §5; hours on 2 CPU cores at full DS1
-size) and ``fast`` (the default: 512-wide, 20 epochs, Adam 1e-3, float32, inputs standardised with
-the training split's mean and spread, so 20k vs 20k takes about a minute per classifier on 2 cores).
+size) and ``fast`` (the default: 256-wide, 20 epochs, Adam 1e-3, batch 250, float32, inputs
+standardised with the training split's mean and spread, so 20k vs 20k takes about a minute per
+classifier on 2 cores; see benchmarks/bench_evaluation.py).
 
 Inputs (:func:`classifier_inputs`): ``low`` = log10 E_inc and voxels/E_inc; ``low_normed`` =
 log10 E_inc, voxels divided by their layer energy, log10(E_layer + 1e-8); ``high`` = the 30/46
@@ -55,12 +56,15 @@ class ClassifierProfile:
     standardise: bool
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON types (the hidden widths as a list)."""
+        out = asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
 
 
 PROFILES: dict[str, ClassifierProfile] = {
     "calochallenge": ClassifierProfile("calochallenge", (2048, 2048, 2048), 50, 2e-4, 1000, True, False),
-    "fast": ClassifierProfile("fast", (512, 512, 512), 20, 1e-3, 1000, False, True),
+    "fast": ClassifierProfile("fast", (256, 256, 256), 20, 1e-3, 250, False, True),
 }
 
 

@@ -1,0 +1,28 @@
+"""``qcalo report``: several evaluations side by side in one static HTML page.
+
+Example::
+
+    qcalo report eval/classical eval/hybrid eval/qmixer --out report/ --labels classical,hybrid,"quantum mixer"
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "put several evaluations side by side in an HTML report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("eval_dirs", nargs="+", metavar="DIR", help="folders written by `qcalo evaluate`")
+    parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for report.html and its PNGs")
+    parser.add_argument("--labels", default=None, metavar="a,b,c",
+                        help="comma-separated names, one per DIR (default: the folder names)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from qcalo.evaluation.report import make_report
+
+    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+    path = make_report(args.eval_dirs, args.out, labels=labels)
+    print(f"wrote {path}")
+    return 0
