@@ -18,8 +18,8 @@ The classifier columns (30 for the DS1 photons, 46 for the pions) are, in this o
     EC_eta/100, then EC_phi/100, then width_eta/100, then width_phi/100 |
     log10(E_tot + 1e-8) | sparsity every layer | EC_r/100 every layer | width_r/100 every layer
 
-Everything is vectorised: one (N, V) @ (V, 7·L) matrix product per chunk gives all the
-per-layer weighted sums.
+Everything is vectorised: per layer, one (N, V_l) @ (V_l, 7) matrix product gives all the
+energy-weighted sums.
 
 Example::
 
@@ -101,16 +101,16 @@ class ShowerFeatures:
 
 
 @lru_cache(maxsize=8)
-def _weight_matrix(geometry: Geometry) -> np.ndarray:
-    """(V, 7·L) matrix whose product with showers (N, V) gives, per layer, the sums of
-    E, E·η, E·η², E·φ, E·φ², E·r and E·r² (blocks of L columns in that order)."""
-    n_voxels, n_layers = geometry.n_voxels, geometry.n_layers
-    membership = np.zeros((n_voxels, n_layers))
-    membership[np.arange(n_voxels), geometry.layer_index_of_voxel] = 1.0
-    coordinates = [np.ones(n_voxels), geometry.eta, geometry.eta**2, geometry.phi, geometry.phi**2, geometry.r, geometry.r**2]
-    matrix = np.concatenate([membership * c[:, None] for c in coordinates], axis=1)
-    matrix.flags.writeable = False
-    return matrix
+def _moment_matrices(geometry: Geometry) -> tuple[np.ndarray, ...]:
+    """Per layer, a (n_voxels_in_layer, 7) matrix whose product with that layer's voxel energies
+    gives the sums of E, E·η, E·η², E·φ, E·φ², E·r and E·r²."""
+    matrices = []
+    for s in geometry.layer_slices:
+        eta, phi, r = geometry.eta[s], geometry.phi[s], geometry.r[s]
+        matrix = np.stack([np.ones_like(r), eta, eta**2, phi, phi**2, r, r**2], axis=1)
+        matrix.flags.writeable = False
+        matrices.append(matrix)
+    return tuple(matrices)
 
 
 def _as_geometry(geometry: "str | os.PathLike[str] | Geometry") -> Geometry:
@@ -152,8 +152,9 @@ def compute_features(
     x[x < threshold_mev] = 0.0
 
     n_layers = geom.n_layers
-    sums = x @ _weight_matrix(geom)  # (N, 7L)
-    e_layer, s_eta, s_eta2, s_phi, s_phi2, s_r, s_r2 = (sums[:, k * n_layers : (k + 1) * n_layers] for k in range(7))
+    # (N, 7, L): one small matrix product per layer (a NaN voxel spoils only its own layer).
+    sums = np.stack([x[:, s] @ m for s, m in zip(geom.layer_slices, _moment_matrices(geom))], axis=2)
+    e_layer, s_eta, s_eta2, s_phi, s_phi2, s_r, s_r2 = (sums[:, k, :] for k in range(7))
     denominator = e_layer + _EPS_DENOMINATOR
     ec_eta, ec_phi, ec_r = s_eta / denominator, s_phi / denominator, s_r / denominator
     width_eta = np.sqrt(np.clip(s_eta2 / denominator - ec_eta**2, 0.0, None))
