@@ -61,12 +61,14 @@ class DataConfig(_Strict):
     """Where the training showers come from and how they are held in memory.
 
     Files up to ``max_in_memory_mb`` (size of the float32 arrays) are read into memory once;
-    larger files stream from HDF5 in shuffled chunks of ``chunk_events`` events.
+    larger files stream from HDF5: contiguous chunks of ``chunk_events`` events in a random
+    order, ``shuffle_window`` chunks read and shuffled together at a time.
     """
 
     path: str | None = None
     max_in_memory_mb: float = Field(2048.0, gt=0)
-    chunk_events: int = Field(20_000, ge=1)
+    chunk_events: int = Field(4096, ge=1)
+    shuffle_window: int = Field(8, ge=1)
 
 
 class OptimiserConfig(_Strict):

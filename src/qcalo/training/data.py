@@ -2,8 +2,8 @@
 
 Small files (float32 size up to ``max_in_memory_mb``) are read into memory once. Larger files
 stream from HDF5: each epoch visits contiguous chunks of ``chunk_events`` events in a shuffled
-order and shuffles the events within each chunk, so memory stays bounded by about one chunk
-plus one batch whatever the file size.
+order, reads ``shuffle_window`` chunks at a time and shuffles their events together, so memory
+stays bounded by about ``shuffle_window × chunk_events`` events whatever the file size.
 
 The shuffle of epoch ``e`` is derived from ``(seed, e)`` alone, never from a running generator,
 so a run resumed at an epoch boundary sees exactly the batches an uninterrupted run would.
@@ -57,7 +57,8 @@ class ShowerDataset:
         validation_fraction: float,
         seed: int,
         max_in_memory_mb: float = 2048.0,
-        chunk_events: int = 20_000,
+        chunk_events: int = 4096,
+        shuffle_window: int = 8,
     ) -> None:
         self.path = Path(path)
         self.geometry = geometry
@@ -67,6 +68,7 @@ class ShowerDataset:
         if self.n_events < 2:
             raise ConfigError(f"{self.path}: holds {self.n_events} events; training needs at least 2 (1 train, 1 validation)")
         self.chunk_events = int(chunk_events)
+        self.shuffle_window = int(shuffle_window)
         self.train_indices, self.val_indices = split_indices(self.n_events, validation_fraction, self.seed)
         size_mb = self.n_events * (info.n_voxels + 1) * 4 / 2**20
         self.in_memory = size_mb <= max_in_memory_mb
@@ -87,7 +89,10 @@ class ShowerDataset:
 
     # ----- whole passes -------------------------------------------------------------------
     def train_chunks(self) -> Iterator[ShowerData]:
-        """Training events in file order, as float64 :class:`ShowerData` chunks (for statistics)."""
+        """Training events in file order, as :class:`ShowerData` chunks (for statistics).
+
+        Values are the float32 values the model trains on, widened to float64.
+        """
         yield from self._subset_chunks(self.train_indices, np.float64)
 
     def validation_batches(self, batch_size: int) -> Iterator[Batch]:
@@ -115,8 +120,9 @@ class ShowerDataset:
             keep = member[lo:hi]
             if not keep.any():
                 continue
-            data = next(iter_showers(self.path, hi - lo, geometry=self.geometry, dtype=dtype, start=lo, stop=hi))
-            yield ShowerData(data.incident_energies[keep], data.showers[keep])
+            # Read as float32 like the training batches, so statistics see the values trained on.
+            data = next(iter_showers(self.path, hi - lo, geometry=self.geometry, dtype=np.float32, start=lo, stop=hi))
+            yield ShowerData(data.incident_energies[keep].astype(dtype), data.showers[keep].astype(dtype))
 
     # ----- shuffled training batches ------------------------------------------------------
     def epoch_rng(self, epoch: int) -> np.random.Generator:
@@ -139,31 +145,34 @@ class ShowerDataset:
         yield from self._streamed_batches(rng, batch_size)
 
     def _streamed_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
+        # Files are often sorted by incident energy, so shuffling within one chunk is not enough:
+        # chunks are visited in a random order and ``shuffle_window`` of them at a time are read
+        # and shuffled together (memory: about shuffle_window × chunk_events events).
         member = np.zeros(self.n_events, dtype=bool)
         member[self.train_indices] = True
-        starts = np.arange(0, self.n_events, self.chunk_events)
-        pending_e: list[torch.Tensor] = []
-        pending_x: list[torch.Tensor] = []
-        n_pending = 0
-        for lo in rng.permutation(starts):
-            hi = min(int(lo) + self.chunk_events, self.n_events)
-            keep = np.flatnonzero(member[lo:hi])
-            if len(keep) == 0:
-                continue
-            data = next(iter_showers(self.path, hi - lo, geometry=self.geometry, dtype=np.float32, start=int(lo), stop=hi))
-            order = rng.permutation(keep)
-            pending_e.append(torch.from_numpy(data.incident_energies[order]))
-            pending_x.append(torch.from_numpy(data.showers[order]))
-            n_pending += len(order)
-            if n_pending >= batch_size:
-                energies, showers = torch.cat(pending_e), torch.cat(pending_x)
-                n_full = (len(energies) // batch_size) * batch_size
-                for b in range(0, n_full, batch_size):
-                    yield energies[b : b + batch_size], showers[b : b + batch_size]
-                pending_e, pending_x = [energies[n_full:]], [showers[n_full:]]
-                n_pending = len(energies) - n_full
-        if n_pending:
-            yield torch.cat(pending_e), torch.cat(pending_x)
+        starts = rng.permutation(np.arange(0, self.n_events, self.chunk_events))
+        carry_e = torch.zeros(0)
+        carry_x = torch.zeros(0, self.geometry.n_voxels)
+        for w in range(0, len(starts), self.shuffle_window):
+            window_e, window_x = [carry_e], [carry_x]
+            for lo in starts[w : w + self.shuffle_window]:
+                lo = int(lo)
+                hi = min(lo + self.chunk_events, self.n_events)
+                keep = np.flatnonzero(member[lo:hi])
+                if len(keep) == 0:
+                    continue
+                data = next(iter_showers(self.path, hi - lo, geometry=self.geometry, dtype=np.float32, start=lo, stop=hi))
+                window_e.append(torch.from_numpy(data.incident_energies[keep]))
+                window_x.append(torch.from_numpy(data.showers[keep]))
+            energies, showers = torch.cat(window_e), torch.cat(window_x)
+            order = torch.from_numpy(rng.permutation(len(energies)))
+            energies, showers = energies[order], showers[order]
+            n_full = (len(energies) // batch_size) * batch_size
+            for b in range(0, n_full, batch_size):
+                yield energies[b : b + batch_size], showers[b : b + batch_size]
+            carry_e, carry_x = energies[n_full:], showers[n_full:]
+        if len(carry_e):
+            yield carry_e, carry_x
 
     def n_train_batches(self, batch_size: int) -> int:
         return -(-self.n_train // batch_size)

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ METRIC_COLUMNS = (
     "val_nll",
     "val_nll_stage1",
     "val_nll_stage2",
+    "val_excluded",
     "lr",
     "seconds",
 )
@@ -250,6 +252,7 @@ def train(
         seed=cfg.seed,
         max_in_memory_mb=cfg.data.max_in_memory_mb,
         chunk_events=cfg.data.chunk_events,
+        shuffle_window=cfg.data.shuffle_window,
     )
 
     from qcalo.models import PreprocessingStats, fit_preprocessing
@@ -326,6 +329,7 @@ def train(
         )
 
     stopped_early = state["epochs_without_improvement"] >= (cfg.early_stopping_patience or math.inf)
+    warned_excluded = False
     epoch_bar = progress(range(state["epoch"], cfg.epochs), desc=f"train {cfg.name or ''}".strip(), initial=state["epoch"], total=cfg.epochs)
     try:
         for epoch in epoch_bar:
@@ -362,6 +366,14 @@ def train(
                     sums[key] += float(nll[key].detach().sum())
                 n_seen += len(energies)
             val = _validate(model, dataset, cfg, dev)
+            if val["excluded"] and not warned_excluded:
+                warned_excluded = True
+                warnings.warn(
+                    f"{int(val['excluded'])} of {dataset.n_val} validation events have a non-finite log-density "
+                    "(outside the range the preprocessing was fitted on); they are left out of val_nll "
+                    "and counted in metrics.csv column val_excluded",
+                    stacklevel=2,
+                )
             seconds = time.perf_counter() - t0
             state["training_time_s"] += seconds
             state["epoch"] = epoch + 1
@@ -373,6 +385,7 @@ def train(
                 "val_nll": val["total"],
                 "val_nll_stage1": val["stage1"],
                 "val_nll_stage2": val["stage2"],
+                "val_excluded": int(val["excluded"]),
                 "lr": optimiser.param_groups[0]["lr"],
                 "seconds": seconds,
             }
@@ -407,6 +420,10 @@ def train(
         tb.close()
         if capture is not None:
             capture.detach()
+    if not paths["best"].is_file():
+        # No epoch had a finite validation NLL: keep the final state as "best" so that
+        # `load_run(which="best")` still works; summary.json says best_val_nll is null.
+        save_checkpoint(paths["best"], make_checkpoint())
     if not paths["summary"].is_file() or checkpoint is not None:
         write_summary()
     return out
@@ -414,20 +431,29 @@ def train(
 
 @torch.no_grad()
 def _validate(model: torch.nn.Module, dataset: ShowerDataset, cfg: RunConfig, dev: torch.device) -> dict[str, float]:
-    """Mean validation NLL (nats per event) overall and per stage."""
+    """Mean validation NLL (nats per event) overall and per stage, and the excluded events.
+
+    Events whose log-density is not finite (e.g. E_tot/E_inc beyond the u-space range fitted on
+    the training events, where the model has no support) are left out of the means and
+    counted in ``"excluded"``, so that one outlier does not turn the whole metric into NaN.
+    """
     model.eval()
     sums = {"total": 0.0, "stage1": 0.0, "stage2": 0.0}
-    n = 0
+    n, excluded = 0, 0
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed + _VALIDATION_SEED_OFFSET)
         for energies, showers in dataset.validation_batches(max(cfg.batch_size, 1024)):
             nll = _nll_parts(model.log_prob(energies.to(dev), showers.to(dev)))
+            finite = torch.isfinite(nll["total"])
             for key in sums:
-                sums[key] += float(nll[key].sum())
-            n += len(energies)
+                sums[key] += float(nll[key][finite].sum())
+            n += int(finite.sum())
+            excluded += int((~finite).sum())
     model.train()
-    return {k: v / n for k, v in sums.items()}
+    out = {k: (v / n if n else math.nan) for k, v in sums.items()}
+    out["excluded"] = float(excluded)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
