@@ -146,3 +146,32 @@ def test_training_streamed_from_hdf5_fits_the_same_preprocessing_as_in_memory(tr
     assert math.isfinite(row["train_nll"]) and math.isfinite(row["val_nll"])
     summary = json.loads((streamed_dir / "summary.json").read_text())
     assert summary["n_train"] == 1600 and summary["n_val"] == 400
+
+
+def test_state_capture_records_every_circuit_without_changing_the_training(train_file: Path, tmp_path: Path) -> None:
+    from qcalo.quantum import load_captures
+
+    base = load_config("tiny_photons").to_dict() | {"epochs": 1, "seed": 9, "device": "cpu"}
+    plain = train(config_from_dict(base), train_file, tmp_path / "plain")
+    captured = train(
+        config_from_dict(base | {"state_capture": {"enabled": True, "every": 3, "probe_events": 4}}), train_file, tmp_path / "captured"
+    )
+    a = load_checkpoint(plain / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(captured / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    folders = sorted(p for p in (captured / "quantum_states").iterdir() if p.is_dir())
+    # tiny_photons: 2 quantum conditioners in stage 1 and 2 hybrid ones in stage 2.
+    assert len(folders) == 4
+    for folder in folders:
+        snapshots = load_captures(folder)
+        assert [s["call"] for s in snapshots] == [3, 6]  # 7 steps in the epoch
+        assert [s["step"] for s in snapshots] == [2, 5]
+        state = snapshots[-1]["state"]
+        assert state.shape == (4, 16)
+        assert torch.allclose(state.abs().pow(2).sum(dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_state_capture_needs_circuits(train_file: Path, tmp_path: Path) -> None:
+    base = load_config("classical_photons").to_dict() | {"epochs": 1, "state_capture": {"enabled": True}}
+    with pytest.raises(ConfigError, match="no circuit layers to capture"):
+        train(config_from_dict(base), train_file, tmp_path / "r", device="cpu")

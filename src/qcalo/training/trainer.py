@@ -95,7 +95,7 @@ def run_paths(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
         "metrics": run_dir / "metrics.csv",
         "tensorboard": run_dir / "tensorboard",
         "summary": run_dir / "summary.json",
-        "states": run_dir / "states",
+        "quantum_states": run_dir / "quantum_states",
     }
 
 
@@ -190,15 +190,42 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _state_capture_hook(cfg: RunConfig, model: torch.nn.Module, out_dir: Path) -> Any:
-    """A StateCapture attached to the model's circuits, or None when capture is off."""
-    if not cfg.state_capture.enabled:
-        return None
-    try:
-        from qcalo.quantum import StateCapture
-    except ImportError as exc:
-        raise ConfigError(f"state_capture.enabled: qcalo.quantum.StateCapture is unavailable ({exc})") from None
-    return StateCapture.attach(model, out_dir / "states", every=cfg.state_capture.every)
+class _StateCaptures:
+    """One :class:`qcalo.quantum.StateCapture` per circuit layer of the model.
+
+    Each captures its layer's statevector for ``probe_events`` fixed probe angle vectors
+    (uniform in [-π, π), drawn from a generator seeded by the run seed, so they never touch
+    the training random streams) every ``every`` training forward calls, into
+    ``RUN_DIR/quantum_states/<module name>/``. A layer is called once per optimiser step, so
+    the call counter equals the step and survives resumption.
+    """
+
+    def __init__(self, cfg: RunConfig, model: torch.nn.Module, run_dir: Path, step: int) -> None:
+        from qcalo.quantum import QuantumLayer, StateCapture
+
+        self.layers: list[tuple[Any, Any]] = []
+        generator = torch.Generator().manual_seed(cfg.seed)
+        for name, module in model.named_modules():
+            if isinstance(module, QuantumLayer):
+                n_qubits = module.spec.n_qubits
+                probe = (torch.rand(cfg.state_capture.probe_events, n_qubits, generator=generator) * 2 - 1) * math.pi
+                capture = StateCapture(probe, cfg.state_capture.every, run_dir, name=name)
+                capture.calls = capture.step = step
+                capture.attach(module)
+                self.layers.append((module, capture))
+        if not self.layers:
+            raise ConfigError(
+                "state_capture.enabled: the model has no circuit layers to capture; "
+                "use quantum or hybrid conditioners, or set state_capture.enabled: false"
+            )
+
+    def set_step(self, step: int) -> None:
+        for _, capture in self.layers:
+            capture.step = step
+
+    def detach(self) -> None:
+        for module, _ in self.layers:
+            module.capture = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +319,7 @@ def train(
     from torch.utils.tensorboard import SummaryWriter
 
     tb = SummaryWriter(log_dir=str(paths["tensorboard"]), purge_step=state["epoch"] + 1 if checkpoint is not None else None)
-    capture = _state_capture_hook(cfg, model, out)
+    capture = _StateCaptures(cfg, model, out, state["step"]) if cfg.state_capture.enabled else None
 
     def make_checkpoint() -> dict[str, Any]:
         return {
@@ -362,6 +389,8 @@ def train(
                 optimiser.step()
                 scheduler.step()
                 state["step"] += 1
+                if capture is not None:
+                    capture.set_step(state["step"])
                 for key in sums:
                     sums[key] += float(nll[key].detach().sum())
                 n_seen += len(energies)
