@@ -1,9 +1,10 @@
 """Parametrised quantum circuits: one spec, a fast batched torch statevector backend, a PennyLane
 backend, real orthogonal circuits for invertible mixing, and state capture for interpretability."""
 
+from qcalo.quantum.bench import bench_circuits
 from qcalo.quantum.capture import StateCapture, load_captures, plot_entropy_vs_step
 from qcalo.quantum.layer import QuantumLayer
 from qcalo.quantum.orthogonal import OrthogonalCircuit
 from qcalo.quantum.spec import CircuitSpec
 
-__all__ = ["CircuitSpec", "QuantumLayer", "OrthogonalCircuit", "StateCapture", "load_captures", "plot_entropy_vs_step"]
+__all__ = ["CircuitSpec", "QuantumLayer", "OrthogonalCircuit", "StateCapture", "load_captures", "plot_entropy_vs_step", "bench_circuits"]

@@ -150,14 +150,24 @@ def permute_amplitudes(state: torch.Tensor, index: torch.Tensor, inverse: torch.
 def product_state(vectors: torch.Tensor) -> torch.Tensor:
     """⊗_i v_i for per-wire single-qubit states (B, n, 2) -> (B, 2^n), wire 0 most significant.
 
-    Built as a balanced tree of outer products so only the last product is 2^n wide.
+    Neighbouring factors are multiplied pairwise, all pairs at once, so there are about log2(n)
+    broadcast products and only the last one is 2^n wide.
     """
-    n = vectors.shape[1]
-    if n == 1:
-        return vectors[:, 0]
-    half = n // 2
-    left, right = product_state(vectors[:, :half]), product_state(vectors[:, half:])
-    return (left[:, :, None] * right[:, None, :]).reshape(vectors.shape[0], -1)
+    batch = vectors.shape[0]
+    factors = vectors  # (B, m, d): m factors of length d
+    leftover = None  # an unpaired last factor (B, d'), multiplied in at the end
+    while factors.shape[1] > 1:
+        m, d = factors.shape[1], factors.shape[2]
+        if m % 2:
+            last = factors[:, -1]
+            leftover = last if leftover is None else (last[:, :, None] * leftover[:, None, :]).reshape(batch, -1)
+            factors = factors[:, :-1]
+            m -= 1
+        factors = (factors[:, 0::2, :, None] * factors[:, 1::2, None, :]).reshape(batch, m // 2, d * d)
+    state = factors[:, 0]
+    if leftover is not None:
+        state = (state[:, :, None] * leftover[:, None, :]).reshape(batch, -1)
+    return state
 
 
 # ----------------------------------------------------------------------------------------------

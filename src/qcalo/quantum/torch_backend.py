@@ -26,18 +26,22 @@ STRATEGIES = ("auto", "unitary", "gates")
 
 
 def choose_strategy(spec: CircuitSpec, batch: int) -> str:
-    """Cheaper strategy for this circuit and batch size (multiply-adds, with a per-op overhead).
+    """Cheaper strategy for this circuit and batch size, from a rough cost model (ns, one core).
 
-    The unitary path costs D² per sample (D = 2^n) in one large matmul plus building the matrix
-    (D samples through the gate path); the gate path costs about D·Σ2^k per later layer per
-    sample in several smaller kernels, counted as twice as expensive per multiply-add.
+    Forward+backward per sample: the unitary path is one real GEMM against a (2^n, 2^(n+1))
+    matrix, about 0.24·D² ns (D = 2^n; 4× that for the complex Z-embedding path), plus building
+    the matrix (D rows through the gate path). The gate path costs about 0.8·D·Σ2^k ns per later
+    layer of blocked gates and ~10·D ns per CNOT permutation (gathers are memory-bound), 2·D ns
+    per diagonal entangler. Measured on CPU; at small batches both are overhead-bound.
     """
     if spec.reupload:
         return "gates"
     dim = spec.dim
     block_cost = sum(2**size for _, size in sv.wire_blocks(spec.n_qubits))
-    per_sample_gates = 2 * (spec.n_layers - 1) * dim * block_cost + spec.n_layers * dim
-    unitary = batch * dim * dim + dim * per_sample_gates
+    entangler = (10 if spec.entangler_gate == "cnot" else 2) * dim if spec.entangler_pairs else 0
+    per_sample_gates = 0.8 * dim * block_cost * (spec.n_layers - 1) + entangler * spec.n_layers
+    per_sample_unitary = (0.24 if spec.embedding in ("X", "Y") else 0.96) * dim * dim
+    unitary = batch * per_sample_unitary + dim * (per_sample_gates + 0.8 * dim * block_cost)
     gates = batch * per_sample_gates
     return "unitary" if unitary <= gates else "gates"
 
@@ -67,6 +71,10 @@ class _Constants:
         self.signs = torch.as_tensor(np.concatenate(signs, axis=1), **kw) if signs else None
         self.signs_after_gather = self.signs[self.inverse_gather] if self.signs is not None and self.gather is not None else None
         self.blocks = sv.wire_blocks(n)
+        popcount = sv.basis_bits(n).sum(1) % 4
+        phases = np.array([1, -1j, -1, 1j])[popcount]
+        complex_dtype = torch.complex64 if real_dtype == torch.float32 else torch.complex128
+        self.x_phases = torch.as_tensor(phases, dtype=complex_dtype, device=device)
 
 
 class TorchCircuit:
@@ -93,21 +101,43 @@ class TorchCircuit:
             return state * torch.complex(torch.cos(phase), torch.sin(phase))
         return state
 
-    def state(
+    def _transfer(
+        self,
+        rotations: torch.Tensor,
+        entangler_weights: torch.Tensor | None,
+        const: _Constants,
+        first_layer: int,
+        final_entangler: bool,
+    ) -> torch.Tensor:
+        """M (D, D) whose row k is the circuit (from layer ``first_layer``'s rotations on) applied to |k⟩.
+
+        A row-vector state ψ goes to ψ @ M. Each rotation layer is one D×D Kronecker product
+        (all layers at once), applied as M @ Kᵀ; entanglers act on the rows like on a batch.
+        """
+        n_layers = self.spec.n_layers
+        krons = sv.kron_gates(rotations[first_layer:])  # (L', D, D)
+        transfer = None
+        for layer in range(n_layers):
+            if layer >= first_layer:
+                step = krons[layer - first_layer].transpose(0, 1)
+                transfer = step if transfer is None else transfer @ step
+            if layer < n_layers - 1 or final_entangler:
+                if transfer is None:
+                    transfer = torch.eye(self.spec.dim, dtype=rotations.dtype, device=rotations.device)
+                transfer = self._entangler(transfer, layer, const, entangler_weights)
+        if transfer is None:
+            transfer = torch.eye(self.spec.dim, dtype=rotations.dtype, device=rotations.device)
+        return transfer
+
+    def _amplitudes(
         self,
         inputs: torch.Tensor,
         rotation_weights: torch.Tensor,
         entangler_weights: torch.Tensor | None,
-        *,
-        strategy: str = "auto",
-        final_entangler: bool = True,
+        strategy: str,
+        final_entangler: bool,
     ) -> torch.Tensor:
-        """Final statevector (B, 2^n) complex for inputs (B, n) radians.
-
-        The dtype follows ``rotation_weights`` (float32 -> complex64, float64 -> complex128).
-        With ``final_entangler=False`` the last entangler layer is left out (the caller folds it
-        into the readout).
-        """
+        """Final amplitudes: complex (B, 2^n), or real (B, 2·2^n) = [Re ψ | Im ψ] on the real path."""
         spec = self.spec
         const = self.constants(rotation_weights.device, rotation_weights.dtype)
         if strategy == "auto":
@@ -115,26 +145,55 @@ class TorchCircuit:
         if strategy not in ("unitary", "gates") or (strategy == "unitary" and spec.reupload):
             raise ValueError(f"strategy {strategy!r} not available for this circuit; expected one of {STRATEGIES} ('unitary' needs reupload=False)")
         rotations = sv.rotation_gates(rotation_weights, spec.rotations)  # (L, n, 2, 2)
-        embed = sv.EMBEDDING_GATES[spec.embedding](inputs)  # (B, n, 2, 2)
-        # Layer 0 acts on |0…0⟩: a product state of each wire's first column.
-        first = rotations[0] @ embed[..., :, 0:1]  # (B, n, 2, 1)
-        state = sv.product_state(first[..., 0])
         n_layers = spec.n_layers
 
-        def rest(psi: torch.Tensor, per_sample_embed: torch.Tensor | None) -> torch.Tensor:
+        def run(psi: torch.Tensor, first_layer: int, per_sample_embed: torch.Tensor | None) -> torch.Tensor:
             for layer in range(n_layers):
-                if layer > 0:
+                if layer >= first_layer:
                     gates = rotations[layer] if per_sample_embed is None else rotations[layer] @ per_sample_embed
                     psi = sv.apply_product_layer(psi, gates, const.blocks)
                 if layer < n_layers - 1 or final_entangler:
                     psi = self._entangler(psi, layer, const, entangler_weights)
             return psi
 
+        if strategy == "unitary" and spec.embedding in ("X", "Y"):
+            # R_Y(x)|0⟩ = (cos x/2, sin x/2) and R_X(x)|0⟩ = (cos x/2, -i sin x/2): the embedded
+            # product state is a real vector (B, 2^n) times a fixed phase (-i)^popcount(k) (X).
+            # The whole circuit after the embedding is data-independent: one real GEMM with
+            # [Re M | Im M], where row k of M is the circuit applied to |k⟩.
+            half = inputs / 2
+            wires = torch.stack([torch.cos(half), torch.sin(half)], dim=-1)  # (B, n, 2)
+            embedded = sv.product_state(wires)  # (B, 2^n) real
+            transfer = self._transfer(rotations, entangler_weights, const, 0, final_entangler)
+            if spec.embedding == "X":
+                transfer = transfer * const.x_phases[:, None]
+            return embedded @ torch.cat([transfer.real, transfer.imag], dim=1)
+
+        embed = sv.EMBEDDING_GATES[spec.embedding](inputs)  # (B, n, 2, 2)
+        # Layer 0 acts on |0…0⟩: a product state of each wire's first column.
+        first = rotations[0] @ embed[..., :, 0:1]  # (B, n, 2, 1)
+        state = sv.product_state(first[..., 0])
         if strategy == "unitary":
-            eye = torch.eye(spec.dim, dtype=state.dtype, device=state.device)
-            transfer = rest(eye, None)  # row k = U e_k, so ψ_out = ψ_in @ transfer
-            return state @ transfer
-        return rest(state, embed if spec.reupload else None)
+            return state @ self._transfer(rotations, entangler_weights, const, 1, final_entangler)
+        return run(state, 1, embed if spec.reupload else None)
+
+    def state(
+        self,
+        inputs: torch.Tensor,
+        rotation_weights: torch.Tensor,
+        entangler_weights: torch.Tensor | None,
+        *,
+        strategy: str = "auto",
+    ) -> torch.Tensor:
+        """Final statevector (B, 2^n) complex for inputs (B, n) radians.
+
+        The dtype follows ``rotation_weights`` (float32 -> complex64, float64 -> complex128).
+        """
+        amplitudes = self._amplitudes(inputs, rotation_weights, entangler_weights, strategy, True)
+        if amplitudes.is_complex():
+            return amplitudes
+        dim = self.spec.dim
+        return torch.complex(amplitudes[:, :dim], amplitudes[:, dim:])
 
     def features(
         self,
@@ -150,13 +209,21 @@ class TorchCircuit:
         needs_state = "state" in spec.measurements
         # A trailing diagonal does not change |ψ|²; a trailing gather is folded into the readout.
         fold = not needs_state and bool(spec.entangler_pairs)
-        state = self.state(inputs, rotation_weights, entangler_weights, strategy=strategy, final_entangler=not fold)
-        probs = state.real.square() + state.imag.square()
+        amplitudes = self._amplitudes(inputs, rotation_weights, entangler_weights, strategy, not fold)
         gathered = fold and const.gather is not None
+        split = not amplitudes.is_complex()  # [Re ψ | Im ψ] from the real path
+        if split:
+            squares = amplitudes * amplitudes
+            probs = squares[:, : spec.dim] + squares[:, spec.dim :] if "probs" in spec.measurements else None
+            state_features = amplitudes
+        else:
+            probs = amplitudes.real.square() + amplitudes.imag.square()
+            state_features = torch.cat([amplitudes.real, amplitudes.imag], dim=1) if needs_state else None
         outputs = {}
         if const.signs is not None:
             signs = const.signs_after_gather if gathered else const.signs
-            expectations = probs @ signs
+            # Σ_k (Re²+Im²)_k S_k = [Re² | Im²] @ [S; S]: no slicing on the real path.
+            expectations = squares @ torch.cat([signs, signs]) if split else probs @ signs
             n = spec.n_qubits
             if "z" in spec.measurements:
                 outputs["z"] = expectations[:, :n]
@@ -166,5 +233,5 @@ class TorchCircuit:
         if "probs" in spec.measurements:
             outputs["probs"] = sv.permute_amplitudes(probs, const.gather, const.inverse_gather) if gathered else probs
         if needs_state:
-            outputs["state"] = torch.cat([state.real, state.imag], dim=1)
+            outputs["state"] = state_features
         return torch.cat([outputs[m] for m in spec.measurements], dim=1)
