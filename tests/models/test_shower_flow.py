@@ -169,3 +169,31 @@ def test_empty_layers_give_finite_log_prob_and_gradients():
     assert torch.isfinite(total).all()
     (-total.mean()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_bad_inputs_raise_data_errors():
+    from qcalo.errors import DataError
+
+    model = build_model(_config(), SMALL, STATS)
+    e_inc, showers = _showers(4)
+    with pytest.raises(DataError, match=r"showers have shape \(4, 9\); expected \(4, 10\)"):
+        model.log_prob(e_inc, showers[:, :9])
+    with pytest.raises(DataError, match="must be > 0 MeV"):
+        model.sample(torch.tensor([100.0, -1.0]))
+    with pytest.raises(DataError, match="expected \\(B,\\) or \\(B, 1\\)"):
+        model.sample(torch.ones(2, 3))
+    assert model.sample(e_inc[:, None]).shape == (4, 10)  # (B, 1) as in CaloChallenge files
+
+
+def test_pion_geometry_builds_with_quantum_mixer():
+    geometry = load_geometry("pions")
+    stats = PreprocessingStats(256.0, 4.2e6, 1.2, geometry.n_layers, geometry.n_voxels)
+    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 1, "hidden": [4], "mixer": "quantum"},
+                                 "stage2": {"n_blocks": 1, "hidden": [4], "mixer": "quantum", "coupling": "affine"}})
+    model = build_model(cfg, geometry, stats).eval()
+    torch.manual_seed(0)
+    e_inc = torch.tensor([1000.0, 1e5])
+    showers, e_layer = model.sample_with_layer_energies(e_inc)
+    assert showers.shape == (2, 533) and e_layer.shape == (2, 7)
+    mixer = model.stage2.layers[2]
+    assert mixer.n_mixed == 528  # 66 chunks of 8; 5 features pass through

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
-from qcalo.errors import ConfigError
+from qcalo.errors import ConfigError, DataError
 from qcalo.models.conditioners import build_conditioner, quantum_parameters
 from qcalo.models.config import FlowConfig, ModelConfig, parse_model_config
 from qcalo.models.transforms import ActNorm, ConditionalFlow, Coupling, FlowLayer, Permutation, QuantumMixer
@@ -134,6 +134,25 @@ class ShowerFlow(nn.Module):
         ref = self._ref
         return torch.as_tensor(values).to(device=ref.device, dtype=ref.dtype)
 
+    def _energies(self, incident_energies: Tensor) -> Tensor:
+        e_inc = self._as_model_tensor(incident_energies)
+        if e_inc.dim() == 2 and e_inc.shape[1] == 1:
+            e_inc = e_inc[:, 0]
+        if e_inc.dim() != 1:
+            raise DataError(f"incident energies have shape {tuple(e_inc.shape)}; expected (B,) or (B, 1) in MeV")
+        if not bool(torch.all(e_inc > 0)):
+            raise DataError("incident energies must be > 0 MeV (and not NaN)")
+        return e_inc
+
+    def _showers(self, showers: Tensor, batch: int) -> Tensor:
+        showers = self._as_model_tensor(showers)
+        if showers.shape != (batch, self.geometry.n_voxels):
+            raise DataError(
+                f"showers have shape {tuple(showers.shape)}; expected ({batch}, {self.geometry.n_voxels}) "
+                f"for {batch} incident energies and geometry {self.geometry.name!r}"
+            )
+        return showers
+
     def stage2_context(self, condition: Tensor, stage1_variables: Tensor) -> Tensor:
         """(B, 1) condition and (B, L) stage-1 variables → normalised stage-2 context (B, 1 + L)."""
         return self.context_norm(torch.cat([condition, stage1_variables], dim=1))
@@ -157,8 +176,8 @@ class ShowerFlow(nn.Module):
             raise ValueError(f"space must be 'preprocessed' or 'data', got {space!r}")
         if not stages or set(stages) - {"stage1", "stage2"}:
             raise ValueError(f"stages must be a non-empty subset of ('stage1', 'stage2'), got {stages!r}")
-        e_inc = self._as_model_tensor(incident_energies).reshape(-1)
-        showers = self._as_model_tensor(showers)
+        e_inc = self._energies(incident_energies)
+        showers = self._showers(showers, e_inc.shape[0])
         pre = self.preprocessing.forward_showers(e_inc, showers, stages=stages)
         zero = e_inc.new_zeros(e_inc.shape[0])
         stage1 = stage2 = zero
@@ -175,15 +194,15 @@ class ShowerFlow(nn.Module):
 
     def encode(self, incident_energies: Tensor, showers: Tensor, *, dequantize: bool = False) -> tuple[Tensor, Tensor]:
         """Showers → latent points (z1 (B, L), z2 (B, V)); :meth:`decode` inverts it."""
-        e_inc = self._as_model_tensor(incident_energies).reshape(-1)
-        pre = self.preprocessing.forward_showers(e_inc, self._as_model_tensor(showers), dequantize=dequantize)
+        e_inc = self._energies(incident_energies)
+        pre = self.preprocessing.forward_showers(e_inc, self._showers(showers, e_inc.shape[0]), dequantize=dequantize)
         z1, _ = self.stage1(pre["stage1"], pre["condition"])
         z2, _ = self.stage2(pre["stage2"], self.stage2_context(pre["condition"], pre["stage1"]))
         return z1, z2
 
     def decode(self, incident_energies: Tensor, z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
         """Latent points → (showers (B, V) MeV, layer energies (B, L) MeV); sampling decodes N(0, I)."""
-        e_inc = self._as_model_tensor(incident_energies).reshape(-1)
+        e_inc = self._energies(incident_energies)
         condition = self.preprocessing.condition(e_inc)
         y1 = self.stage1.inverse(z1, condition)
         e_layer = self.preprocessing.energies_inverse(y1, e_inc)
@@ -193,7 +212,7 @@ class ShowerFlow(nn.Module):
     # ----- sampling -----
     def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
         """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
-        e_inc = self._as_model_tensor(incident_energies).reshape(-1)
+        e_inc = self._energies(incident_energies)
         ref = self._ref
         z1 = torch.randn(e_inc.shape[0], self.geometry.n_layers, dtype=ref.dtype, device=ref.device)
         z2 = torch.randn(e_inc.shape[0], self.geometry.n_voxels, dtype=ref.dtype, device=ref.device)
