@@ -111,9 +111,10 @@ def test_expected_profile_matches_spots_thrown_one_by_one():
     """The binned expectation equals throwing GFlash spots individually (depth, radius, angle)."""
     model = ph.PhotonModel()
     e_inc, t_start, t_max, alpha = 8192.0, 0.9, 6.0, 4.0
-    expected = ph.expected_photon_profile(
+    core, tail = ph.expected_photon_profile(
         np.array([e_inc]), np.array([t_start]), np.array([t_max]), np.array([alpha]), PHOTONS, model
-    )[0]
+    )
+    expected = (core + tail)[0]
     rng = np.random.default_rng(1)
     n = 400_000
     depth = rng.gamma(alpha, t_max / (alpha - 1.0), n)  # from the shower start, X0
@@ -122,11 +123,13 @@ def test_expected_profile_matches_spots_thrown_one_by_one():
     cell = np.searchsorted(edges, t_abs, side="right") - 1
     ok = (cell >= 0) & (cell < len(model.cell_layer))
     layer = np.asarray(model.cell_layer)[cell[ok]]
-    r_core, r_tail, p = ph._radial_parameters(depth[ok] / t_max, np.log(e_inc / 1000.0), model.z_eff)
+    tau = np.minimum(depth[ok] / t_max, model.tau_max)
+    r_core, r_tail, p = ph._radial_parameters(tau, np.log(e_inc / 1000.0), model.z_eff)
     core = rng.random(ok.sum()) < p
     scale = np.where(core, r_core * np.asarray(model.core_scale)[layer], r_tail * np.asarray(model.tail_scale)[layer])
     u = rng.random(ok.sum())
-    r = model.moliere_mm * scale * np.sqrt(u / (1 - u))
+    moliere = model.moliere_mm * (e_inc / 4096.0) ** np.asarray(model.radius_energy_power)[layer]
+    r = moliere * scale * np.sqrt(u / (1 - u))
     spot_e = e_inc / n
     for li in (1, 2, 3, 4):
         got_layer = expected[PHOTONS.layer_slices[li]].sum() + 0.0

@@ -13,24 +13,28 @@ electromagnetic showers in homogeneous and sampling calorimeters" (hep-ex/000102
   means, widths and correlation are the paper's functions of y = E/E_c:
   ⟨ln T⟩ = ln(ln y + t₁), σ(ln T) = 1/(−1.4 + 1.26 ln y),
   ⟨ln α⟩ = ln(0.81 + (0.458 + 2.26/Z) ln y), σ(ln α) = 1/(−0.58 + 0.86 ln y),
-  ρ(ln T, ln α) = 0.705 + 0.023 ln y.
+  ρ(ln T, ln α) = 0.705 − 0.023 ln y.
 * **Radial profile.** At relative depth τ = d/T, energy lies at radius r (Molière radii) with
   density p·f_C + (1−p)·f_T, f_i(r) = 2r R_i²/(r² + R_i²)², where R_C = z₁ + z₂τ,
   R_T = k₁(e^{k₃(τ−k₂)} + e^{k₄(τ−k₂)}), p = p₁ exp((p₂−τ)/p₃ − e^{(p₂−τ)/p₃}) with the paper's
   E- and Z-dependent coefficients. The CDF r²/(r² + R²) is closed form.
-* **Spots.** Energy is deposited as spots: a Poisson number of spots of mean energy
-  ``spot_energy_mev`` (exponentially distributed energies), so the spot count is proportional
-  to the energy. The spot positions are drawn from the profiles above; instead of drawing them
-  one by one we draw the binned equivalent, which has exactly the same distribution: for a
-  Poisson process the numbers of spots falling in disjoint voxels are independent Poisson
-  variables with means (expected voxel energy)/(spot energy), and the sum of n exponential spot
-  energies is Gamma(n). The expected voxel energies come from integrating the profiles over the
-  voxel: the Gamma CDF (regularised incomplete gamma) over depth cells of ≤ 2.2 X0, evaluated
-  at each cell's energy-weighted mean τ, times the radial CDF differences over the radial bin,
-  divided evenly among the angular bins (the reference is a pencil beam at normal incidence, so
-  the shower axis is the voxelisation axis). The cost is per voxel, not per spot, so there is no
-  spot cap and low-energy tails fill as in the reference. The spot energy sets the sampling
-  term: a layer's relative fluctuation is √(2 ε / E_layer).
+* **Spots.** Energy is deposited as spots: a Poisson number of spots with exponentially
+  distributed energies, so the spot count is proportional to the energy. Core spots are small
+  (``spot_energy_mev``, a few MeV); tail spots are larger and grow with the incident energy
+  (``tail_spot_energy_mev``·(E/1 GeV)^``tail_spot_power``), which makes the tails clumpy and
+  lets the centre of energy and the width fluctuate from event to event as in the reference.
+  The spot positions follow the profiles above; instead of drawing them one by one we draw the
+  binned equivalent, which has the same distribution: for a Poisson process the numbers of
+  spots in disjoint voxels are independent Poisson variables with means (expected voxel
+  energy)/(spot energy), and the sum of n exponential spot energies is Gamma(n). The expected
+  voxel energies integrate the profiles over the voxel: the Gamma CDF (regularised incomplete
+  gamma) over depth cells of ≤ 2.5 X0, the radial profile at each cell's energy-weighted mean
+  τ, its CDF differences over the radial bins, divided evenly among the angular bins (the
+  reference is a pencil beam at normal incidence, so the shower axis is the voxelisation axis
+  and there is no transverse offset to add). A voxel's core and tail spots are drawn as one
+  compound Poisson variable with their expectation-weighted mean spot energy (same mean and
+  variance). Cost is per voxel, not per spot, so no spot cap is needed; the spot energy sets
+  the sampling term, a layer's relative fluctuation being √(2ε/E_layer).
 * **Readout.** Depth maps to layers with the X0 boundaries of the ATLAS-barrel-like stack of the
   Geant4 reference (η ≈ 0.2): 1.75 X0 of upstream material, presampler (layer 0), EMB1 (1,
   4.44 X0), EMB2 (2, 16.0 X0), EMB3 (3, 2.07 X0), tile (12, 13.7 X0); deposits beyond the stack
@@ -74,31 +78,45 @@ class PhotonModel:
         1.83, 2.9, 4.0, 5.1, 6.27, 8.0, 10.0, 12.0, 14.0, 16.0, 18.5, 22.24, 24.31, 29.0, 37.97,
     )
     cell_layer: tuple[int, ...] = (1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 4, 4)
-    conversion_length_x0: float = 9.0 / 7.0
+    conversion_length_x0: float = 1.1551
     # Longitudinal profile (GFlash forms with an effective critical energy and Z).
-    critical_energy_mev: float = 11.0
+    critical_energy_mev: float = 11.1415
     z_eff: float = 70.0
-    t_offset: float = -0.812
-    fluctuation_scale: float = 1.0
+    t_offset: float = -0.8511
+    fluctuation_scale: float = 0.8053
     # Radial profile: Molière radius (mm) and per-layer core/tail scale factors.
-    moliere_mm: float = 40.0
-    core_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
-    tail_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
+    moliere_mm: float = 39.7752
+    core_scale: tuple[float, ...] = (1.0, 0.8214, 1.0, 1.0, 1.0)
+    tail_scale: tuple[float, ...] = (1.0, 1.2937, 0.9535, 0.9535, 1.0)
+    # Per-layer energy dependence of the radial scale, × (E / 4 GeV)^power (the reference's
+    # early layers widen with energy, which the homogeneous-medium formulas do not give), and
+    # the largest relative depth τ at which the radial formulas are used (they are fitted for
+    # τ ≲ 3; deeper deposits keep the τ_max profile).
+    radius_energy_power: tuple[float, ...] = (0.0, 0.109, 0.0293, 0.0293, 0.0)
+    tau_max: float = 2.7886
     # Presampler signal: charged-particle crossings × calibrated mip energy, plus backsplash
     # of mean backsplash_mev·(E/GeV)^backsplash_power spread with radius backsplash_radius_mm.
-    presampler_mip_mev: float = 39.0
-    presampler_ec_mev: float = 15.0
+    presampler_mip_mev: float = 25.3608
+    presampler_ec_mev: float = 17.4053
     presampler_radius_mm: float = 20.0
-    backsplash_mev: float = 5.0
+    backsplash_mev: float = 4.3828
     backsplash_power: float = 0.7
     backsplash_radius_mm: float = 80.0
-    # Spot (mean) energy per layer: sets the sampling fluctuation √(2ε/E) and the sparsity.
-    spot_energy_mev: tuple[float, ...] = (39.0, 2.5, 2.5, 5.0, 20.0)
+    # Spot (mean) energy per layer for the core and the tail component: sets the sampling
+    # fluctuation √(2ε/E), the sparsity, and (large tail spots) the clumpy, asymmetric tails
+    # that make the centre of energy and width fluctuate from event to event.
+    spot_energy_mev: tuple[float, ...] = (25.0, 2.5, 2.5, 5.0, 20.0)
+    tail_spot_energy_mev: tuple[float, ...] = (25.0, 2.5, 2.5, 5.0, 20.0)
+    # Tail spots scale with the incident energy as (E / 1 GeV)^tail_spot_power (the sub-showers
+    # that make up the tails carry more energy in higher-energy showers).
+    tail_spot_power: float = 0.0
     # Response per layer at high energy and its low-energy fall-off:
-    # resp(E) = response · (1 − low_e_drop · (E / 1 GeV)^(−low_e_power)).
-    response: tuple[float, ...] = (1.0, 1.03, 1.03, 1.03, 1.03)
-    low_e_drop: float = 0.05
-    low_e_power: float = 0.6
+    # resp(E) = response / (1 + low_e_drop · (E / 1 GeV)^(−low_e_power)).
+    response: tuple[float, ...] = (1.0, 1.0379, 1.0379, 1.0379, 1.0379)
+    low_e_drop: float = 0.1692
+    low_e_power: float = 0.6408
+    # Event-wide relative response fluctuation (the constant term of the resolution).
+    constant_term: float = 0.0109
 
 
 def _longitudinal_parameters(e_inc: np.ndarray, model: PhotonModel, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +127,7 @@ def _longitudinal_parameters(e_inc: np.ndarray, model: PhotonModel, rng: np.rand
     sigma_ln_t = model.fluctuation_scale / (-1.4 + 1.26 * ln_y)
     mean_ln_a = np.log(0.81 + (0.458 + 2.26 / model.z_eff) * ln_y)
     sigma_ln_a = model.fluctuation_scale / (-0.58 + 0.86 * ln_y)
-    rho = np.clip(0.705 + 0.023 * ln_y, -0.99, 0.99)
+    rho = np.clip(0.705 - 0.023 * ln_y, -0.99, 0.99)
     z = rng.standard_normal((2, len(e_inc)))
     ln_t = mean_ln_t + sigma_ln_t * z[0]
     ln_a = mean_ln_a + sigma_ln_a * (rho * z[0] + np.sqrt(1.0 - rho**2) * z[1])
@@ -136,15 +154,10 @@ def _ring_fractions(r_edges: np.ndarray, radius: np.ndarray) -> np.ndarray:
     return np.diff(cdf, axis=-1)
 
 
-def expected_photon_profile(
+def _layer_profiles(
     e_inc: np.ndarray, t_start: np.ndarray, t_max: np.ndarray, alpha: np.ndarray, geometry: Geometry, model: PhotonModel
-) -> tuple[np.ndarray, np.ndarray]:
-    """Expected energy per voxel of showers with given start, maximum and shape, before readout.
-
-    ``e_inc`` (MeV), ``t_start`` (X0), ``t_max`` (X0), ``alpha``: (n,) → expected deposits (n, V)
-    MeV in the layers after the presampler; layer 0 (the presampler) is left at zero.
-    """
-    n = len(e_inc)
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Expected core and tail energy per voxel of one angular bin, (n, n_r) MeV each, per layer index ≥ 1."""
     beta = (alpha - 1.0) / t_max
     edges = np.asarray(model.cell_edges_x0)
     depth = np.maximum(edges[None, :] - t_start[:, None], 0.0)  # (n, C+1) from the shower start
@@ -156,48 +169,72 @@ def expected_photon_profile(
     mean_depth = (alpha / beta)[:, None] * np.diff(cdf1, axis=1) / np.maximum(cell_fraction, 1e-300)
     mid_depth = np.maximum(0.5 * (edges[None, 1:] + np.maximum(edges[None, :-1], t_start[:, None])) - t_start[:, None], 0.0)
     mean_depth = np.where(cell_fraction > 1e-12, mean_depth, mid_depth)
-    tau = mean_depth / t_max[:, None]
+    tau = np.minimum(mean_depth / t_max[:, None], model.tau_max)
     ln_e_gev = np.log(e_inc / 1000.0)[:, None]
     r_core, r_tail, p_core = _radial_parameters(tau, ln_e_gev, model.z_eff)
 
-    expected = np.zeros((n, geometry.n_voxels))
+    out = {}
     cell_layer = np.asarray(model.cell_layer)
-    for li, (layer, sl) in enumerate(zip(geometry.layers, geometry.layer_slices)):
+    for li, layer in enumerate(geometry.layers):
         cells = np.flatnonzero(cell_layer == li)
         if cells.size == 0:
             continue
-        rc = r_core[:, cells] * (model.moliere_mm * model.core_scale[li])
-        rt = r_tail[:, cells] * (model.moliere_mm * model.tail_scale[li])
-        p = p_core[:, cells, None]
-        ring = p * _ring_fractions(layer.r_edges, rc) + (1.0 - p) * _ring_fractions(layer.r_edges, rt)
-        profile = np.einsum("nc,ncr->nr", cell_fraction[:, cells], ring) * e_inc[:, None]  # (n, n_r)
-        expected[:, sl] = np.tile(profile / layer.n_alpha, (1, layer.n_alpha))
-    return expected
+        scale = model.moliere_mm * (e_inc[:, None] / 4096.0) ** model.radius_energy_power[li]
+        rc = r_core[:, cells] * (scale * model.core_scale[li])
+        rt = r_tail[:, cells] * (scale * model.tail_scale[li])
+        p = p_core[:, cells]
+        weight = cell_fraction[:, cells] * (e_inc / layer.n_alpha)[:, None]  # (n, c) MeV per angular bin
+        core_profile = np.einsum("nc,ncr->nr", weight * p, _ring_fractions(layer.r_edges, rc))  # (n, n_r)
+        tail_profile = np.einsum("nc,ncr->nr", weight * (1.0 - p), _ring_fractions(layer.r_edges, rt))
+        out[li] = (core_profile, tail_profile)
+    return out
+
+
+def expected_photon_profile(
+    e_inc: np.ndarray, t_start: np.ndarray, t_max: np.ndarray, alpha: np.ndarray, geometry: Geometry, model: PhotonModel
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected energy per voxel of showers with given start, maximum and shape, before readout.
+
+    ``e_inc`` (MeV), ``t_start`` (X0), ``t_max`` (X0), ``alpha``: (n,) → expected deposits of the
+    core and of the tail component, two (n, V) arrays in MeV, in the layers after the
+    presampler; layer 0 (the presampler) is left at zero.
+    """
+    n = len(e_inc)
+    core = np.zeros((n, geometry.n_voxels))
+    tail = np.zeros((n, geometry.n_voxels))
+    for li, (core_profile, tail_profile) in _layer_profiles(e_inc, t_start, t_max, alpha, geometry, model).items():
+        reps = (1, geometry.layers[li].n_alpha)
+        core[:, geometry.layer_slices[li]] = np.tile(core_profile, reps)
+        tail[:, geometry.layer_slices[li]] = np.tile(tail_profile, reps)
+    return core, tail
 
 
 # Above this many expected spots in a voxel the compound Poisson sum is replaced by a gamma
-# variable with the same mean and variance (its skewness differs by < 0.1 there); it is 3×
-# cheaper than drawing the Poisson count and then the gamma sum.
+# variable with the same mean and variance (its skewness differs by < 0.1 there), cheaper
+# than drawing the Poisson count and then the gamma sum.
 MANY_SPOTS = 30.0
+
+
+def _spot_sums(n_expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sum of N ~ Poisson(λ) unit-mean exponential spot energies for each λ in ``n_expected``."""
+    out = np.empty_like(n_expected)
+    few = n_expected < MANY_SPOTS
+    counts = rng.poisson(n_expected[few])
+    out[few] = rng.standard_gamma(counts.astype(np.float64))
+    many = ~few
+    out[many] = 2.0 * rng.standard_gamma(0.5 * n_expected[many])
+    return out
 
 
 def deposit_spots(expected: np.ndarray, spot_energy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Energy per voxel from spots thrown onto an expected deposit map, float64 MeV ≥ 0.
 
-    ``expected`` (n, V) MeV, ``spot_energy`` (V,) mean spot energy ε (MeV) per voxel. A voxel
+    ``expected`` (n, V) MeV, ``spot_energy`` (V,) or (n, V) mean spot energy ε (MeV). A voxel
     receives N ~ Poisson(μ/ε) spots of exponentially distributed energy (mean ε), so its energy
     is Gamma(N)·ε: mean μ, variance 2με, exactly zero with probability e^(−μ/ε). Voxels expecting
     more than MANY_SPOTS spots draw Gamma(μ/(2ε))·2ε (same mean and variance).
     """
-    lam = expected / spot_energy
-    out = np.empty_like(lam)
-    few = lam < MANY_SPOTS
-    counts = rng.poisson(lam[few])
-    out[few] = rng.standard_gamma(counts.astype(np.float64))
-    many = ~few
-    out[many] = 2.0 * rng.standard_gamma(0.5 * lam[many])
-    out *= spot_energy
-    return out
+    return _spot_sums(expected / spot_energy, rng) * spot_energy
 
 
 def simulate_photon_block(e_inc: np.ndarray, geometry: Geometry, model: PhotonModel, rng: np.random.Generator) -> np.ndarray:
@@ -208,9 +245,10 @@ def simulate_photon_block(e_inc: np.ndarray, geometry: Geometry, model: PhotonMo
     """
     e_inc = np.asarray(e_inc, dtype=np.float64)
     n = len(e_inc)
+    e_gev = e_inc / 1000.0
     t_max, alpha = _longitudinal_parameters(e_inc, model, rng)
     t_start = rng.exponential(model.conversion_length_x0, n)
-    expected = expected_photon_profile(e_inc, t_start, t_max, alpha, geometry, model)
+    profiles = _layer_profiles(e_inc, t_start, t_max, alpha, geometry, model)
 
     # Presampler: charged particles crossing it (if the photon converted before it) + backsplash.
     ps_lo, ps_hi = model.presampler_x0
@@ -219,20 +257,32 @@ def simulate_photon_block(e_inc: np.ndarray, geometry: Geometry, model: PhotonMo
     log_pdf = (alpha - 1.0) * np.log(np.maximum(beta * d_ps, 1e-300)) - beta * d_ps + np.log(beta) - gammaln(alpha)
     density = np.where(d_ps > 0, np.exp(log_pdf), 0.0)  # fraction of E per X0 at the presampler
     crossings = np.where(t_start < ps_hi, 2.0 + e_inc * density / model.presampler_ec_mev, 0.0)
-    shower_ps = crossings * model.presampler_mip_mev
-    backsplash = model.backsplash_mev * (e_inc / 1000.0) ** model.backsplash_power
+    shower_ps = np.minimum(crossings * model.presampler_mip_mev, e_inc)
+    backsplash = model.backsplash_mev * e_gev**model.backsplash_power
     layer0 = geometry.layers[0]
-    ps_profile = shower_ps[:, None] * _ring_fractions(layer0.r_edges, np.full(n, model.presampler_radius_mm)) + backsplash[
-        :, None
-    ] * _ring_fractions(layer0.r_edges, np.full(n, model.backsplash_radius_mm))
-    s0 = geometry.layer_slices[0]
-    expected[:, s0] = np.tile(ps_profile / layer0.n_alpha, (1, layer0.n_alpha))
+    ps_profile = shower_ps[:, None] * _ring_fractions(layer0.r_edges, np.full(n, model.presampler_radius_mm))
+    ps_profile += backsplash[:, None] * _ring_fractions(layer0.r_edges, np.full(n, model.backsplash_radius_mm))
+    profiles[0] = (ps_profile / layer0.n_alpha, np.zeros_like(ps_profile))
 
-    spot = np.asarray(model.spot_energy_mev)[geometry.layer_index_of_voxel]
-    showers = deposit_spots(expected, spot, rng)
+    # Readout response per event and layer (energy-dependent calibration × constant term).
+    response = np.asarray(model.response)[None, :] / (1.0 + model.low_e_drop * e_gev[:, None] ** (-model.low_e_power))
+    response *= np.maximum(1.0 + model.constant_term * rng.standard_normal(n), 0.0)[:, None]
 
-    e_gev = e_inc / 1000.0
-    response = np.asarray(model.response)[None, :] * (1.0 - model.low_e_drop * e_gev[:, None] ** (-model.low_e_power))
-    showers *= response[:, geometry.layer_index_of_voxel]
+    # Core and tail spots differ in size; a voxel gets one compound-Poisson draw whose spot
+    # energy is the expectation-weighted mean of the two, which keeps its mean and variance
+    # (2·Σ μ_i ε_i) exactly and halves the random draws. Everything up to the draw is done per
+    # radial bin and then repeated over the angular bins (they share one expectation).
+    tail_growth = e_gev[:, None] ** model.tail_spot_power
+    n_spots = np.empty((n, geometry.n_voxels))
+    spot_scale = np.empty((n, geometry.n_voxels))
+    for li, (layer, sl) in enumerate(zip(geometry.layers, geometry.layer_slices)):
+        core_profile, tail_profile = profiles[li]
+        expected = core_profile + tail_profile
+        half_variance = core_profile * model.spot_energy_mev[li] + tail_profile * (model.tail_spot_energy_mev[li] * tail_growth)
+        spot = np.where(expected > 0, half_variance / np.maximum(expected, 1e-300), model.spot_energy_mev[li])
+        reps = (1, layer.n_alpha)
+        n_spots[:, sl] = np.tile(expected / spot, reps)
+        spot_scale[:, sl] = np.tile(spot * response[:, li : li + 1], reps)
+    showers = _spot_sums(n_spots, rng)
+    showers *= spot_scale
     return showers
-
