@@ -30,3 +30,15 @@ def test_no_subcommand_prints_usage_and_fails():
     out = _qcalo()
     assert out.returncode == 2
     assert "usage: qcalo" in out.stdout
+
+
+def test_output_piped_into_a_closed_reader_is_not_a_traceback(tmp_path):
+    from qcalo.data.io import write_showers
+    import numpy as np
+
+    path = tmp_path / "s.h5"
+    write_showers(path, np.full(3, 1000.0), np.ones((3, 368)))
+    proc = subprocess.run(
+        f"{sys.executable} -m qcalo.cli.main info {path} | head -c 1", shell=True, capture_output=True, text=True, timeout=120
+    )
+    assert "Traceback" not in proc.stderr

@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QcaloError as exc:
         print(f"qcalo {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `qcalo info f.h5 | head`: the reader went away; that is not an error of ours.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"qcalo {args.command}: interrupted", file=sys.stderr)
         return 130

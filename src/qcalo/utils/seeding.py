@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import torch
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -14,6 +13,8 @@ def seed_everything(seed: int) -> np.random.Generator:
     Returns a fresh :class:`numpy.random.Generator` seeded with ``seed`` for code that takes
     an explicit generator (preferred over the global state).
     """
+    import torch  # here, not at module level: data-only commands should not pay for torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
