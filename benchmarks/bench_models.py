@@ -35,6 +35,11 @@ HYBRID_PHOTONS = {
     "stage2": {"n_blocks": 6, "coupling": "affine", "hidden": [256, 256], "conditioner": "hybrid",
                "circuit": {"n_qubits": 8, "n_layers": 2}},
 }
+STAGE1_SEED = {  # the seed's setting: one quantum conditioning function (here one coupling block)
+    "stage1": {"n_blocks": 1, "coupling": "spline", "hidden": [64], "conditioner": "quantum",
+               "circuit": {"n_qubits": 6, "n_layers": 2}},
+    "stage2": {"n_blocks": 1, "hidden": [8]},
+}
 STAGE1_ONE_QUANTUM = {
     "stage1": {"n_blocks": 4, "coupling": "spline", "hidden": [64], "conditioner": ["quantum", "mlp", "mlp", "mlp"],
                "circuit": {"n_qubits": 6, "n_layers": 2}},
@@ -92,6 +97,25 @@ def bench_stage1_training(config: dict, events: int, steps: int) -> dict:
             "projected_s_for_2000_epochs": 2000 * median}
 
 
+def op_overhead_probe() -> dict:
+    """Machine-state probe: µs per small elementwise op and ms per 1000×64×64 matmul.
+
+    Small flows are dominated by per-op overhead, which a loaded (shared) machine inflates;
+    these two numbers let timings taken under different loads be compared.
+    """
+    a, b = torch.randn(1000), torch.randn(1000)
+    m1, m2 = torch.randn(1000, 64), torch.randn(64, 64)
+    start = time.perf_counter()
+    for _ in range(2000):
+        a + b
+    small = (time.perf_counter() - start) / 2000
+    start = time.perf_counter()
+    for _ in range(200):
+        m1 @ m2
+    matmul = (time.perf_counter() - start) / 200
+    return {"us_per_small_op": 1e6 * small, "ms_per_matmul_1000x64x64": 1e3 * matmul}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -99,8 +123,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
+    probe_before = op_overhead_probe()
     rows = {
         "generation_hybrid_photons_b10000": bench_generation(HYBRID_PHOTONS, 10_000, 1 if args.quick else 3),
+        "stage1_train_seed_1_quantum_block": bench_stage1_training(STAGE1_SEED, 1000, 10 if args.quick else 40),
         "stage1_train_one_quantum_block": bench_stage1_training(STAGE1_ONE_QUANTUM, 1000, 10 if args.quick else 40),
         "stage1_train_hybrid_photons_6_quantum_blocks": bench_stage1_training(HYBRID_PHOTONS, 1000, 10 if args.quick else 40),
     }
@@ -109,6 +135,8 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
+        "probe_before": probe_before,
+        "probe_after": op_overhead_probe(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -116,15 +144,16 @@ def main() -> None:
     print(f"{'benchmark':<48} {'figure':>26}")
     g = rows["generation_hybrid_photons_b10000"]
     print(f"{'generation hybrid_photons, batch 10000':<48} {g['ms_per_shower']:>20.3f} ms/shower")
-    for key in ("stage1_train_one_quantum_block", "stage1_train_hybrid_photons_6_quantum_blocks"):
+    for key in ("stage1_train_seed_1_quantum_block", "stage1_train_one_quantum_block", "stage1_train_hybrid_photons_6_quantum_blocks"):
         r = rows[key]
         print(f"{key:<48} {r['ms_per_step_median']:>22.1f} ms/step  (2000 epochs ≈ {r['projected_s_for_2000_epochs']:.0f} s)")
-    print(f"wrote {out}")
     print(f"threads {result['torch_threads']}, load average before {load_before[0]:.2f}, after {result['loadavg_after'][0]:.2f}")
+    print(f"probe: {probe_before['us_per_small_op']:.1f} µs per small op, {probe_before['ms_per_matmul_1000x64x64']:.3f} ms per 1000×64×64 matmul")
     out = RESULTS_DIR / f"models_threads{args.threads}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -181,6 +181,17 @@ class QuantumMixer(FlowLayer):
     one matrix build per call, one batched matmul); the ``D mod 2^k`` remaining features pass
     through. With D = 5 and k = 2, four of the five features are mixed, which four depending on
     the block's permutation; with D = 368 and k = 3, 46 chunks of 8 cover the whole vector.
+    ``n_qubits=None`` picks k = min(3, ⌊log2 D⌋); ``seed`` fixes P and the initial angles.
+
+    Example::
+
+        >>> mixer = QuantumMixer(5, n_layers=2, n_qubits=2, seed=0)
+        >>> x = torch.randn(3, 5)
+        >>> z, ladj = mixer(x)
+        >>> z.shape, bool(ladj.eq(0).all()), torch.allclose(z.norm(dim=1), x.norm(dim=1), atol=1e-5)
+        (torch.Size([3, 5]), True, True)
+        >>> torch.allclose(mixer.inverse(z), x, atol=1e-5)
+        True
     """
 
     def __init__(self, features: int, n_layers: int, n_qubits: int | None = None, seed: int = 0) -> None:
@@ -277,7 +288,14 @@ class ConditionalFlow(nn.Module):
     """A stack of flow layers with a standard-normal base: p(x | context), x in R^D.
 
     ``log_prob(x, context)`` (B,) nats; ``sample(context)`` draws one x per context row using
-    torch's global RNG; ``forward(x, context)`` → (z, Σ ladj).
+    torch's global RNG; ``forward(x, context)`` → (z, Σ ladj). Build one from a
+    :class:`qcalo.models.FlowConfig` with :func:`qcalo.models.build_flow`.
+
+    Example::
+
+        >>> flow = ConditionalFlow(2, [ActNorm(2), Permutation(torch.tensor([1, 0]))])
+        >>> flow.log_prob(torch.zeros(1, 2))     # standard normal at the origin: -ln(2π)
+        tensor([-1.8379], grad_fn=<AddBackward0>)
     """
 
     def __init__(self, features: int, layers: list[FlowLayer]) -> None:
