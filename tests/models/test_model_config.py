@@ -19,6 +19,8 @@ from qcalo.models import ModelConfig, parse_model_config
         ({"stage1": {"circuit": {"n_qubits": 0}}}, r"model\.stage1\.circuit\.n_qubits: .*greater than or equal to 1"),
         ({"stage2": {"conditioner": "classical"}}, r"model\.stage2\.conditioner"),
         ({"preprocessing": {"alpha": 0.7}}, r"model\.preprocessing\.alpha: .*less than 0\.5"),
+        ({"stage2": {"conditioner": "hybrid", "hidden": []}}, r"model\.stage2: hybrid conditioners need at least one hidden width"),
+        ({"stage1": {"circuit": {"entangler": "full"}}}, r"model\.stage1\.circuit\.entangler: .*'linear'"),
     ],
 )
 def test_invalid_configs_raise_clear_errors(data, expected):
@@ -37,3 +39,13 @@ def test_defaults_and_quantum_creep_list():
     assert cfg.stage1.uses_circuits and not cfg.stage2.uses_circuits
     assert cfg.stage1.circuit.to_spec().n_qubits == 6
     assert ModelConfig.from_dict(cfg.model_dump()) == cfg  # round trip through plain data
+
+
+def test_mixer_chunk_larger_than_the_flow_is_a_config_error():
+    from qcalo.data.geometry import load_geometry
+    from qcalo.data.preprocessing import PreprocessingStats
+    from qcalo.models import build_model
+
+    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 1, "mixer": "quantum", "mixer_qubits": 3}})
+    with pytest.raises(ConfigError, match=r"model\.stage1\.mixer_qubits: .*2\^3 = 8 exceeds the 5 features"):
+        build_model(cfg, load_geometry("photons"), PreprocessingStats(256.0, 65536.0, 1.2, 5, 368))

@@ -128,6 +128,8 @@ class FlowConfig(_Strict):
                 f"conditioner list has {len(self.conditioner)} entries but n_blocks is {self.n_blocks}; "
                 "give one conditioner per block or a single name for all"
             )
+        if not self.hidden and "hybrid" in self.conditioners:
+            raise ValueError("hybrid conditioners need at least one hidden width for their MLP half; hidden is []")
         return self
 
     def conditioner_for_block(self, index: int) -> str:
