@@ -63,25 +63,43 @@ def rz(theta: torch.Tensor) -> torch.Tensor:
 EMBEDDING_GATES = {"X": rx, "Y": ry, "Z": rz}
 
 
+def _rotation_tables() -> tuple[np.ndarray, np.ndarray]:
+    # Half-angles (θ/2, (φ+ω)/2, (φ-ω)/2) from (φ, θ, ω); then the 8 real numbers of
+    # Rot = [[e^{-i(φ+ω)/2} c, -e^{i(φ-ω)/2} s], [e^{-i(φ-ω)/2} s, e^{i(φ+ω)/2} c]] (c, s of θ/2)
+    # as signed picks from the products of (cos, sin) of the half-angles.
+    half = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.0], [0.0, 0.5, -0.5]])  # rows φ, θ, ω
+    # trig = [cos t, cos p, cos m, sin t, sin p, sin m]; products trig_a * trig_b flattened a*6+b.
+    ct, cp, cm, st, sp, sm = range(6)
+    picks = np.zeros((36, 8))
+    entries = [  # (output index, a, b, sign); outputs: 4 real parts then 4 imaginary parts
+        (0, cp, ct, 1), (1, cm, st, -1), (2, cm, st, 1), (3, cp, ct, 1),
+        (4, sp, ct, -1), (5, sm, st, -1), (6, sm, st, -1), (7, sp, ct, 1),
+    ]
+    for out, x, y, sign in entries:
+        picks[x * 6 + y, out] = sign
+    return half, picks
+
+
+_HALF_ANGLES, _ROTATION_PICKS = _rotation_tables()
+
+
 def rotation_gates(weights: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-wire rotation matrices from weights (..., 2 | 3) -> (..., 2, 2) complex.
 
     ``"ryrz"``: RZ(w1)·RY(w0); ``"rot"``: Rot(w0, w1, w2) = RZ(w2)·RY(w1)·RZ(w0). Built in
-    closed form (few kernels: this runs every step).
+    closed form with a handful of kernels (this runs every step, and autograd pays per kernel).
     """
     if kind == "ryrz":
-        theta, phi, omega = weights[..., 0], torch.zeros_like(weights[..., 0]), weights[..., 1]
+        half = torch.as_tensor(_HALF_ANGLES[1:], dtype=weights.dtype, device=weights.device)  # rows θ, ω
     elif kind == "rot":
-        phi, theta, omega = weights[..., 0], weights[..., 1], weights[..., 2]
+        half = torch.as_tensor(_HALF_ANGLES, dtype=weights.dtype, device=weights.device)
     else:
         raise ValueError(f"unknown rotation kind {kind!r}")
-    # Rot = [[e^{-i(φ+ω)/2} c, -e^{i(φ-ω)/2} s], [e^{-i(φ-ω)/2} s, e^{i(φ+ω)/2} c]]
-    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
-    plus, minus = (phi + omega) / 2, (phi - omega) / 2
-    cp, sp, cm, sm = torch.cos(plus), torch.sin(plus), torch.cos(minus), torch.sin(minus)
-    real = torch.stack([cp * c, -cm * s, cm * s, cp * c], -1)
-    imag = torch.stack([-sp * c, -sm * s, -sm * s, sp * c], -1)
-    return torch.complex(real, imag).reshape(*weights.shape[:-1], 2, 2)
+    picks = torch.as_tensor(_ROTATION_PICKS, dtype=weights.dtype, device=weights.device)
+    angles = weights @ half  # (..., 3): θ/2, (φ+ω)/2, (φ-ω)/2
+    trig = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)  # (..., 6)
+    entries = (trig[..., :, None] * trig[..., None, :]).flatten(-2) @ picks  # (..., 8)
+    return torch.complex(entries[..., :4], entries[..., 4:]).unflatten(-1, (2, 2))
 
 
 # ----------------------------------------------------------------------------------------------

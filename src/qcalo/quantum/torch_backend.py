@@ -70,6 +70,11 @@ class _Constants:
             signs.append(sv.zz_signs(n, spec.zz_pairs))
         self.signs = torch.as_tensor(np.concatenate(signs, axis=1), **kw) if signs else None
         self.signs_after_gather = self.signs[self.inverse_gather] if self.signs is not None and self.gather is not None else None
+        # [S; S] for the real path's [Re² | Im²] @ [S; S] readout.
+        self.signs_doubled = torch.cat([self.signs, self.signs]) if self.signs is not None else None
+        self.signs_doubled_after_gather = (
+            torch.cat([self.signs_after_gather, self.signs_after_gather]) if self.signs_after_gather is not None else None
+        )
         self.blocks = sv.wire_blocks(n)
         popcount = sv.basis_bits(n).sum(1) % 4
         phases = np.array([1, -1j, -1, 1j])[popcount]
@@ -221,9 +226,11 @@ class TorchCircuit:
             state_features = torch.cat([amplitudes.real, amplitudes.imag], dim=1) if needs_state else None
         outputs = {}
         if const.signs is not None:
-            signs = const.signs_after_gather if gathered else const.signs
             # Σ_k (Re²+Im²)_k S_k = [Re² | Im²] @ [S; S]: no slicing on the real path.
-            expectations = squares @ torch.cat([signs, signs]) if split else probs @ signs
+            if split:
+                expectations = squares @ (const.signs_doubled_after_gather if gathered else const.signs_doubled)
+            else:
+                expectations = probs @ (const.signs_after_gather if gathered else const.signs)
             n = spec.n_qubits
             if "z" in spec.measurements:
                 outputs["z"] = expectations[:, :n]
