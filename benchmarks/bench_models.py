@@ -4,9 +4,11 @@ Targets (issue 4): generation of the hybrid photon model ≤ 1 ms/shower at batc
 threads; a stage-1 model with a 6-qubit 2-layer quantum conditioner trains 1000 events × 2000
 full-batch epochs in under a minute (≈ 30 ms per step, everything included).
 
-Usage: .venv/bin/python benchmarks/bench_models.py [--threads 2] [--quick]
-Prints a table and writes benchmarks/results/models_threads<N>.json (load average and threads recorded:
-the machine may be shared).
+Usage: [OMP_WAIT_POLICY=PASSIVE] .venv/bin/python benchmarks/bench_models.py [--threads 2] [--quick]
+Prints a table and writes benchmarks/results/models_threads<N>[_<policy>].json (load average,
+threads, OMP_WAIT_POLICY and an op-overhead probe recorded: the machine may be shared). On a
+machine shared with other busy processes, OpenMP's default spin-waiting makes 2 threads up to
+~100x slower per small matmul than 1; OMP_WAIT_POLICY=PASSIVE removes that.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ def main() -> None:
     result = {
         "rows": rows,
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "probe_before": probe_before,
@@ -149,7 +152,8 @@ def main() -> None:
         print(f"{key:<48} {r['ms_per_step_median']:>22.1f} ms/step  (2000 epochs ≈ {r['projected_s_for_2000_epochs']:.0f} s)")
     print(f"threads {result['torch_threads']}, load average before {load_before[0]:.2f}, after {result['loadavg_after'][0]:.2f}")
     print(f"probe: {probe_before['us_per_small_op']:.1f} µs per small op, {probe_before['ms_per_matmul_1000x64x64']:.3f} ms per 1000×64×64 matmul")
-    out = RESULTS_DIR / f"models_threads{args.threads}.json"
+    policy = os.environ.get("OMP_WAIT_POLICY", "").lower()
+    out = RESULTS_DIR / f"models_threads{args.threads}{'_' + policy if policy else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2))
