@@ -95,7 +95,10 @@ def test_parameter_counts_by_hand():
             "stage2": {"n_blocks": 1, "coupling": "affine", "hidden": [2]},
         }
     )
-    counts = build_model(cfg, load_geometry("photons"), PreprocessingStats(256.0, 65536.0, 1.2, 5, 368)).parameter_counts()
+    model = build_model(cfg, load_geometry("photons"), PreprocessingStats(256.0, 65536.0, 1.2, 5, 368))
+    counts = model.parameter_counts()
+    names = [name for name, _ in model.named_circuits()]
+    assert names == ["stage1.layers.1.conditioner.features.circuit", "stage1.layers.2.circuit"]
     # stage 1 (5 dims, context 1): ActNorm 2·5; split 2 | 3 transformed, affine → 6 outputs;
     # encode Linear(2+1 → 3) = 12, circuit RY·RZ 2 layers × 3 qubits × 2 = 12 (quantum),
     # head Linear(3 → 6) = 24; mixer on 2^2 features: 2 layers × 2 qubits = 4 (quantum).

@@ -224,7 +224,15 @@ class ShowerFlow(nn.Module):
         return self.sample_with_layer_energies(incident_energies)[0]
 
     def parameter_counts(self) -> dict[str, int]:
+        """{"classical", "quantum", "total"}: quantum = circuit rotation / entangler weights."""
         return count_parameters(self)
+
+    def named_circuits(self) -> list[tuple[str, nn.Module]]:
+        """Every circuit in the model as (dotted module name, ``QuantumLayer`` | ``OrthogonalCircuit``),
+        e.g. for state capture or per-circuit plots; conditioner circuits end in ``.features.circuit``."""
+        from qcalo.quantum import OrthogonalCircuit, QuantumLayer
+
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, (QuantumLayer, OrthogonalCircuit))]
 
 
 def build_model(config: "ModelConfig | dict", geometry: "Geometry | str", stats: "PreprocessingStats | dict") -> ShowerFlow:
