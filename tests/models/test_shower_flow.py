@@ -200,3 +200,12 @@ def test_pion_geometry_builds_with_quantum_mixer():
     assert showers.shape == (2, 533) and e_layer.shape == (2, 7)
     mixer = model.stage2.layers[2]
     assert mixer.n_mixed == 528  # 66 chunks of 8; 5 features pass through
+
+
+def test_same_seed_builds_the_same_model():
+    states = []
+    for _ in range(2):
+        torch.manual_seed(11)
+        states.append(build_model(_config(conditioner="hybrid", mixer="quantum"), SMALL, STATS).state_dict())
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
