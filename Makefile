@@ -23,7 +23,7 @@ demo: install
 	$(QCALO) demo --out demo_out
 
 test: install
-	QCALO_QUIET=1 OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q
+	QCALO_QUIET=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: install
 	$(PY) benchmarks/run_all.py

@@ -13,14 +13,20 @@ importing PennyLane. A :class:`qcalo.errors.QcaloError` (bad user input) is prin
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.util
-import sys
-from collections.abc import Sequence
+import os
 
-from qcalo import __version__
-from qcalo.errors import QcaloError
+# Before torch is imported anywhere: OpenMP threads that spin-wait for work make small models
+# 10-100x slower whenever another process shares the cores (measured in benchmarks/bench_models.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from qcalo import __version__  # noqa: E402
+from qcalo.errors import QcaloError  # noqa: E402
 
 # name -> (module, one-line help). Kept here (not discovered) so `qcalo --help` is instant.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
