@@ -21,7 +21,7 @@ from qcalo.evaluation.classifier import get_profile
 from qcalo.evaluation.fpd_kpd import fpd
 
 # small and quick; still learns the E_tot/E_inc shift of ×1.2 showers (which needs ~10 epochs)
-SMALL = replace(get_profile("fast"), hidden=(128, 128), epochs=12, learning_rate=2e-3, batch_size=250)
+SMALL = replace(get_profile("fast"), hidden=(128, 128), epochs=12, learning_rate=2e-3, batch_size=250, patience=None)
 
 
 def _halves(data: ShowerData, n: int, seed: int = 0) -> tuple[ShowerData, ShowerData]:

@@ -13,8 +13,9 @@ separate the two samples. Following the CaloChallenge 2022 evaluation:
 
 Two profiles: ``calochallenge`` (input → 2048 → 2048 → 2048 → 1, Adam 2e-4, batch 1000,
 50 epochs, float64, raw inputs — the settings of DESIGN.md §5; hours on 2 CPU cores at full DS1
-size) and ``fast`` (the default: 256-wide, 20 epochs, Adam 1e-3, batch 250, float32, inputs
-standardised with the training split's mean and spread, so 20k vs 20k takes about a minute per
+size) and ``fast`` (the default: 256-wide, at most 20 epochs, stopping 5 epochs after the best test
+accuracy, Adam 1e-3, batch 250, float32, inputs standardised with the training split's mean and
+spread, so 20k vs 20k takes about a minute per
 classifier on 2 cores; see benchmarks/bench_evaluation.py).
 
 Inputs (:func:`classifier_inputs`): ``low`` = log10 E_inc and voxels/E_inc; ``low_normed`` =
@@ -45,7 +46,8 @@ CLASSIFIER_KINDS = ("low", "low_normed", "high")
 
 @dataclass(frozen=True)
 class ClassifierProfile:
-    """Settings of the classifier test. ``hidden``: widths of the hidden layers."""
+    """Settings of the classifier test. ``hidden``: widths of the hidden layers; ``patience``:
+    stop after this many epochs without a better test accuracy (``None``: run every epoch)."""
 
     name: str
     hidden: tuple[int, ...]
@@ -54,6 +56,7 @@ class ClassifierProfile:
     batch_size: int
     float64: bool
     standardise: bool
+    patience: int | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON types (the hidden widths as a list)."""
@@ -63,8 +66,8 @@ class ClassifierProfile:
 
 
 PROFILES: dict[str, ClassifierProfile] = {
-    "calochallenge": ClassifierProfile("calochallenge", (2048, 2048, 2048), 50, 2e-4, 1000, True, False),
-    "fast": ClassifierProfile("fast", (256, 256, 256), 20, 1e-3, 250, False, True),
+    "calochallenge": ClassifierProfile("calochallenge", (2048, 2048, 2048), 50, 2e-4, 1000, True, False, None),
+    "fast": ClassifierProfile("fast", (256, 256, 256), 20, 1e-3, 250, False, True, 5),
 }
 
 
@@ -189,6 +192,8 @@ def run_classifier_test(generated: np.ndarray, reference: np.ndarray, *, profile
             if accuracy > best_accuracy:
                 best_accuracy, best_epoch, best_state = accuracy, epoch + 1, copy.deepcopy(model.state_dict())
             if accuracy == 1.0:
+                break
+            if prof.patience is not None and epoch + 1 - best_epoch >= prof.patience:
                 break
     assert best_state is not None
     model.load_state_dict(best_state)

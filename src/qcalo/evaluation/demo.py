@@ -43,8 +43,8 @@ def _prepare(out: Path) -> None:
     (out / _MARKER).write_text("folder written by `qcalo demo`; its contents are replaced on the next run\n")
 
 
-def demo(out_dir: "str | Path" = "demo_out", seed: int = 0, *, events_per_energy: int = 600,
-         reference_events_per_energy: int = 400, energies_mev: Sequence[float] = DEMO_ENERGIES_MEV,
+def demo(out_dir: "str | Path" = "demo_out", seed: int = 0, *, events_per_energy: int = 500,
+         reference_events_per_energy: int = 300, energies_mev: Sequence[float] = DEMO_ENERGIES_MEV,
          epochs: int | None = None, log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Run simulate → train → generate → evaluate → report; returns a summary dictionary.
 

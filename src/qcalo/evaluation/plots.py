@@ -46,7 +46,7 @@ def _density(histogram: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def _draw_comparison(ax_main, ax_ratio, edges, reference, generated: Sequence[tuple[str, np.ndarray, float]],
-                     *, log_x: bool, xlabel: str, reference_label: str = "reference") -> None:
+                     *, log_x: bool, xlabel: str, reference_label: str = "reference", legend: bool = True) -> None:
     ref_density = _density(reference, edges)
     ax_main.stairs(ref_density, edges, fill=True, color=REFERENCE_COLOR, alpha=0.45, label=reference_label)
     for k, (label, hist, sep) in enumerate(generated):
@@ -67,7 +67,8 @@ def _draw_comparison(ax_main, ax_ratio, edges, reference, generated: Sequence[tu
     ax_ratio.set_ylabel("gen./ref.", fontsize="small")
     ax_ratio.set_xlabel(xlabel)
     ax_main.set_ylabel("normalised entries")
-    ax_main.legend(fontsize="x-small", loc="best", frameon=False)
+    if legend:
+        ax_main.legend(fontsize="x-small", loc="best", frameon=False)
 
 
 def plot_comparison(comparison: HistogramComparison, path: "str | os.PathLike[str]", *,
@@ -98,8 +99,8 @@ def plot_energy_grid(comparisons: Sequence[HistogramComparison], path: "str | os
     n = len(comparisons)
     cols = min(3, max(n, 1))
     rows = max(1, math.ceil(n / cols))
-    with plt.style.context(mplhep.style.ROOT):
-        fig = plt.figure(figsize=(4.2 * cols, 3.6 * rows))
+    with plt.style.context(mplhep.style.ROOT), plt.rc_context({"font.size": 10}):
+        fig = plt.figure(figsize=(4.4 * cols, 3.8 * rows))
         grid = fig.add_gridspec(rows, cols, hspace=0.45, wspace=0.35)
         for k, comparison in enumerate(comparisons):
             sub = grid[k // cols, k % cols].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.05)
@@ -109,11 +110,17 @@ def plot_energy_grid(comparisons: Sequence[HistogramComparison], path: "str | os
                        else [("generated", comparison.generated, comparison.separation_power)])
             lo, hi = comparison.extra.get("e_inc_range_mev", (float("nan"), float("nan")))
             _draw_comparison(ax_main, ax_ratio, comparison.edges, comparison.reference, entries, log_x=False,
-                             xlabel=r"$E_\mathrm{tot}/E_\mathrm{inc}$")
-            ax_main.set_title(f"$E_\\mathrm{{inc}} \\in$ [{_energy_text(lo)}, {_energy_text(hi)})", fontsize="small")
+                             xlabel=r"$E_\mathrm{tot}/E_\mathrm{inc}$", legend=False)
+            ax_main.set_title(f"$E_\\mathrm{{inc}}$: {_energy_text(lo)} – {_energy_text(hi)}", fontsize="small")
+            ax_main.text(0.03, 0.95, "\n".join(f"SP {sep:.3g}" for _, _, sep in entries), transform=ax_main.transAxes,
+                         va="top", fontsize="x-small")
             ax_main.tick_params(labelbottom=False, labelsize="x-small")
             ax_ratio.tick_params(labelsize="x-small")
             ax_main.set_ylabel("")
+        handles, labels = ax_main.get_legend_handles_labels()
+        fig.legend(handles, [label.split(" (SP")[0] for label in labels], loc="upper center",
+                   ncol=min(len(labels), 4), frameon=False, fontsize="small")
+        fig.subplots_adjust(top=1 - 0.5 / (3.8 * rows), bottom=0.6 / (3.8 * rows), left=0.06, right=0.98)
         return save_figure(fig, path)
 
 
