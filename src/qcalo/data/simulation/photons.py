@@ -28,7 +28,7 @@ electromagnetic showers in homogeneous and sampling calorimeters" (hep-ex/000102
   spots in disjoint voxels are independent Poisson variables with means (expected voxel
   energy)/(spot energy), and the sum of n exponential spot energies is Gamma(n). The expected
   voxel energies integrate the profiles over the voxel: the Gamma CDF (regularised incomplete
-  gamma) over depth cells of ≤ 2.5 X0, the radial profile at each cell's energy-weighted mean
+  gamma) over depth cells (≤ 2.5 X0 in EMB1 and EMB2), the radial profile at each cell's energy-weighted mean
   τ, its CDF differences over the radial bins, divided evenly among the angular bins (the
   reference is a pencil beam at normal incidence, so the shower axis is the voxelisation axis
   and there is no transverse offset to add). A voxel's core and tail spots are drawn as one
@@ -78,45 +78,45 @@ class PhotonModel:
         1.83, 2.9, 4.0, 5.1, 6.27, 8.0, 10.0, 12.0, 14.0, 16.0, 18.5, 22.24, 24.31, 29.0, 37.97,
     )
     cell_layer: tuple[int, ...] = (1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 4, 4)
-    conversion_length_x0: float = 1.1551
+    conversion_length_x0: float = 1.2683
     # Longitudinal profile (GFlash forms with an effective critical energy and Z).
-    critical_energy_mev: float = 11.1415
+    critical_energy_mev: float = 13.0
     z_eff: float = 70.0
-    t_offset: float = -0.8511
-    fluctuation_scale: float = 0.8053
+    t_offset: float = -1.0
+    fluctuation_scale: float = 0.814
     # Radial profile: Molière radius (mm) and per-layer core/tail scale factors.
-    moliere_mm: float = 39.7752
-    core_scale: tuple[float, ...] = (1.0, 0.8214, 1.0, 1.0, 1.0)
-    tail_scale: tuple[float, ...] = (1.0, 1.2937, 0.9535, 0.9535, 1.0)
-    # Per-layer energy dependence of the radial scale, × (E / 4 GeV)^power (the reference's
-    # early layers widen with energy, which the homogeneous-medium formulas do not give), and
+    moliere_mm: float = 40.1206
+    core_scale: tuple[float, ...] = (1.0, 0.8302, 1.0, 1.0, 1.0)
+    tail_scale: tuple[float, ...] = (1.0, 1.3066, 0.9635, 1.5, 2.0)
+    # Per-layer energy dependence of the radial scale, × (E / 4 GeV)^power (in the reference
+    # layer 1 widens and layer 2 narrows with energy more than the homogeneous formulas give), and
     # the largest relative depth τ at which the radial formulas are used (they are fitted for
     # τ ≲ 3; deeper deposits keep the τ_max profile).
-    radius_energy_power: tuple[float, ...] = (0.0, 0.109, 0.0293, 0.0293, 0.0)
-    tau_max: float = 2.7886
+    radius_energy_power: tuple[float, ...] = (0.0, 0.0866, -0.03, -0.03, 0.0)
+    tau_max: float = 2.8144
     # Presampler signal: charged-particle crossings × calibrated mip energy, plus backsplash
     # of mean backsplash_mev·(E/GeV)^backsplash_power spread with radius backsplash_radius_mm.
-    presampler_mip_mev: float = 25.3608
-    presampler_ec_mev: float = 17.4053
+    presampler_mip_mev: float = 20.0
+    presampler_ec_mev: float = 10.0
     presampler_radius_mm: float = 20.0
-    backsplash_mev: float = 4.3828
-    backsplash_power: float = 0.7
+    backsplash_mev: float = 4.5
+    backsplash_power: float = 0.9
     backsplash_radius_mm: float = 80.0
     # Spot (mean) energy per layer for the core and the tail component: sets the sampling
     # fluctuation √(2ε/E), the sparsity, and (large tail spots) the clumpy, asymmetric tails
     # that make the centre of energy and width fluctuate from event to event.
-    spot_energy_mev: tuple[float, ...] = (25.0, 2.5, 2.5, 5.0, 20.0)
-    tail_spot_energy_mev: tuple[float, ...] = (25.0, 2.5, 2.5, 5.0, 20.0)
+    spot_energy_mev: tuple[float, ...] = (20.0, 1.5, 1.5, 5.0, 20.0)
+    tail_spot_energy_mev: tuple[float, ...] = (20.0, 4.0364, 2.93, 5.0, 20.0)
     # Tail spots scale with the incident energy as (E / 1 GeV)^tail_spot_power (the sub-showers
     # that make up the tails carry more energy in higher-energy showers).
-    tail_spot_power: float = 0.0
+    tail_spot_power: float = 0.4052
     # Response per layer at high energy and its low-energy fall-off:
     # resp(E) = response / (1 + low_e_drop · (E / 1 GeV)^(−low_e_power)).
-    response: tuple[float, ...] = (1.0, 1.0379, 1.0379, 1.0379, 1.0379)
-    low_e_drop: float = 0.1692
-    low_e_power: float = 0.6408
+    response: tuple[float, ...] = (1.0, 1.0365, 1.0365, 1.0365, 1.0365)
+    low_e_drop: float = 0.1698
+    low_e_power: float = 0.6367
     # Event-wide relative response fluctuation (the constant term of the resolution).
-    constant_term: float = 0.0109
+    constant_term: float = 0.006
 
 
 def _longitudinal_parameters(e_inc: np.ndarray, model: PhotonModel, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
