@@ -166,9 +166,7 @@ class TorchCircuit:
             # product state is a real vector (B, 2^n) times a fixed phase (-i)^popcount(k) (X).
             # The whole circuit after the embedding is data-independent: one real GEMM with
             # [Re M | Im M], where row k of M is the circuit applied to |k⟩.
-            half = inputs / 2
-            wires = torch.stack([torch.cos(half), torch.sin(half)], dim=-1)  # (B, n, 2)
-            embedded = sv.product_state(wires)  # (B, 2^n) real
+            embedded = sv.angle_product_state(inputs)  # (B, 2^n) real
             transfer = self._transfer(rotations, entangler_weights, const, 0, final_entangler)
             if spec.embedding == "X":
                 transfer = transfer * const.x_phases[:, None]
