@@ -6,7 +6,6 @@ import h5py
 import numpy as np
 import pytest
 from scipy import integrate
-from scipy import stats
 
 from qcalo.cli.main import main
 from qcalo.data.features import compute_features
@@ -14,7 +13,7 @@ from qcalo.data.geometry import load_geometry
 from qcalo.data.io import read_showers
 from qcalo.data.simulation import BLOCK_EVENTS, iter_simulated, simulate, simulate_to_file
 from qcalo.data.simulation import photons as ph
-from qcalo.errors import ConfigError, QcaloError
+from qcalo.errors import ConfigError
 
 PHOTONS = load_geometry("photons")
 PIONS = load_geometry("pions")
