@@ -17,9 +17,15 @@ Run directory::
     RUN_DIR/config.yaml            the resolved run config
     RUN_DIR/checkpoints/last.pt    latest epoch-boundary state (resume from here)
     RUN_DIR/checkpoints/best.pt    state at the best validation NLL
-    RUN_DIR/metrics.csv            one row per epoch
+    RUN_DIR/metrics.csv            one row per epoch (METRIC_COLUMNS; NLLs in nats per event)
     RUN_DIR/tensorboard/           the same scalars for TensorBoard
     RUN_DIR/summary.json           parameter counts, time, best NLL/epoch, seed, data, geometry
+    RUN_DIR/quantum_states/        circuit statevector snapshots (state_capture.enabled only)
+
+NLLs are those of ``ShowerFlow.log_prob`` (its preprocessed space, preprocessing log-dets
+excluded; see qcalo.models). Validation events with a non-finite log-density (outside the
+support fitted on the training events) are left out of ``val_nll`` and counted in
+``val_excluded``, with a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import io
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -313,6 +320,9 @@ def train(
         restore_rng_state(checkpoint["rng"])
     else:
         out.mkdir(parents=True, exist_ok=True)
+        # A run killed before its first checkpoint restarts from scratch: drop its scalars.
+        if paths["tensorboard"].is_dir():
+            shutil.rmtree(paths["tensorboard"])
         with atomic_path(paths["config"]) as tmp:
             tmp.write_text(cfg.to_yaml())
 
