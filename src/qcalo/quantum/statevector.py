@@ -137,13 +137,44 @@ def apply_product_layer(state: torch.Tensor, gates: torch.Tensor, blocks: Sequen
     (batched) GEMM on a transposed view, with no data movement; after every block has gone
     round once, the bit order is the original one again.
     """
-    batch, dim = state.shape
     for start, size in reversed(blocks):
         block = kron_gates(gates[..., start : start + size, :, :])  # (d, d) | (B, d, d)
-        d = 2**size
-        trailing = state.reshape(batch, dim // d, d).transpose(1, 2)  # (B, d, rest), a view
-        state = torch.matmul(block, trailing).reshape(batch, dim)
+        state = _RotatingBlock.apply(state, block)
     return state
+
+
+class _RotatingBlock(torch.autograd.Function):
+    """out[b, j, r] = Σ_i K[b, j, i] · state[b, r, i]: (B, D), (d, d) | (B, d, d) -> (B, D).
+
+    The backward is written out so that both GEMMs read their big operand through BLAS
+    transpose / conjugate-transpose flags and write the state gradient directly in the input's
+    layout, instead of autograd's conjugated and transposed copies of 2^n-wide tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, state: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+        batch, dim = state.shape
+        d = block.shape[-1]
+        ctx.save_for_backward(state, block)
+        return torch.matmul(block, state.reshape(batch, dim // d, d).mT).reshape(batch, dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        state, block = ctx.saved_tensors
+        batch, dim = state.shape
+        d = block.shape[-1]
+        grad = grad.reshape(batch, d, dim // d)
+        grad_state = grad_block = None
+        if ctx.needs_input_grad[0]:
+            conj_block = block.conj().resolve_conj()
+            if conj_block.dim() == 2:
+                conj_block = conj_block.expand(batch, d, d)
+            grad_state = torch.bmm(grad.mT, conj_block).reshape(batch, dim)  # (B, rest, d) = input layout
+        if ctx.needs_input_grad[1]:
+            grad_block = torch.matmul(state.reshape(batch, dim // d, d).mH, grad.mT).mT  # (B, d, d)
+            if block.dim() == 2:
+                grad_block = grad_block.sum(0)
+        return grad_state, grad_block
 
 
 class _Gather(torch.autograd.Function):
