@@ -214,3 +214,27 @@ def test_cli_errors_are_one_line_and_exit_2(small_geometry, tmp_path, capsys):
     assert "533" in _error_line(capsys)
     assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "-q"]) == 2
     assert "missing" in _error_line(capsys)
+
+
+def test_run_summary_is_copied_under_model(small_geometry, tmp_path):
+    geom = load_geometry(small_geometry)
+    ref = write_showers(tmp_path / "ref.h5", *_toy_showers(geom, 200, 0))
+    gen = write_showers(tmp_path / "gen.h5", *_toy_showers(geom, 200, 1))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    summary = {"parameter_counts": {"classical": 10, "quantum": 4, "total": 14}, "training_time_s": 1.5,
+               "best_val_nll": 3.0, "best_epoch": 1, "epochs_run": 2, "seed": 0, "data": "x.h5",
+               "geometry": "photons", "config_name": "tiny"}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    metrics = evaluate(gen, ref, small_geometry, tmp_path / "e", metrics="kpd", run_dir=run_dir)
+    assert metrics["model"] == summary and "timing_ms_per_shower" not in metrics
+
+
+def test_demo_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
+    from qcalo.errors import ConfigError
+    from qcalo.evaluation import demo
+
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not made by `qcalo demo`"):
+        demo(tmp_path, log=None)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qcalo.evaluation.demo import demo
+    from qcalo.evaluation.demo_chain import demo
 
     demo(args.out, seed=args.seed)
     return 0

@@ -8,13 +8,13 @@
 * :mod:`~qcalo.evaluation.plots` / :mod:`~qcalo.evaluation.report` — PNGs and static HTML;
 * :mod:`~qcalo.evaluation.timing` — generation speed of a trained run;
 * :mod:`~qcalo.evaluation.pipeline` — :func:`evaluate` (``qcalo evaluate``);
-  :func:`make_report` (``qcalo report``); :mod:`~qcalo.evaluation.demo` — :func:`demo`
+  :func:`make_report` (``qcalo report``); :mod:`~qcalo.evaluation.demo_chain` — :func:`demo`
   (``qcalo demo``).
 
 Heavy imports (torch, matplotlib, sklearn) happen inside the functions that need them.
 """
 
-from qcalo.evaluation.demo import demo
+from qcalo.evaluation.demo_chain import demo
 from qcalo.evaluation.pipeline import evaluate
 from qcalo.evaluation.report import make_report
 
