@@ -226,6 +226,9 @@ def test_pion_toy_has_hadronic_features():
     # EM-scale response below 1 (invisible energy) with broad fluctuations, energy in the tile
     assert 0.6 < ratio.mean() < 0.95 and ratio.std() > 0.05
     assert layer_e[:, 4:].sum() / layer_e.sum() > 0.3
+    # lumpy, asymmetric hadronic showers: the tile centre of energy wanders by centimetres
+    features = compute_features(data.incident_energies, data.showers, PIONS)
+    assert features.ec_eta[:, 4].std() > 10.0 and features.width_eta[:, 4].mean() > 50.0
 
 
 # ----- CLI ------------------------------------------------------------------------------------

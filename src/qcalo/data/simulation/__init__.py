@@ -8,9 +8,9 @@
 Events are simulated in blocks of :data:`BLOCK_EVENTS`; block ``i`` draws from its own
 generator ``default_rng(SeedSequence(seed, spawn_key=(i,)))`` (the i-th child that
 ``SeedSequence(seed).spawn`` would make), so the numbers depend only on the seed and the event
-list — never on how the work is chunked, written or interrupted — and the first k blocks of a
-longer run equal a shorter run with the same seed. Events come in energy order: all events of
-``energies_mev[0]``, then of ``energies_mev[1]``, ...
+list — never on how the work is chunked or written, in memory or to a file — and a block
+holding the same energies gives the same showers in a shorter or longer run with that seed.
+Events come in energy order: all events of ``energies_mev[0]``, then of ``energies_mev[1]``, ...
 
 Example::
 

@@ -300,8 +300,11 @@ def simulate_photon_block(e_inc: np.ndarray, geometry: Geometry, model: PhotonMo
     return showers
 
 
-def _add_satellites(showers: np.ndarray, geometry: Geometry, model: PhotonModel, rng: np.random.Generator) -> None:
+def _add_satellites(showers: np.ndarray, geometry: Geometry, model: "PhotonModel", rng: np.random.Generator) -> None:
     """Move part of some layers' energy into compact far-out deposits, in place.
+
+    ``showers`` (n, V) MeV; ``model`` is any model with per-layer ``satellite_rate``,
+    ``satellite_share`` and ``satellite_radius_mm`` (photons and the pion toy use it).
 
     Each satellite takes an exponentially distributed share (mean ``satellite_share``, at most
     half the layer in total) of its layer's energy in that event and puts it in one voxel at a

@@ -22,7 +22,10 @@ What it does, per event (depths in nuclear interaction lengths λ, energies MeV,
   gamma-distributed factor of relative width ``had_response_sigma``;
 * deposits are spots: Poisson numbers of exponentially distributed spots per voxel (the binned
   equivalent of throwing spots one by one, as for photons), with larger spots in the hadronic
-  calorimeter, so the fluctuations are large; anything past the last layer leaks out.
+  calorimeter, so the fluctuations are large; anything past the last layer leaks out;
+* hadronic sub-clusters: a Poisson number per layer of compact deposits away from the axis,
+  each taking an exponentially distributed share of the layer's energy, make the showers lumpy
+  and asymmetric (centre-of-energy and width features vary from event to event).
 
 Layer depths (λ, ATLAS barrel at η ≈ 0.2, rounded): upstream 0–0.15, presampler (0) to 0.17,
 EMB1 (1) to 0.35, EMB2 (2) to 1.05, EMB3 (3) to 1.15, gap, TileBar0 (12) 1.25–2.75,
@@ -37,7 +40,7 @@ import numpy as np
 from scipy.special import gammainc
 
 from qcalo.data.geometry import Geometry
-from qcalo.data.simulation.photons import _ring_fractions, deposit_spots
+from qcalo.data.simulation.photons import _add_satellites, _ring_fractions, deposit_spots
 
 __all__ = ["PionModel", "PION_LAYER_IDS", "simulate_pion_block"]
 
@@ -68,6 +71,11 @@ class PionModel:
     mip_radius_mm: float = 3.0
     # Spot (mean) energy per layer, MeV: larger in the coarse hadronic layers.
     spot_energy_mev: tuple[float, ...] = (20.0, 5.0, 5.0, 20.0, 40.0, 40.0, 60.0)
+    # Hadronic sub-clusters: per layer, Poisson mean number per event, mean share of the layer
+    # energy each (exponential), radial scale (mm); they make showers lumpy and asymmetric.
+    satellite_rate: tuple[float, ...] = (0.0, 0.3, 1.0, 0.0, 1.5, 1.5, 0.5)
+    satellite_share: tuple[float, ...] = (0.0, 0.1, 0.1, 0.0, 0.15, 0.15, 0.1)
+    satellite_radius_mm: tuple[float, ...] = (50.0, 30.0, 60.0, 100.0, 100.0, 120.0, 200.0)
 
 
 def _gamma_layer_fractions(depth_lo: np.ndarray, depth_hi: np.ndarray, alpha: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -126,4 +134,6 @@ def simulate_pion_block(e_inc: np.ndarray, geometry: Geometry, model: PionModel,
         expected[:, sl] = np.tile(profile / layer.n_alpha, (1, layer.n_alpha))
 
     spot = np.asarray(model.spot_energy_mev)[geometry.layer_index_of_voxel]
-    return deposit_spots(expected, spot, rng)
+    showers = deposit_spots(expected, spot, rng)
+    _add_satellites(showers, geometry, model, rng)
+    return showers
