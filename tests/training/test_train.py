@@ -171,7 +171,7 @@ def test_state_capture_records_every_circuit_without_changing_the_training(train
         assert torch.allclose(state.abs().pow(2).sum(dim=1), torch.ones(4), atol=1e-5)
 
 
-def test_state_capture_needs_circuits(train_file: Path, tmp_path: Path) -> None:
-    base = load_config("classical_photons").to_dict() | {"epochs": 1, "state_capture": {"enabled": True}}
-    with pytest.raises(ConfigError, match="no circuit layers to capture"):
-        train(config_from_dict(base), train_file, tmp_path / "r", device="cpu")
+def test_state_capture_needs_circuits() -> None:
+    base = load_config("classical_photons").to_dict() | {"state_capture": {"enabled": True}}
+    with pytest.raises(ConfigError, match="state_capture.enabled: the model has no circuit layers to capture"):
+        config_from_dict(base, source="classical.yaml")

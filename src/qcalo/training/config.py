@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qcalo.errors import ConfigError, DataError
 from qcalo.models import ModelConfig
@@ -145,6 +145,17 @@ class RunConfig(_Strict):
             raise ValueError(str(exc)) from None
         return value
 
+    @model_validator(mode="after")
+    def _capture_needs_circuits(self) -> "RunConfig":
+        if self.state_capture.enabled and all(
+            kind == "mlp" for stage in (self.model.stage1, self.model.stage2) for kind in stage.conditioners
+        ):
+            raise ValueError(
+                "state_capture.enabled: the model has no circuit layers to capture (every conditioner is 'mlp'); "
+                "use quantum or hybrid conditioners, or set state_capture.enabled: false"
+            )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-compatible dict (round-trips through :func:`config_from_dict`)."""
         return self.model_dump(mode="json")
@@ -184,7 +195,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             msg = "required key is missing"
         got = err.get("input")
         shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
-        parts.append(f"{_format_loc(loc)}: {msg}{shown}")
+        # Whole-config checks name their fields in the message itself.
+        parts.append(f"{_format_loc(loc)}: {msg}{shown}" if loc else f"{msg}{shown}")
     # Union members repeat the same failure once per member; keep each message once.
     unique = list(dict.fromkeys(parts))
     return f"{source}: " + "; ".join(unique)
