@@ -175,3 +175,20 @@ def test_state_capture_needs_circuits() -> None:
     base = load_config("classical_photons").to_dict() | {"state_capture": {"enabled": True}}
     with pytest.raises(ConfigError, match="state_capture.enabled: the model has no circuit layers to capture"):
         config_from_dict(base, source="classical.yaml")
+
+
+def test_early_stopping_keeps_the_best_epoch(train_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import qcalo.training.trainer as trainer
+
+    # Scripted validation NLLs: best at epoch 2, then no improvement for `patience` = 2 epochs.
+    scripted = iter([5.0, 4.0, 4.5, 4.0, 3.0, 2.0])
+    monkeypatch.setattr(
+        trainer, "_validate", lambda *a, **k: {"total": next(scripted), "stage1": 0.0, "stage2": 0.0, "excluded": 0.0}
+    )
+    base = load_config("tiny_photons").to_dict() | {"epochs": 6, "early_stopping_patience": 2, "seed": 1, "device": "cpu"}
+    run_dir = train(config_from_dict(base), train_file, tmp_path / "early")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["epochs_run"] == 4 and summary["best_epoch"] == 2 and summary["best_val_nll"] == 4.0
+    assert [row["val_nll"] for row in read_metrics(run_dir)] == [5.0, 4.0, 4.5, 4.0]
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["epoch"] == 2
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 4
