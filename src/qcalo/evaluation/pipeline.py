@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from qcalo.data.geometry import Geometry, load_geometry
-from qcalo.data.io import ShowerData, inspect_file, read_showers
+from qcalo.data.io import ShowerData, inspect_file, read_showers, validate_values
 from qcalo.errors import ConfigError, DataError
 from qcalo.utils.atomic import atomic_path
 from qcalo.utils.progress import progress
@@ -76,8 +76,9 @@ def _load(source: "str | os.PathLike[str] | ShowerData", role: str, geometry: Ge
             raise DataError(f"{role} showers have shape {source.showers.shape}; geometry {geometry.name!r} expects (N, {geometry.n_voxels})")
         energies = np.asarray(source.incident_energies, dtype=np.float64).reshape(-1)
         showers = np.asarray(source.showers, dtype=np.float64)
-        if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(showers))):
-            raise DataError(f"{role} showers contain NaN or inf; expected finite energies in MeV")
+        if len(energies) != len(showers):
+            raise DataError(f"{role} sample: {len(energies)} incident energies for {len(showers)} showers; expected one per shower")
+        validate_values(f"{role} sample", energies, showers)
         return ShowerData(energies, showers), f"<{role} in memory>"
     path = Path(source)
     inspect_file(path, geometry)
