@@ -1,0 +1,1 @@
+"""Tests of qcalo.training, qcalo.generation and the train/generate CLI verbs."""
