@@ -25,8 +25,15 @@ demo: install
 test: install
 	QCALO_QUIET=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -n 2 --dist loadfile -q
 
+# Benchmarks print tables and write JSON to benchmarks/results/ (about 15 minutes on 2 cores).
+# The Geant4 quality study is separate and long: $(PY) benchmarks/quality_g4.py --epochs 40
 bench: install
-	$(PY) benchmarks/run_all.py
+	OMP_WAIT_POLICY=PASSIVE $(QCALO) bench circuits --out benchmarks/results/circuits.json --markdown benchmarks/results/circuits.md
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_simulate.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_generation.py --configs classical_photons hybrid_photons --threads 2
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_seed_training.py --threads 1
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_io_memory.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_evaluation.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
