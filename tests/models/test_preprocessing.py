@@ -146,3 +146,22 @@ def test_fit_preprocessing_errors_are_clear():
         fit_preprocessing([ShowerData(np.ones(2), np.ones((2, 5)))], geometry)
     with pytest.raises(DataError, match="unknown keys"):
         PreprocessingStats.from_dict({"e_inc_min": 1.0, "bogus": 2})
+
+
+def test_energy_beyond_the_fitted_range_has_zero_density_not_nan():
+    import math
+
+    import torch
+
+    from qcalo.data.geometry import load_geometry
+    from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
+
+    geom = load_geometry("photons")
+    stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
+    pre = ShowerPreprocessing(geom, stats)
+    e_inc = torch.tensor([1000.0, 1000.0], dtype=torch.float64)
+    e_layer = torch.tensor([[100.0, 300.0, 500.0, 10.0, 5.0], [100.0, 300.0, 900.0, 10.0, 5.0]], dtype=torch.float64)
+    y, ladj = pre.double().energies_forward(e_layer, e_inc)
+    assert torch.isfinite(y).all()
+    assert math.isfinite(ladj[0].item())  # E_tot/E_inc = 0.915 < f
+    assert ladj[1].item() == -math.inf  # E_tot/E_inc = 1.315 > f = 1.1

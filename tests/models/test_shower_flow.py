@@ -209,3 +209,26 @@ def test_same_seed_builds_the_same_model():
         states.append(build_model(_config(conditioner="hybrid", mixer="quantum"), SMALL, STATS).state_dict())
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_shower_beyond_the_fitted_energy_range_has_log_density_minus_inf():
+    import math
+
+    import torch
+
+    from qcalo.data.geometry import load_geometry
+    from qcalo.data.preprocessing import PreprocessingStats
+    from qcalo.models import ModelConfig, build_model
+
+    geom = load_geometry("photons")
+    stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
+    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 1, "hidden": [8]}, "stage2": {"n_blocks": 1, "hidden": [8]}})
+    torch.manual_seed(0)
+    model = build_model(cfg, geom, stats)
+    e_inc = torch.tensor([1000.0, 1000.0])
+    showers = torch.rand(2, 368)
+    showers = showers / showers.sum(1, keepdim=True) * torch.tensor([[900.0], [1300.0]])  # ratio 0.9 and 1.3 > f
+    for space in ("preprocessed", "data"):
+        out = model.log_prob(e_inc, showers, space=space)
+        assert math.isfinite(out["total"][0].item())
+        assert out["total"][1].item() == -math.inf, space

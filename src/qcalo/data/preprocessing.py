@@ -251,8 +251,12 @@ class ShowerPreprocessing(nn.Module):
     def energies_forward(self, e_layer: Tensor, e_inc: Tensor) -> tuple[Tensor, Tensor]:
         """Layer energies (B, L) MeV → stage-1 variables (B, L) and log|det| (B,)."""
         u, ladj_u = energies_to_u(e_layer, e_inc, self.u0_factor)
-        y, ladj_logit = logit_forward(u, self.alpha)
-        return y, ladj_u + ladj_logit.sum(dim=1)
+        # E_tot > f·E_inc lies outside the support fitted on the training events: its density is
+        # 0 (log-det -inf), not the NaN that logit(u0 > 1) would give.
+        outside = u[:, 0] > 1.0
+        y, ladj_logit = logit_forward(torch.clamp(u, max=1.0), self.alpha)
+        ladj = ladj_u + ladj_logit.sum(dim=1)
+        return y, torch.where(outside, torch.full_like(ladj, -math.inf), ladj)
 
     def energies_inverse(self, y: Tensor, e_inc: Tensor) -> Tensor:
         """Stage-1 variables (B, L) → layer energies (B, L) MeV (≥ 0)."""

@@ -32,6 +32,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -184,6 +186,8 @@ class ShowerFlow(nn.Module):
             stage1 = self.stage1.log_prob(pre["stage1"], pre["condition"])
             if space == "data":
                 stage1 = stage1 + pre["stage1_ladj"]
+            else:  # outside the preprocessing's support (E_tot > f·E_inc) the density is 0 here too
+                stage1 = torch.where(torch.isfinite(pre["stage1_ladj"]), stage1, torch.full_like(stage1, -math.inf))
         if "stage2" in stages:
             context = self.stage2_context(pre["condition"], pre["stage1"])
             stage2 = self.stage2.log_prob(pre["stage2"], context)
