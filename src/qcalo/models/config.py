@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qcalo.errors import ConfigError
+from qcalo.utils.validation import format_validation_error
 from qcalo.quantum.spec import MAX_QUBITS, Embedding, EntanglerGate, EntanglerPattern, Rotations
 
 if TYPE_CHECKING:
@@ -177,23 +178,6 @@ class ModelConfig(_Strict):
         return parse_model_config(data, where=where)
 
 
-def format_validation_error(exc: ValidationError, where: str = "") -> str:
-    """One line per problem: ``<where>.<field path>: <problem> (got <value>)``."""
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
-        full = ".".join(p for p in (where, path) if p)
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key; check its spelling against the documented fields"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        got = err.get("input")
-        got_txt = "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{full or '<config>'}: {msg}{got_txt}")
-    return "; ".join(lines)
-
-
 def parse_model_config(data: Any, *, where: str = "model") -> ModelConfig:
     """Build a :class:`ModelConfig` from a mapping (or pass one through)."""
     if isinstance(data, ModelConfig):
@@ -205,4 +189,4 @@ def parse_model_config(data: Any, *, where: str = "model") -> ModelConfig:
     try:
         return ModelConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where)) from None
+        raise ConfigError(format_validation_error(exc, root=where)) from None

@@ -90,11 +90,12 @@ class CircuitSpec(BaseModel):
         """Like ``CircuitSpec(**fields)`` but raises :class:`qcalo.errors.ConfigError`."""
         from pydantic import ValidationError
 
+        from qcalo.utils.validation import format_validation_error
+
         try:
             return cls(**fields)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'circuit'}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"invalid circuit spec: {problems}") from None
+            raise ConfigError(format_validation_error(exc, "invalid circuit spec", root="circuit")) from None
 
     # Derived quantities -------------------------------------------------------------------
     @property

@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qcalo.errors import ConfigError, DataError
+from qcalo.utils.validation import format_validation_error
 from qcalo.models import ModelConfig
 
 __all__ = [
@@ -162,44 +163,6 @@ class RunConfig(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "<top level>"
-
-
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line naming every failing field path, e.g. ``run.yaml: batch_size: Input should be ...``."""
-    def clean(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-        # pydantic puts the tag of a union member in the location ('list[...]', 'literal[...]').
-        return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-
-    errors = [(clean(err["loc"]), err) for err in exc.errors()]
-    # When one union member fails deeper inside (conditioner[2]), the other member's failure at
-    # the parent (conditioner is not a single name) is noise: keep the deepest.
-    locs = [loc for loc, _ in errors]
-    parts = []
-    for loc, err in errors:
-        if any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs):
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling (allowed keys are the fields of this section)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        got = err.get("input")
-        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
-        # Whole-config checks name their fields in the message itself.
-        parts.append(f"{_format_loc(loc)}: {msg}{shown}" if loc else f"{msg}{shown}")
-    # Union members repeat the same failure once per member; keep each message once.
-    unique = list(dict.fromkeys(parts))
-    return f"{source}: " + "; ".join(unique)
 
 
 def config_from_dict(data: Any, source: str = "config") -> RunConfig:
