@@ -36,7 +36,8 @@ def save_figure(fig, path: "str | os.PathLike[str]") -> Path:
     """Save ``fig`` as PNG atomically and close it."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        # bbox "tight": mplhep's large axis labels fall outside fixed margins otherwise.
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 
