@@ -181,6 +181,8 @@ def test_classifier_columns_order_and_names(geometry, n_columns):
         np.testing.assert_allclose(col[f"width_r_layer{layer_id}"], f.width_r[:, l] / 100)
         if layer_id in alpha_ids:
             np.testing.assert_allclose(col[f"EC_eta_layer{layer_id}"], f.ec_eta[:, l] / 100)
+            np.testing.assert_allclose(col[f"EC_phi_layer{layer_id}"], f.ec_phi[:, l] / 100)
+            np.testing.assert_allclose(col[f"width_eta_layer{layer_id}"], f.width_eta[:, l] / 100)
             np.testing.assert_allclose(col[f"width_phi_layer{layer_id}"], f.width_phi[:, l] / 100)
         else:
             assert f"EC_eta_layer{layer_id}" not in col

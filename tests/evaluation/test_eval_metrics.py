@@ -24,8 +24,8 @@ def test_separation_power_hand_worked():
     assert separation_power([0.5, 0.5, 0.0], [0.0, 0.5, 0.5]) == pytest.approx(0.5)
     assert separation_power([0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == 0.0
     assert separation_power([1.0, 0.0], [0.0, 1.0]) == pytest.approx(1.0)
-    # ½ [(0.1)²/0.5 + (0.1)²/0.5] = 0.02
-    assert separation_power([0.3, 0.7], [0.2, 0.8]) == pytest.approx(0.5 * (0.01 / 0.5 + 0.01 / 1.5))
+    # ½ [(0.1)²/0.5 + (0.1)²/1.5] = ½ (1/50 + 1/150) = 1/75
+    assert separation_power([0.3, 0.7], [0.2, 0.8]) == pytest.approx(1 / 75)
 
 
 def test_normalised_histogram_counts_only_entries_in_range():

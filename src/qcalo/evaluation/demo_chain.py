@@ -40,7 +40,8 @@ def _prepare(out: Path) -> None:
         if (out / name).exists():
             shutil.rmtree(out / name)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _MARKER).write_text("folder written by `qcalo demo`; its contents are replaced on the next run\n")
+    with atomic_path(out / _MARKER) as tmp:
+        tmp.write_text("folder written by `qcalo demo`; its contents are replaced on the next run\n")
 
 
 def demo(out_dir: "str | Path" = "demo_out", seed: int = 0, *, events_per_energy: int = 500,

@@ -164,6 +164,11 @@ def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str |
     ref, ref_name = _load(reference, "reference", geom)
     if len(gen) < 2 or len(ref) < 2:
         raise DataError(f"{gen_name if len(gen) < 2 else ref_name}: fewer than 2 showers; the metrics need samples")
+    if any(name.startswith("cls-") for name in chosen) and min(len(gen), len(ref)) < 10:
+        raise DataError(
+            f"{gen_name if len(gen) < 10 else ref_name}: fewer than 10 showers; the classifier tests need at least "
+            "10 per sample (drop cls-* from --metrics or give more events)"
+        )
     # The CaloChallenge DS1 readout threshold: below 1 MeV a voxel counts as empty, in every metric.
     gen_showers = np.where(gen.showers >= THRESHOLD_MEV, gen.showers, 0.0)
     ref_showers = np.where(ref.showers >= THRESHOLD_MEV, ref.showers, 0.0)

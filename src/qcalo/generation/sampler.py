@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from qcalo.data.io import ENERGY_KEY, ShowerWriter, inspect_file
-from qcalo.errors import ConfigError, DataError
+from qcalo.errors import ConfigError, DataError, QcaloError
 from qcalo.utils.progress import progress
 
 __all__ = ["generate", "resolve_energies", "sample_showers"]
@@ -65,7 +65,8 @@ def sample_showers(model: torch.nn.Module, incident_energies: torch.Tensor) -> t
     """Showers (B, V) MeV for incident energies (B,) MeV; non-negative, checked finite."""
     showers = model.sample(incident_energies)
     if not torch.isfinite(showers).all():
-        raise RuntimeError("the model produced non-finite voxel energies; the checkpoint may be corrupt or diverged")
+        raise QcaloError("the model produced non-finite voxel energies; the checkpoint may be corrupt or diverged "
+                         "(try --checkpoint best, or retrain)")
     return showers.clamp_min(0)
 
 

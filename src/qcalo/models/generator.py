@@ -1,4 +1,8 @@
-"""The interface every shower model implements: flows, Born machines and the WGAN-GP alike."""
+"""The interface every shower model implements (today: the coupling flows).
+
+Born machines and the seed's WGAN-GP baseline (DESIGN.md §3) are planned as peers behind this
+same interface; they are not implemented yet.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,9 @@ __all__ = ["ShowerGenerator"]
 class ShowerGenerator(Protocol):
     """A trained model that turns incident energies into showers.
 
-    Implementations: :class:`qcalo.models.ShowerFlow` (two-stage coupling flow); the Born
-    machine and the seed's WGAN-GP baseline implement the same three members, so generation,
-    timing and evaluation code handles every model the same way.
+    Implemented by :class:`qcalo.models.ShowerFlow` (two-stage coupling flow). Generation, timing
+    and evaluation code use only these three members, so the planned Born machine and WGAN-GP
+    generators will plug in unchanged.
 
     * ``geometry``: the :class:`qcalo.data.geometry.Geometry` whose voxels the showers fill.
     * ``sample(incident_energies)``: (B,) MeV tensor → (B, V) MeV tensor of showers, every voxel
