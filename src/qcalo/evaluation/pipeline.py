@@ -37,7 +37,7 @@ import numpy as np
 from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.data.io import ShowerData, inspect_file, read_showers, validate_values
 from qcalo.errors import ConfigError, DataError
-from qcalo.utils.atomic import atomic_path
+from qcalo.utils.atomic import write_json
 from qcalo.utils.progress import progress
 
 __all__ = ["evaluate", "ALL_METRICS", "DEFAULT_METRICS", "parse_metrics", "THRESHOLD_MEV"]
@@ -98,21 +98,6 @@ def _check_pair(generated, reference, geometry: Geometry) -> None:
             f"{gen_name} has {n_gen} voxels per shower but {ref_name} has {n_ref}: the files come from "
             f"different geometries; expected both to match geometry {geometry.name!r} ({geometry.n_voxels} voxels)"
         )
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def _fpd_settings(n_events: int) -> dict[str, int]:
@@ -273,6 +258,6 @@ def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str |
 
     result["plots"] = plots
     result["seconds"] = seconds
-    _write_json(out / "metrics.json", result)
+    write_json(out / "metrics.json", result)
     write_evaluation_page(result, out)
     return result

@@ -54,7 +54,7 @@ from qcalo.training.checkpoint import (
 )
 from qcalo.training.config import RunConfig, config_from_dict, load_config
 from qcalo.training.data import ShowerDataset
-from qcalo.utils.atomic import atomic_path
+from qcalo.utils.atomic import atomic_path, write_json
 from qcalo.utils.progress import is_quiet, progress
 from qcalo.utils.seeding import seed_everything
 
@@ -190,11 +190,6 @@ def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
         writer.writerow({k: row[k] for k in METRIC_COLUMNS})
     with atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue())
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 class _StateCaptures:
@@ -346,7 +341,7 @@ def train(
         }
 
     def write_summary() -> None:
-        _write_json(
+        write_json(
             paths["summary"],
             {
                 "parameter_counts": parameter_counts,
