@@ -232,3 +232,24 @@ def test_shower_beyond_the_fitted_energy_range_has_log_density_minus_inf():
         out = model.log_prob(e_inc, showers, space=space)
         assert math.isfinite(out["total"][0].item())
         assert out["total"][1].item() == -math.inf, space
+
+
+def test_sampling_in_chunks_gives_the_same_showers_as_one_batch(monkeypatch):
+    import torch
+
+    from qcalo.data.geometry import load_geometry
+    from qcalo.data.preprocessing import PreprocessingStats
+    from qcalo.models import ModelConfig, build_model
+    from qcalo.models import shower_flow
+
+    stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
+    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 1, "hidden": [8]}, "stage2": {"n_blocks": 1, "hidden": [8]}})
+    torch.manual_seed(0)
+    model = build_model(cfg, load_geometry("photons"), stats).double()
+    e_inc = torch.full((10,), 4096.0, dtype=torch.float64)
+    torch.manual_seed(1)
+    whole = model.sample(e_inc)
+    monkeypatch.setattr(shower_flow, "SAMPLE_CHUNK", 3)
+    torch.manual_seed(1)
+    chunked = model.sample(e_inc)
+    torch.testing.assert_close(chunked, whole, rtol=1e-10, atol=1e-9)

@@ -107,6 +107,9 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
     return {"classical": total - quantum, "quantum": quantum, "total": total}
 
 
+# Events decoded at once by ShowerFlow.sample on CPU (see sample_with_layer_energies).
+SAMPLE_CHUNK = 1024
+
 class ShowerFlow(nn.Module):
     """Two-stage conditional flow over showers of one geometry; a :class:`ShowerGenerator`.
 
@@ -219,7 +222,14 @@ class ShowerFlow(nn.Module):
         ref = self._ref
         z1 = torch.randn(e_inc.shape[0], self.geometry.n_layers, dtype=ref.dtype, device=ref.device)
         z2 = torch.randn(e_inc.shape[0], self.geometry.n_voxels, dtype=ref.dtype, device=ref.device)
-        return self.decode(e_inc, z1, z2)
+        if e_inc.shape[0] <= SAMPLE_CHUNK or ref.device.type != "cpu":
+            return self.decode(e_inc, z1, z2)
+        # On CPU, decoding ~1k showers at a time keeps the spline intermediates in cache: 0.44 vs
+        # 1.0 ms/shower at batch 10k for hybrid_photons (2 threads). Latents are drawn first, so the
+        # samples do not depend on the chunking.
+        parts = [self.decode(e_inc[i : i + SAMPLE_CHUNK], z1[i : i + SAMPLE_CHUNK], z2[i : i + SAMPLE_CHUNK])
+                 for i in range(0, e_inc.shape[0], SAMPLE_CHUNK)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @torch.no_grad()
     def sample(self, incident_energies: Tensor) -> Tensor:
