@@ -38,12 +38,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=20_000, help="events per sample (default 20000)")
+    parser.add_argument(
+        "--events", type=int, default=20_000, help="events per sample (default 20000)"
+    )
     parser.add_argument("--profile", default="fast", choices=("fast", "calochallenge"))
-    parser.add_argument("--with-low", action="store_true", help="also time the low-level classifier (369 inputs)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--with-low", action="store_true", help="also time the low-level classifier (369 inputs)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
     parser.add_argument("--demo", action="store_true", help="time `qcalo demo` end to end instead")
-    parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/evaluation.json or demo.json)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON output (default benchmarks/results/evaluation.json or demo.json)",
+    )
     args = parser.parse_args(argv)
     if args.demo:
         return _bench_demo(args)
@@ -81,20 +91,34 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         result = evaluate(generated, reference, "photons", tmp, metrics="hist", seed=0)
         seconds["hist"] = time.perf_counter() - start
-        extra["hist"] = {"n_histograms": result["separation_power_summary"]["n_histograms"], "n_png": len(result["plots"])}
+        extra["hist"] = {
+            "n_histograms": result["separation_power_summary"]["n_histograms"],
+            "n_png": len(result["plots"]),
+        }
 
     profile = get_profile(args.profile)
     kinds = ["high"] + (["low"] if args.with_low else [])
     for kind in kinds:
-        x_gen = classifier_inputs(kind, generated.incident_energies, generated.showers, _geometry(), gen_features)
-        x_ref = classifier_inputs(kind, reference.incident_energies, reference.showers, _geometry(), ref_features)
+        x_gen = classifier_inputs(
+            kind, generated.incident_energies, generated.showers, _geometry(), gen_features
+        )
+        x_ref = classifier_inputs(
+            kind, reference.incident_energies, reference.showers, _geometry(), ref_features
+        )
         start = time.perf_counter()
         details = run_classifier_test(x_gen, x_ref, profile=profile, seed=0)
         seconds[f"cls-{kind}"] = time.perf_counter() - start
-        extra[f"cls-{kind}"] = {"auc": details["auc"], "epochs_run": details["epochs_run"],
-                                "n_parameters": details["n_parameters"], "n_inputs": x_gen.shape[1]}
+        extra[f"cls-{kind}"] = {
+            "auc": details["auc"],
+            "epochs_run": details["epochs_run"],
+            "n_parameters": details["n_parameters"],
+            "n_inputs": x_gen.shape[1],
+        }
 
-    x_gen, x_ref = classifier_columns(gen_features, "photons"), classifier_columns(ref_features, "photons")
+    x_gen, x_ref = (
+        classifier_columns(gen_features, "photons"),
+        classifier_columns(ref_features, "photons"),
+    )
     start = time.perf_counter()
     fpd_value = fpd(x_ref, x_gen, seed=0)
     seconds["fpd"] = time.perf_counter() - start
@@ -120,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         "note": "generated/reference: two seeds of the built-in photon simulator",
     }
-    print(f"{n} vs {n} showers, classifier profile {profile.name}, torch threads {torch.get_num_threads()}, "
-          f"load average {record['load_average_start'][0]:.1f} → {record['load_average_end'][0]:.1f}")
+    print(
+        f"{n} vs {n} showers, classifier profile {profile.name}, torch threads {torch.get_num_threads()}, "
+        f"load average {record['load_average_start'][0]:.1f} → {record['load_average_end'][0]:.1f}"
+    )
     print(f"{'step':<10} {'seconds':>9}  detail")
     for step, value in seconds.items():
         detail = extra.get(step, {})
@@ -148,12 +174,21 @@ def _bench_demo(args) -> int:
         start = time.perf_counter()
         summary = demo(Path(tmp) / "demo", seed=0, log=None)
         total = time.perf_counter() - start
-    record = {"benchmark": "demo", "total_seconds": total, "steps_seconds": summary["steps"],
-              "auc": summary["metrics"].get("auc"), "fpd_x1e3": summary["metrics"].get("fpd"),
-              "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-              "load_average_start": [round(x, 2) for x in load_start],
-              "load_average_end": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__}
-    print(f"qcalo demo: {total:.1f} s in total (load average {load_start[0]:.1f}, torch threads {torch.get_num_threads()})")
+    record = {
+        "benchmark": "demo",
+        "total_seconds": total,
+        "steps_seconds": summary["steps"],
+        "auc": summary["metrics"].get("auc"),
+        "fpd_x1e3": summary["metrics"].get("fpd"),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch.__version__,
+    }
+    print(
+        f"qcalo demo: {total:.1f} s in total (load average {load_start[0]:.1f}, torch threads {torch.get_num_threads()})"
+    )
     for step, seconds in summary["steps"].items():
         print(f"{step:<20} {seconds:8.1f} s")
     out = Path(args.out or REPO / "benchmarks" / "results" / "demo.json")

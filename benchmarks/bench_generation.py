@@ -34,7 +34,9 @@ REPEATS = {1: 30, 100: 10, 10_000: 3}
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -72,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         counts = model.parameter_counts()
         rng = np.random.default_rng(0)
         for batch in args.batches:
-            e_inc = torch.as_tensor(2.0 ** rng.integers(8, 17, size=batch), dtype=torch.float32, device=device)
+            e_inc = torch.as_tensor(
+                2.0 ** rng.integers(8, 17, size=batch), dtype=torch.float32, device=device
+            )
             with torch.no_grad():
                 model.sample(e_inc)  # warm-up (allocations, cached circuit constants)
                 times = []
@@ -94,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                 "parameters": counts,
             }
             rows.append(row)
-            print(f"{name:24s} batch {batch:>6d}: {row['ms_per_shower_median']:9.3f} ms/shower (median), {row['ms_per_shower_best']:9.3f} best", flush=True)
+            print(
+                f"{name:24s} batch {batch:>6d}: {row['ms_per_shower_median']:9.3f} ms/shower (median), {row['ms_per_shower_best']:9.3f} best",
+                flush=True,
+            )
     load_after = os.getloadavg()
 
     result = {
@@ -116,9 +123,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nconfig                   batch  ms/shower(median)  ms/shower(best)   [threads {torch.get_num_threads()}, load {load_before[0]:.1f}->{load_after[0]:.1f}]")
+    print(
+        f"\nconfig                   batch  ms/shower(median)  ms/shower(best)   [threads {torch.get_num_threads()}, load {load_before[0]:.1f}->{load_after[0]:.1f}]"
+    )
     for r in rows:
-        print(f"{r['config']:24s} {r['batch']:>6d}  {r['ms_per_shower_median']:17.3f}  {r['ms_per_shower_best']:15.3f}")
+        print(
+            f"{r['config']:24s} {r['batch']:>6d}  {r['ms_per_shower_median']:17.3f}  {r['ms_per_shower_best']:15.3f}"
+        )
     print(f"wrote {out}")
     return 0
 

@@ -68,12 +68,12 @@ def _peak_rss_mib() -> float:
 
 def child(mode: str, path: str, chunk_size: int) -> None:
     """Run one mode in this (fresh) process and print a JSON line with its memory figures."""
+    import gc
+
     import numpy as np
 
     from qcalo.data.features import features_from_file, iter_features
     from qcalo.data.io import iter_showers, read_showers
-
-    import gc
 
     gc.collect()
     peak_was_reset = _reset_peak()
@@ -98,8 +98,19 @@ def child(mode: str, path: str, chunk_size: int) -> None:
     else:
         raise SystemExit(f"unknown mode {mode}")
     seconds = time.perf_counter() - start
-    print(json.dumps({"mode": mode, "baseline_rss_mib": baseline, "peak_rss_mib": _peak_rss_mib(), "peak_was_reset": peak_was_reset,
-                      "seconds": seconds, "checksum": total, "n_kept": n}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "baseline_rss_mib": baseline,
+                "peak_rss_mib": _peak_rss_mib(),
+                "peak_was_reset": peak_was_reset,
+                "seconds": seconds,
+                "checksum": total,
+                "n_kept": n,
+            }
+        )
+    )
 
 
 def write_file(path: Path, n_events: int, seed: int, chunk: int = 10_000) -> float:
@@ -111,23 +122,37 @@ def write_file(path: Path, n_events: int, seed: int, chunk: int = 10_000) -> flo
     rng = np.random.default_rng(seed)
     energies = 2.0 ** np.arange(8, 23)
     start = time.perf_counter()
-    with ShowerWriter(path, 368, dtype=np.float32, attrs={"content": f"bench_io_memory random, seed {seed}"}) as writer:
+    with ShowerWriter(
+        path, 368, dtype=np.float32, attrs={"content": f"bench_io_memory random, seed {seed}"}
+    ) as writer:
         for lo in range(0, n_events, chunk):
             n = min(chunk, n_events - lo)
             e_inc = rng.choice(energies, n)
             hit = rng.random((n, 368), dtype=np.float32) < 0.3
-            showers = rng.standard_exponential((n, 368), dtype=np.float32) * (e_inc[:, None] / 110.0) * hit
+            showers = (
+                rng.standard_exponential((n, 368), dtype=np.float32)
+                * (e_inc[:, None] / 110.0)
+                * hit
+            )
             writer.append(e_inc, showers)
     return time.perf_counter() - start
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,300000", help="comma-separated event counts")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="10000,100000,300000", help="comma-separated event counts"
+    )
     parser.add_argument("--chunk-size", type=int, default=10_000)
-    parser.add_argument("--contrast-max", type=int, default=100_000, help="largest N for the read_showers contrast")
+    parser.add_argument(
+        "--contrast-max", type=int, default=100_000, help="largest N for the read_showers contrast"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default=None, help="where the test files go (default: a temp dir, removed)")
+    parser.add_argument(
+        "--workdir", default=None, help="where the test files go (default: a temp dir, removed)"
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "io_memory.json"))
     parser.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -148,12 +173,27 @@ def main() -> int:
                     continue
                 env = dict(os.environ, QCALO_QUIET="1", OMP_NUM_THREADS="1")
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--child", mode, str(path), "--chunk-size", str(args.chunk_size)],
-                    capture_output=True, text=True, env=env, check=True,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        mode,
+                        str(path),
+                        "--chunk-size",
+                        str(args.chunk_size),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=True,
                 )
                 result = json.loads(proc.stdout.strip().splitlines()[-1])
-                result.update(n_events=n_events, file_mib=round(file_mib, 1), write_seconds=round(write_seconds, 2),
-                              added_rss_mib=result["peak_rss_mib"] - result["baseline_rss_mib"])
+                result.update(
+                    n_events=n_events,
+                    file_mib=round(file_mib, 1),
+                    write_seconds=round(write_seconds, 2),
+                    added_rss_mib=result["peak_rss_mib"] - result["baseline_rss_mib"],
+                )
                 if mode == "features_from_file":
                     result["result_mib"] = n_events * FEATURE_BYTES_PER_EVENT / 2**20
                 elif mode == "read_showers":
@@ -161,9 +201,12 @@ def main() -> int:
                 else:
                     result["result_mib"] = 0.0
                 rows.append(result)
-                print(f"N={n_events:>8} {mode:<19} peak {result['peak_rss_mib']:7.1f} MiB "
-                      f"(+{result['added_rss_mib']:6.1f} over imports; result itself {result['result_mib']:6.1f} MiB) "
-                      f"{result['seconds']:6.1f} s", flush=True)
+                print(
+                    f"N={n_events:>8} {mode:<19} peak {result['peak_rss_mib']:7.1f} MiB "
+                    f"(+{result['added_rss_mib']:6.1f} over imports; result itself {result['result_mib']:6.1f} MiB) "
+                    f"{result['seconds']:6.1f} s",
+                    flush=True,
+                )
 
     try:
         import torch
@@ -206,7 +249,11 @@ def main() -> int:
         cells = []
         for mode in MODES:
             match = [r for r in rows if r["n_events"] == n_events and r["mode"] == mode]
-            cells.append(f"{match[0]['added_rss_mib']:10.1f} ({match[0]['result_mib']:7.1f})" if match else f"{'-':>24}")
+            cells.append(
+                f"{match[0]['added_rss_mib']:10.1f} ({match[0]['result_mib']:7.1f})"
+                if match
+                else f"{'-':>24}"
+            )
         print(f"{n_events:>9} | " + " | ".join(f"{c:>24}" for c in cells))
     print(f"\nload average before/after: {load_before} / {report['loadavg_after']}; wrote {out}")
     return 0

@@ -32,19 +32,41 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The stage-2 part of src/qcalo/configs/hybrid_photons.yaml, kept here so the benchmark does not
 # depend on the shipped file's later edits; stage 1 is the seed's 6-qubit circuit in every block.
 HYBRID_PHOTONS = {
-    "stage1": {"n_blocks": 6, "coupling": "spline", "spline_bins": 8, "tail_bound": 4.0, "hidden": [64],
-               "conditioner": "quantum", "circuit": {"n_qubits": 6, "n_layers": 2}},
-    "stage2": {"n_blocks": 6, "coupling": "affine", "hidden": [256, 256], "conditioner": "hybrid",
-               "circuit": {"n_qubits": 8, "n_layers": 2}},
+    "stage1": {
+        "n_blocks": 6,
+        "coupling": "spline",
+        "spline_bins": 8,
+        "tail_bound": 4.0,
+        "hidden": [64],
+        "conditioner": "quantum",
+        "circuit": {"n_qubits": 6, "n_layers": 2},
+    },
+    "stage2": {
+        "n_blocks": 6,
+        "coupling": "affine",
+        "hidden": [256, 256],
+        "conditioner": "hybrid",
+        "circuit": {"n_qubits": 8, "n_layers": 2},
+    },
 }
 STAGE1_SEED = {  # the seed's setting: one quantum conditioning function (here one coupling block)
-    "stage1": {"n_blocks": 1, "coupling": "spline", "hidden": [64], "conditioner": "quantum",
-               "circuit": {"n_qubits": 6, "n_layers": 2}},
+    "stage1": {
+        "n_blocks": 1,
+        "coupling": "spline",
+        "hidden": [64],
+        "conditioner": "quantum",
+        "circuit": {"n_qubits": 6, "n_layers": 2},
+    },
     "stage2": {"n_blocks": 1, "hidden": [8]},
 }
 STAGE1_ONE_QUANTUM = {
-    "stage1": {"n_blocks": 4, "coupling": "spline", "hidden": [64], "conditioner": ["quantum", "mlp", "mlp", "mlp"],
-               "circuit": {"n_qubits": 6, "n_layers": 2}},
+    "stage1": {
+        "n_blocks": 4,
+        "coupling": "spline",
+        "hidden": [64],
+        "conditioner": ["quantum", "mlp", "mlp", "mlp"],
+        "circuit": {"n_qubits": 6, "n_layers": 2},
+    },
     "stage2": {"n_blocks": 1, "hidden": [8]},
 }
 
@@ -77,7 +99,12 @@ def bench_generation(config: dict, batch: int, repeats: int) -> dict:
         model.sample(energies)
         times.append(time.perf_counter() - start)
     best = min(times)
-    return {"batch": batch, "seconds_best": best, "ms_per_shower": 1e3 * best / batch, "params": model.parameter_counts()}
+    return {
+        "batch": batch,
+        "seconds_best": best,
+        "ms_per_shower": 1e3 * best / batch,
+        "params": model.parameter_counts(),
+    }
 
 
 def bench_stage1_training(config: dict, events: int, steps: int) -> dict:
@@ -95,8 +122,12 @@ def bench_stage1_training(config: dict, events: int, steps: int) -> dict:
         times.append(time.perf_counter() - start)
     times = sorted(times[3:])
     median = times[len(times) // 2]
-    return {"events": events, "ms_per_step_median": 1e3 * median, "ms_per_step_best": 1e3 * times[0],
-            "projected_s_for_2000_epochs": 2000 * median}
+    return {
+        "events": events,
+        "ms_per_step_median": 1e3 * median,
+        "ms_per_step_best": 1e3 * times[0],
+        "projected_s_for_2000_epochs": 2000 * median,
+    }
 
 
 def op_overhead_probe() -> dict:
@@ -127,10 +158,18 @@ def main() -> None:
     load_before = os.getloadavg()
     probe_before = op_overhead_probe()
     rows = {
-        "generation_hybrid_photons_b10000": bench_generation(HYBRID_PHOTONS, 10_000, 1 if args.quick else 3),
-        "stage1_train_seed_1_quantum_block": bench_stage1_training(STAGE1_SEED, 1000, 10 if args.quick else 40),
-        "stage1_train_one_quantum_block": bench_stage1_training(STAGE1_ONE_QUANTUM, 1000, 10 if args.quick else 40),
-        "stage1_train_hybrid_photons_6_quantum_blocks": bench_stage1_training(HYBRID_PHOTONS, 1000, 10 if args.quick else 40),
+        "generation_hybrid_photons_b10000": bench_generation(
+            HYBRID_PHOTONS, 10_000, 1 if args.quick else 3
+        ),
+        "stage1_train_seed_1_quantum_block": bench_stage1_training(
+            STAGE1_SEED, 1000, 10 if args.quick else 40
+        ),
+        "stage1_train_one_quantum_block": bench_stage1_training(
+            STAGE1_ONE_QUANTUM, 1000, 10 if args.quick else 40
+        ),
+        "stage1_train_hybrid_photons_6_quantum_blocks": bench_stage1_training(
+            HYBRID_PHOTONS, 1000, 10 if args.quick else 40
+        ),
     }
     result = {
         "rows": rows,
@@ -147,11 +186,21 @@ def main() -> None:
     print(f"{'benchmark':<48} {'figure':>26}")
     g = rows["generation_hybrid_photons_b10000"]
     print(f"{'generation hybrid_photons, batch 10000':<48} {g['ms_per_shower']:>20.3f} ms/shower")
-    for key in ("stage1_train_seed_1_quantum_block", "stage1_train_one_quantum_block", "stage1_train_hybrid_photons_6_quantum_blocks"):
+    for key in (
+        "stage1_train_seed_1_quantum_block",
+        "stage1_train_one_quantum_block",
+        "stage1_train_hybrid_photons_6_quantum_blocks",
+    ):
         r = rows[key]
-        print(f"{key:<48} {r['ms_per_step_median']:>22.1f} ms/step  (2000 epochs ≈ {r['projected_s_for_2000_epochs']:.0f} s)")
-    print(f"threads {result['torch_threads']}, load average before {load_before[0]:.2f}, after {result['loadavg_after'][0]:.2f}")
-    print(f"probe: {probe_before['us_per_small_op']:.1f} µs per small op, {probe_before['ms_per_matmul_1000x64x64']:.3f} ms per 1000×64×64 matmul")
+        print(
+            f"{key:<48} {r['ms_per_step_median']:>22.1f} ms/step  (2000 epochs ≈ {r['projected_s_for_2000_epochs']:.0f} s)"
+        )
+    print(
+        f"threads {result['torch_threads']}, load average before {load_before[0]:.2f}, after {result['loadavg_after'][0]:.2f}"
+    )
+    print(
+        f"probe: {probe_before['us_per_small_op']:.1f} µs per small op, {probe_before['ms_per_matmul_1000x64x64']:.3f} ms per 1000×64×64 matmul"
+    )
     policy = os.environ.get("OMP_WAIT_POLICY", "").lower()
     out = RESULTS_DIR / f"models_threads{args.threads}{'_' + policy if policy else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

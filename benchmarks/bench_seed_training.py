@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "seed_training.json"))
+    parser.add_argument(
+        "--out", default=str(REPO / "benchmarks" / "results" / "seed_training.json")
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     set_quiet(os.environ.get("QCALO_QUIET", "") not in ("", "0"))
     geometry = load_geometry("photons")
     energies = [2.0**k for k in range(8, 17)]
-    data = simulate("photon", energies, events_per_energy=-(-args.events // len(energies)), seed=args.seed)
+    data = simulate(
+        "photon", energies, events_per_energy=-(-args.events // len(energies)), seed=args.seed
+    )
     e_inc = torch.as_tensor(data.incident_energies[: args.events], dtype=torch.float32)
     showers = torch.as_tensor(data.showers[: args.events], dtype=torch.float32)
     stats = fit_preprocessing([data], geometry, None)
@@ -94,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     with torch.no_grad():
         end_nll = float(nll())
-    moved = max(float((p.detach() - q).abs().max()) for p, q in zip(circuit_weights, initial_circuit))
+    moved = max(
+        float((p.detach() - q).abs().max()) for p, q in zip(circuit_weights, initial_circuit)
+    )
 
     result = {
         "benchmark": "seed_training",
@@ -123,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"events {len(e_inc)}, epochs {args.epochs}, parameters {n_params} ({n_quantum} circuit angles), threads {torch.get_num_threads()}, load {load_before[0]:.1f}->{load_after[0]:.1f}")
-    print(f"wall time        {wall:8.1f} s   ({1e3 * wall / args.epochs:.2f} ms/epoch; seed: ~7200 s)")
+    print(
+        f"events {len(e_inc)}, epochs {args.epochs}, parameters {n_params} ({n_quantum} circuit angles), threads {torch.get_num_threads()}, load {load_before[0]:.1f}->{load_after[0]:.1f}"
+    )
+    print(
+        f"wall time        {wall:8.1f} s   ({1e3 * wall / args.epochs:.2f} ms/epoch; seed: ~7200 s)"
+    )
     print(f"NLL start → end  {start_nll:8.3f} → {end_nll:.3f} nats/event")
     print(f"circuit weights moved by up to {moved:.3f} rad")
     print(f"wrote {out}")

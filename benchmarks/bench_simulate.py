@@ -41,11 +41,22 @@ def _time(fn, repeats: int) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def _row(what: str, particle: str, energy: float, events: int, wall: list[float], cpu: list[float]) -> dict:
+def _row(
+    what: str, particle: str, energy: float, events: int, wall: list[float], cpu: list[float]
+) -> dict:
     med, med_cpu = statistics.median(wall), statistics.median(cpu)
-    return {"what": what, "particle": particle, "energy_mev": energy, "events": events, "median_s": med,
-            "showers_per_s": events / med, "median_cpu_s": med_cpu, "showers_per_cpu_s": events / med_cpu,
-            "times_s": wall, "cpu_times_s": cpu}
+    return {
+        "what": what,
+        "particle": particle,
+        "energy_mev": energy,
+        "events": events,
+        "median_s": med,
+        "showers_per_s": events / med,
+        "median_cpu_s": med_cpu,
+        "showers_per_cpu_s": events / med_cpu,
+        "times_s": wall,
+        "cpu_times_s": cpu,
+    }
 
 
 def main() -> None:
@@ -59,17 +70,28 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
     for particle, energy in CASES:
-        wall, cpu = _time(lambda: simulate(particle, [energy], args.events, seed=1), args.repeats)
+        wall, cpu = _time(
+            lambda p=particle, e=energy: simulate(p, [e], args.events, seed=1), args.repeats
+        )
         rows.append(_row("simulate (in memory)", particle, energy, args.events, wall, cpu))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sim.h5"
-        wall, cpu = _time(lambda: simulate_to_file(out, "photon", [65536.0], args.events, seed=1, dtype=np.float32), args.repeats)
+        wall, cpu = _time(
+            lambda: simulate_to_file(
+                out, "photon", [65536.0], args.events, seed=1, dtype=np.float32
+            ),
+            args.repeats,
+        )
     rows.append(_row("simulate_to_file (float32, gzip)", "photon", 65536.0, args.events, wall, cpu))
 
-    print(f"{'what':<34} {'particle':<7} {'E [MeV]':>9} {'showers/s':>10} {'showers/CPU-s':>14} {'median s':>9}")
+    print(
+        f"{'what':<34} {'particle':<7} {'E [MeV]':>9} {'showers/s':>10} {'showers/CPU-s':>14} {'median s':>9}"
+    )
     for r in rows:
-        print(f"{r['what']:<34} {r['particle']:<7} {r['energy_mev']:>9.0f} {r['showers_per_s']:>10.0f} "
-              f"{r['showers_per_cpu_s']:>14.0f} {r['median_s']:>9.3f}")
+        print(
+            f"{r['what']:<34} {r['particle']:<7} {r['energy_mev']:>9.0f} {r['showers_per_s']:>10.0f} "
+            f"{r['showers_per_cpu_s']:>14.0f} {r['median_s']:>9.3f}"
+        )
     result = {
         "benchmark": "simulate",
         "rows": rows,

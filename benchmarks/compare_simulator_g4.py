@@ -33,7 +33,9 @@ ENERGIES = (256.0, 1024.0, 4096.0, 16384.0, 65536.0)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", default=str(ROOT.parent / "shared" / "data" / "g4_photons_dev.h5"))
+    parser.add_argument(
+        "--reference", default=str(ROOT.parent / "shared" / "data" / "g4_photons_dev.h5")
+    )
     parser.add_argument("--events", type=int, default=2000, help="simulated events per energy")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=str(OUT))
@@ -46,7 +48,11 @@ def main() -> None:
     labels = [f"L{i}" for i in geom.layer_ids]
 
     fig, axes = plt.subplots(len(ENERGIES), 4, figsize=(17, 3.1 * len(ENERGIES)))
-    print(f"{'E [MeV]':>8} {'':4} " + " ".join(f"{l:>6}" for l in labels) + "  Etot/Einc      wη1    wη2")
+    print(
+        f"{'E [MeV]':>8} {'':4} "
+        + " ".join(f"{l:>6}" for l in labels)
+        + "  Etot/Einc      wη1    wη2"
+    )
     for row, energy in zip(axes, ENERGIES):
         summaries = {}
         for name, feats, colour in (("Geant4", f_ref, "black"), ("qcalo sim", f_sim, "tab:red")):
@@ -55,13 +61,32 @@ def main() -> None:
             ratio = sel.e_tot / sel.e_inc
             summaries[name] = (frac, ratio, sel)
             x = np.arange(len(labels)) + (0.12 if name != "Geant4" else -0.12)
-            row[0].errorbar(x, frac.mean(0), yerr=frac.std(0), fmt="o", color=colour, label=name, capsize=3)
-            row[1].hist(ratio, bins=np.linspace(0.0, 1.5, 76), histtype="step", density=True, color=colour, label=name)
+            row[0].errorbar(
+                x, frac.mean(0), yerr=frac.std(0), fmt="o", color=colour, label=name, capsize=3
+            )
+            row[1].hist(
+                ratio,
+                bins=np.linspace(0.0, 1.5, 76),
+                histtype="step",
+                density=True,
+                color=colour,
+                label=name,
+            )
             for ax, li in ((row[2], 1), (row[3], 2)):
                 top = 40 if li == 1 else 60
-                ax.hist(sel.width_eta[:, li], bins=np.linspace(0, top, 61), histtype="step", density=True, color=colour, label=name)
-            print(f"{energy:>8.0f} {name[:4]:4} " + " ".join(f"{v:6.3f}" for v in frac.mean(0))
-                  + f"  {ratio.mean():.3f}±{ratio.std():.3f}  {sel.width_eta[:, 1].mean():5.1f}  {sel.width_eta[:, 2].mean():5.1f}")
+                ax.hist(
+                    sel.width_eta[:, li],
+                    bins=np.linspace(0, top, 61),
+                    histtype="step",
+                    density=True,
+                    color=colour,
+                    label=name,
+                )
+            print(
+                f"{energy:>8.0f} {name[:4]:4} "
+                + " ".join(f"{v:6.3f}" for v in frac.mean(0))
+                + f"  {ratio.mean():.3f}±{ratio.std():.3f}  {sel.width_eta[:, 1].mean():5.1f}  {sel.width_eta[:, 2].mean():5.1f}"
+            )
         row[0].set_xticks(range(len(labels)), labels)
         row[0].set_ylabel(f"{energy / 1000:g} GeV\nE_layer / E_tot")
         row[0].set_ylim(-0.05, 1.0)
@@ -71,8 +96,11 @@ def main() -> None:
         row[1].set_yscale("log")
         for ax in row:
             ax.legend(fontsize=8, frameon=False)
-    fig.suptitle(f"qcalo built-in photon simulator ({args.events} events/energy) vs Geant4 reference "
-                 f"({int((ref.incident_energies == ENERGIES[0]).sum())} events/energy)", y=1.0)
+    fig.suptitle(
+        f"qcalo built-in photon simulator ({args.events} events/energy) vs Geant4 reference "
+        f"({int((ref.incident_energies == ENERGIES[0]).sum())} events/energy)",
+        y=1.0,
+    )
     fig.tight_layout()
     with atomic_path(args.out) as tmp:
         fig.savefig(tmp, dpi=80, format="png")

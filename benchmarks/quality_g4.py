@@ -35,10 +35,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_generation import git_commit  # noqa: E402
 
-DEFAULT_G4 = Path(os.environ.get("QCALO_SHARED", REPO.parent / "shared")) / "data" / "g4_photons_dev.h5"
+DEFAULT_G4 = (
+    Path(os.environ.get("QCALO_SHARED", REPO.parent / "shared")) / "data" / "g4_photons_dev.h5"
+)
 
 
-def split_reference(source: Path, work: Path, seed: int, heldout_fraction: float = 0.2) -> tuple[Path, Path]:
+def split_reference(
+    source: Path, work: Path, seed: int, heldout_fraction: float = 0.2
+) -> tuple[Path, Path]:
     """Write ``work/train.h5`` and ``work/heldout.h5`` from a seeded permutation of ``source``."""
     import numpy as np
 
@@ -49,8 +53,15 @@ def split_reference(source: Path, work: Path, seed: int, heldout_fraction: float
     n_heldout = int(round(heldout_fraction * len(data)))
     heldout_idx, train_idx = np.sort(perm[:n_heldout]), np.sort(perm[n_heldout:])
     train_path, heldout_path = work / "train.h5", work / "heldout.h5"
-    write_showers(train_path, data.incident_energies[train_idx], data.showers[train_idx], dtype=np.float32)
-    write_showers(heldout_path, data.incident_energies[heldout_idx], data.showers[heldout_idx], dtype=np.float64)
+    write_showers(
+        train_path, data.incident_energies[train_idx], data.showers[train_idx], dtype=np.float32
+    )
+    write_showers(
+        heldout_path,
+        data.incident_energies[heldout_idx],
+        data.showers[heldout_idx],
+        dtype=np.float64,
+    )
     return train_path, heldout_path
 
 
@@ -61,9 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reference", default=str(DEFAULT_G4))
-    parser.add_argument("--metrics", default="hist,cls-high", help="qcalo.evaluation metrics to run (comma-separated)")
-    parser.add_argument("--work", default="/tmp/qcalo_quality_g4", help="folder for the split files, runs and generated files")
-    parser.add_argument("--fresh", action="store_true", help="delete --work first (otherwise finished runs are reused)")
+    parser.add_argument(
+        "--metrics",
+        default="hist,cls-high",
+        help="qcalo.evaluation metrics to run (comma-separated)",
+    )
+    parser.add_argument(
+        "--work",
+        default="/tmp/qcalo_quality_g4",
+        help="folder for the split files, runs and generated files",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete --work first (otherwise finished runs are reused)",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality_g4.json"))
     args = parser.parse_args(argv)
 
@@ -71,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from qcalo.generation import generate
-    from qcalo.training import load_config, train
+    from qcalo.training import train
     from qcalo.utils.atomic import atomic_path
 
     reference = Path(args.reference)
@@ -94,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.configs:
         run_dir = work / f"run_{name}_e{args.epochs}_s{args.seed}"
         summary_path = run_dir / "summary.json"
-        if not (summary_path.is_file() and json.loads(summary_path.read_text())["epochs_run"] >= args.epochs):
+        if not (
+            summary_path.is_file()
+            and json.loads(summary_path.read_text())["epochs_run"] >= args.epochs
+        ):
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             print(f"training {name} for {args.epochs} epochs ...", flush=True)
@@ -117,7 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         if evaluate is not None:
             print(f"evaluating {name} ...", flush=True)
-            metrics = evaluate(generated, heldout_path, "photons", work / f"eval_{name}", metrics=args.metrics, seed=args.seed, run_dir=None)
+            metrics = evaluate(
+                generated,
+                heldout_path,
+                "photons",
+                work / f"eval_{name}",
+                metrics=args.metrics,
+                seed=args.seed,
+                run_dir=None,
+            )
             row["auc"] = metrics.get("auc")
             sep = metrics.get("separation_power", {})
             row["separation_power_etot_einc"] = sep.get("etot_einc")
@@ -151,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
-    print(f"\n{'config':20s} {'params':>10s} {'quantum':>8s} {'epochs':>6s} {'val NLL':>10s} {'train s':>8s} {'AUC high':>9s} {'AUC low':>8s} {'sep Etot/Einc':>13s}")
+    print(
+        f"\n{'config':20s} {'params':>10s} {'quantum':>8s} {'epochs':>6s} {'val NLL':>10s} {'train s':>8s} {'AUC high':>9s} {'AUC low':>8s} {'sep Etot/Einc':>13s}"
+    )
     for r in rows:
         auc = r.get("auc") or {}
         sep = r.get("separation_power_etot_einc")
@@ -160,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['best_val_nll']:>10.2f} {r['training_time_s']:>8.0f} {auc.get('high', float('nan')):>9.3f} "
             f"{auc.get('low', float('nan')):>8.3f} {sep if sep is None else f'{sep:.4f}':>13}"
         )
-    print(f"(threads {torch.get_num_threads()}, load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}); wrote {out}")
+    print(
+        f"(threads {torch.get_num_threads()}, load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}); wrote {out}"
+    )
     return 0
 
 

@@ -34,4 +34,6 @@ def g4_photons_path(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def ds1_xml(shared_dir: Path) -> dict[str, Path]:
     """The CaloChallenge DS1 binning XML files by particle ('photons', 'pions')."""
-    return {p: shared_dir / "calochallenge" / f"binning_dataset_1_{p}.xml" for p in ("photons", "pions")}
+    return {
+        p: shared_dir / "calochallenge" / f"binning_dataset_1_{p}.xml" for p in ("photons", "pions")
+    }

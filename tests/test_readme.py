@@ -16,7 +16,10 @@ def test_readme_has_python_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # examples write their files into the working directory
-    exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+    exec(
+        compile(BLOCKS[index], f"README.md python block {index}", "exec"),
+        {"__name__": "__readme__"},
+    )
     printed = capsys.readouterr().out
     if "QuantumLayer" in BLOCKS[index]:
         # the circuits example states what it prints

@@ -40,7 +40,9 @@ def test_cli_module_calls_the_api_function(verb):
     for name in CLI_TO_API[verb]:
         func = getattr(api, name)
         # The CLI module uses the very function the API exposes (imported by name, or from its module).
-        assert func.__name__ in source, f"qcalo {verb} does not call {func.__module__}.{func.__name__}"
+        assert func.__name__ in source, (
+            f"qcalo {verb} does not call {func.__module__}.{func.__name__}"
+        )
 
 
 def test_unknown_verb_is_an_attribute_error():

@@ -7,7 +7,9 @@ from qcalo.cli.main import SUBCOMMANDS
 
 
 def _qcalo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "qcalo.cli.main", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "qcalo.cli.main", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_every_subcommand():
@@ -33,13 +35,18 @@ def test_no_subcommand_prints_usage_and_fails():
 
 
 def test_output_piped_into_a_closed_reader_is_not_a_traceback(tmp_path):
-    from qcalo.data.io import write_showers
     import numpy as np
+
+    from qcalo.data.io import write_showers
 
     path = tmp_path / "s.h5"
     write_showers(path, np.full(3, 1000.0), np.ones((3, 368)))
     proc = subprocess.run(
-        f"{sys.executable} -m qcalo.cli.main info {path} | head -c 1", shell=True, capture_output=True, text=True, timeout=120
+        f"{sys.executable} -m qcalo.cli.main info {path} | head -c 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "Traceback" not in proc.stderr
 
@@ -53,7 +60,19 @@ def test_too_few_showers_for_a_classifier_is_a_user_error(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for name in ("gen.h5", "ref.h5"):
         write_showers(tmp_path / name, np.full(5, 4096.0), rng.exponential(10.0, size=(5, 368)))
-    code = main(["evaluate", "-q", "--generated", str(tmp_path / "gen.h5"), "--reference", str(tmp_path / "ref.h5"),
-                 "--out", str(tmp_path / "eval"), "--metrics", "cls-high"])
+    code = main(
+        [
+            "evaluate",
+            "-q",
+            "--generated",
+            str(tmp_path / "gen.h5"),
+            "--reference",
+            str(tmp_path / "ref.h5"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--metrics",
+            "cls-high",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "fewer than 10 showers" in err and "Traceback" not in err

@@ -64,7 +64,9 @@ def test_two_voxels_in_a_layer_without_angular_bins():
     assert f.ec_r[0, 0] == pytest.approx(3.75)
     assert f.width_r[0, 0] == pytest.approx(math.sqrt(4.6875))
     # One angular bin: alpha = 0, so eta = r and phi = 0, as in the CaloChallenge.
-    assert f.ec_eta[0, 0] == pytest.approx(3.75) and f.width_eta[0, 0] == pytest.approx(math.sqrt(4.6875))
+    assert f.ec_eta[0, 0] == pytest.approx(3.75) and f.width_eta[0, 0] == pytest.approx(
+        math.sqrt(4.6875)
+    )
     assert f.ec_phi[0, 0] == 0.0 and f.width_phi[0, 0] == 0.0
     assert f.sparsity[0, 0] == pytest.approx(1 - 2 / 8)
 
@@ -118,7 +120,19 @@ def test_empty_shower_gives_finite_columns():
 def _reference_features(e_inc, showers, geometry, threshold):
     """Loop over events and layers; widths from the central second moment sum w (x - EC)^2."""
     n, n_layers = len(showers), geometry.n_layers
-    out = {k: np.zeros((n, n_layers)) for k in ("e_layer", "ec_eta", "ec_phi", "ec_r", "width_eta", "width_phi", "width_r", "sparsity")}
+    out = {
+        k: np.zeros((n, n_layers))
+        for k in (
+            "e_layer",
+            "ec_eta",
+            "ec_phi",
+            "ec_r",
+            "width_eta",
+            "width_phi",
+            "width_r",
+            "sparsity",
+        )
+    }
     e_tot = np.zeros(n)
     for i in range(n):
         shower = np.where(showers[i] < threshold, 0.0, showers[i])
@@ -147,20 +161,28 @@ def test_matches_independent_per_layer_computation(geometry):
     rng = np.random.default_rng(7)
     n = 40
     # Sparse, heavy-tailed voxel energies around the threshold, some layers left empty.
-    showers = rng.lognormal(0.0, 2.0, (n, geometry.n_voxels)) * (rng.random((n, geometry.n_voxels)) < 0.3)
+    showers = rng.lognormal(0.0, 2.0, (n, geometry.n_voxels)) * (
+        rng.random((n, geometry.n_voxels)) < 0.3
+    )
     showers[:5, geometry.layer_slices[0]] = 0.0
     e_inc = rng.uniform(256, 4e6, n)
     got = compute_features(e_inc, showers.astype(np.float32), geometry, threshold_mev=1.0)
     want = _reference_features(e_inc, showers.astype(np.float32).astype(np.float64), geometry, 1.0)
     for name in ("e_layer", "e_tot", "ec_eta", "ec_phi", "ec_r", "sparsity"):
-        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-10, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(
+            getattr(got, name), getattr(want, name), rtol=1e-10, atol=1e-9, err_msg=name
+        )
     # Raw-moment widths lose digits against central moments when width << |EC|: compare in mm.
     for name in ("width_eta", "width_phi", "width_r"):
-        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-6, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            getattr(got, name), getattr(want, name), rtol=1e-6, atol=1e-5, err_msg=name
+        )
 
 
 # ----- classifier columns ---------------------------------------------------------------------
-@pytest.mark.parametrize(("geometry", "n_columns"), [(PHOTONS, 30), (PIONS, 46)], ids=["photons", "pions"])
+@pytest.mark.parametrize(
+    ("geometry", "n_columns"), [(PHOTONS, 30), (PIONS, 46)], ids=["photons", "pions"]
+)
 def test_classifier_columns_order_and_names(geometry, n_columns):
     rng = np.random.default_rng(3)
     showers = rng.exponential(5.0, (6, geometry.n_voxels))
@@ -175,7 +197,9 @@ def test_classifier_columns_order_and_names(geometry, n_columns):
     np.testing.assert_allclose(col["log10_E_tot"], np.log10(f.e_tot + 1e-8))
     alpha_ids = [geometry.layer_ids[i] for i in geometry.alpha_binned_layers]
     for l, layer_id in enumerate(geometry.layer_ids):
-        np.testing.assert_allclose(col[f"log10_E_layer{layer_id}"], np.log10(f.e_layer[:, l] + 1e-8))
+        np.testing.assert_allclose(
+            col[f"log10_E_layer{layer_id}"], np.log10(f.e_layer[:, l] + 1e-8)
+        )
         np.testing.assert_allclose(col[f"sparsity_layer{layer_id}"], f.sparsity[:, l])
         np.testing.assert_allclose(col[f"EC_r_layer{layer_id}"], f.ec_r[:, l] / 100)
         np.testing.assert_allclose(col[f"width_r_layer{layer_id}"], f.width_r[:, l] / 100)
@@ -189,8 +213,16 @@ def test_classifier_columns_order_and_names(geometry, n_columns):
     # The group order of DESIGN.md §5, spelled out.
     a = len(alpha_ids)
     L = geometry.n_layers
-    prefixes = ["log10_E_inc"] + ["log10_E_layer"] * L + ["EC_eta"] * a + ["EC_phi"] * a + ["width_eta"] * a
-    prefixes += ["width_phi"] * a + ["log10_E_tot"] + ["sparsity"] * L + ["EC_r"] * L + ["width_r"] * L
+    prefixes = (
+        ["log10_E_inc"]
+        + ["log10_E_layer"] * L
+        + ["EC_eta"] * a
+        + ["EC_phi"] * a
+        + ["width_eta"] * a
+    )
+    prefixes += (
+        ["width_phi"] * a + ["log10_E_tot"] + ["sparsity"] * L + ["EC_r"] * L + ["width_r"] * L
+    )
     assert all(name.startswith(p) for name, p in zip(names, prefixes))
 
 
@@ -209,14 +241,18 @@ def test_geometry_mismatch_is_a_clear_error():
 # ----- files ----------------------------------------------------------------------------------
 def test_streamed_features_equal_in_memory_features(tmp_path):
     rng = np.random.default_rng(11)
-    showers = rng.exponential(3.0, (25, PHOTONS.n_voxels)) * (rng.random((25, PHOTONS.n_voxels)) < 0.5)
+    showers = rng.exponential(3.0, (25, PHOTONS.n_voxels)) * (
+        rng.random((25, PHOTONS.n_voxels)) < 0.5
+    )
     e_inc = rng.uniform(256, 4096, 25)
     path = write_showers(tmp_path / "s.h5", e_inc, showers, dtype=np.float32)
     data = read_showers(path)
     whole = compute_features(data.incident_energies, data.showers, PHOTONS)
     streamed = features_from_file(path, "photons", chunk_size=7)
     assert len(list(iter_features(path, PHOTONS, chunk_size=7))) == 4
-    np.testing.assert_array_equal(classifier_columns(streamed, PHOTONS), classifier_columns(whole, PHOTONS))
+    np.testing.assert_array_equal(
+        classifier_columns(streamed, PHOTONS), classifier_columns(whole, PHOTONS)
+    )
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,21 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from qcalo.data.geometry import BUILTIN_GEOMETRIES, Geometry, geometry_for_voxel_count, load_geometry
+from qcalo.data.geometry import (
+    BUILTIN_GEOMETRIES,
+    Geometry,
+    geometry_for_voxel_count,
+    load_geometry,
+)
 from qcalo.errors import DataError
 
 
 @pytest.mark.parametrize(
     ("name", "n_voxels", "layer_ids", "alpha_layer_ids"),
-    [("photons", 368, (0, 1, 2, 3, 12), (1, 2)), ("pions", 533, (0, 1, 2, 3, 12, 13, 14), (1, 2, 12, 13))],
+    [
+        ("photons", 368, (0, 1, 2, 3, 12), (1, 2)),
+        ("pions", 533, (0, 1, 2, 3, 12, 13, 14), (1, 2, 12, 13)),
+    ],
 )
 def test_builtin_geometry_facts(name, n_voxels, layer_ids, alpha_layer_ids):
     geom = load_geometry(name)
@@ -25,7 +33,15 @@ def test_builtin_geometry_facts(name, n_voxels, layer_ids, alpha_layer_ids):
     assert geom.layer_slices[0].start == 0 and geom.layer_slices[-1].stop == n_voxels
     for a, b in zip(geom.layer_slices, geom.layer_slices[1:]):
         assert a.stop == b.start
-    for array in (geom.r, geom.alpha, geom.eta, geom.phi, geom.r_bin, geom.alpha_bin, geom.layer_index_of_voxel):
+    for array in (
+        geom.r,
+        geom.alpha,
+        geom.eta,
+        geom.phi,
+        geom.r_bin,
+        geom.alpha_bin,
+        geom.layer_index_of_voxel,
+    ):
         assert array.shape == (n_voxels,)
 
 
@@ -116,13 +132,19 @@ def test_malformed_xml_is_a_clear_error(tmp_path):
     path.write_text("<Bins><Bin name='photon'><Layer id='0' r_edges='0,1'")
     with pytest.raises(DataError, match="bad.xml: not a valid CaloChallenge binning XML"):
         load_geometry(path)
-    path.write_text("<Bins><Bin name='photon'><Layer id='zero' r_edges='0,1' n_bin_alpha='1'/></Bin></Bins>")
+    path.write_text(
+        "<Bins><Bin name='photon'><Layer id='zero' r_edges='0,1' n_bin_alpha='1'/></Bin></Bins>"
+    )
     with pytest.raises(DataError, match="bad.xml: malformed <Layer>"):
         load_geometry(path)
-    path.write_text("<Bins><Bin name='photon'><Layer id='0' r_edges='0,5,3' n_bin_alpha='1'/></Bin></Bins>")
+    path.write_text(
+        "<Bins><Bin name='photon'><Layer id='0' r_edges='0,5,3' n_bin_alpha='1'/></Bin></Bins>"
+    )
     with pytest.raises(DataError, match="strictly increasing"):
         load_geometry(path)
-    path.write_text("<Bins><Bin name='photon'><Layer id='0' r_edges='0' n_bin_alpha='1'/></Bin></Bins>")
+    path.write_text(
+        "<Bins><Bin name='photon'><Layer id='0' r_edges='0' n_bin_alpha='1'/></Bin></Bins>"
+    )
     with pytest.raises(DataError, match="no layer has voxels"):
         load_geometry(path)
 

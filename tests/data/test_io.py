@@ -97,7 +97,9 @@ def test_event_count_mismatch(tmp_path):
 def test_voxel_count_against_geometry(tmp_path):
     e_inc, showers = _good(n_voxels=367)
     path = write_showers(tmp_path / "v.h5", e_inc, showers)
-    assert "367 voxels per event; geometry 'photons' expects 368" in _read_error(path, geometry="photons")
+    assert "367 voxels per event; geometry 'photons' expects 368" in _read_error(
+        path, geometry="photons"
+    )
     assert len(read_showers(path)) == 6  # no geometry given: no check
 
 
@@ -105,7 +107,9 @@ def test_unknown_geometry(tmp_path):
     e_inc, showers = _good()
     path = write_showers(tmp_path / "u.h5", e_inc, showers)
     assert "unknown geometry 'kaons'" in _read_error(path, geometry="kaons")
-    assert "missing.xml: geometry file not found" in _read_error(path, geometry=tmp_path / "missing.xml")
+    assert "missing.xml: geometry file not found" in _read_error(
+        path, geometry=tmp_path / "missing.xml"
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,7 +160,9 @@ def test_bad_values_name_the_event(tmp_path, where, value, expected):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_round_trip(tmp_path, dtype):
     e_inc, showers = _good(13)
-    path = write_showers(tmp_path / "r.h5", e_inc, showers, dtype=dtype, attrs={"generator": "test", "seed": 3})
+    path = write_showers(
+        tmp_path / "r.h5", e_inc, showers, dtype=dtype, attrs={"generator": "test", "seed": 3}
+    )
     info = inspect_file(path, "photons")
     assert (info.n_events, info.n_voxels, info.dtype) == (13, 368, np.dtype(dtype))
     assert info.attrs["generator"] == "test" and info.attrs["seed"] == 3
@@ -168,7 +174,9 @@ def test_round_trip(tmp_path, dtype):
     np.testing.assert_array_equal(back.incident_energies, e_inc.astype(dtype))
     np.testing.assert_array_equal(back.showers, showers.astype(dtype))
     # float32 on disk reads exactly into float64 too.
-    np.testing.assert_array_equal(read_showers(path).showers, showers.astype(dtype).astype(np.float64))
+    np.testing.assert_array_equal(
+        read_showers(path).showers, showers.astype(dtype).astype(np.float64)
+    )
 
 
 def test_streaming_writer_and_chunked_reader(tmp_path):
@@ -178,7 +186,9 @@ def test_streaming_writer_and_chunked_reader(tmp_path):
             writer.append(e_inc[lo : lo + 5], showers[lo : lo + 5])
     chunks = list(iter_showers(tmp_path / "w.h5", chunk_size=10))
     assert [len(c) for c in chunks] == [10, 10, 3]
-    np.testing.assert_allclose(np.concatenate([c.showers for c in chunks]), showers.astype(np.float32))
+    np.testing.assert_allclose(
+        np.concatenate([c.showers for c in chunks]), showers.astype(np.float32)
+    )
     part = list(iter_showers(tmp_path / "w.h5", chunk_size=4, start=5, stop=14))
     assert [len(c) for c in part] == [4, 4, 1]
     np.testing.assert_allclose(part[0].incident_energies, e_inc[5:9].astype(np.float32))
@@ -199,7 +209,9 @@ def test_failed_write_leaves_no_file(tmp_path):
             raise RuntimeError("crash mid-write")
     assert _leftovers(tmp_path) == []  # neither the final name nor a temp file
     with pytest.raises(ValueError, match="10 incident energies for 9 showers"):
-        write_showers(target, e_inc, showers[:9])  # fails inside the writer, after the file was opened
+        write_showers(
+            target, e_inc, showers[:9]
+        )  # fails inside the writer, after the file was opened
     assert _leftovers(tmp_path) == []
 
 
@@ -259,13 +271,17 @@ def _malformed_file(draw):
         e_values = st.floats(1.0, 1e7, width=32) if clean else _VALUES
         s_values = st.floats(0.0, 1e6, width=32) if clean else _VALUES
         content["incident_energies"] = draw(hnp.arrays(np.float64, (n, 1), elements=e_values))
-        content["showers"] = draw(hnp.arrays(np.dtype(draw(st.sampled_from(["<f4", "<f8"]))), (n, v), elements=s_values))
+        content["showers"] = draw(
+            hnp.arrays(np.dtype(draw(st.sampled_from(["<f4", "<f8"]))), (n, v), elements=s_values)
+        )
     geometry = draw(st.sampled_from([None, "photons", "pions"]))
     return content, geometry
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # 1e38 as float16
-@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(case=_malformed_file())
 def test_random_files_give_data_error_or_valid_data(tmp_path_factory, case):
     content, geometry = case
@@ -295,14 +311,31 @@ def test_random_files_give_data_error_or_valid_data(tmp_path_factory, case):
 @pytest.fixture(scope="module")
 def valid_file_bytes(tmp_path_factory) -> bytes:
     e_inc, showers = _good(40, seed=5)
-    path = write_showers(tmp_path_factory.mktemp("valid") / "v.h5", e_inc, showers, dtype=np.float32, attrs={"note": "x"})
+    path = write_showers(
+        tmp_path_factory.mktemp("valid") / "v.h5",
+        e_inc,
+        showers,
+        dtype=np.float32,
+        attrs={"note": "x"},
+    )
     return path.read_bytes()
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.floats(0.0, 1.0, exclude_max=True), offset=st.floats(0.0, 1.0, exclude_max=True),
-       noise=st.binary(min_size=1, max_size=24), where=st.sampled_from(["truncate", "metadata", "anywhere"]))
-def test_damaged_files_give_data_error_or_valid_data(tmp_path, valid_file_bytes, cut, offset, noise, where):
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    cut=st.floats(0.0, 1.0, exclude_max=True),
+    offset=st.floats(0.0, 1.0, exclude_max=True),
+    noise=st.binary(min_size=1, max_size=24),
+    where=st.sampled_from(["truncate", "metadata", "anywhere"]),
+)
+def test_damaged_files_give_data_error_or_valid_data(
+    tmp_path, valid_file_bytes, cut, offset, noise, where
+):
     """Truncation anywhere, or bytes overwritten in the metadata (superblock, object headers,
     symbol tables, chunk B-trees: the first 4 kB) or anywhere (compressed data too)."""
     damaged = bytearray(valid_file_bytes)

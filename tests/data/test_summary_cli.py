@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from qcalo.cli.main import main
-from qcalo.data.features import classifier_column_names, classifier_columns, compute_features, write_features
+from qcalo.data.features import (
+    classifier_column_names,
+    classifier_columns,
+    compute_features,
+    write_features,
+)
 from qcalo.data.geometry import load_geometry
 from qcalo.data.io import write_showers
 from qcalo.data.summary import file_info, format_file_info
@@ -83,8 +88,14 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, small_file, capsys):
     path, _, _ = small_file
     assert main(["info", str(tmp_path / "absent.h5")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("qcalo info: error:") and "absent.h5: file not found" in err and "\n" not in err
-    assert main(["features", str(path), "--geometry", "pions", "--out", str(tmp_path / "f.npz")]) == 2
+    assert (
+        err.startswith("qcalo info: error:")
+        and "absent.h5: file not found" in err
+        and "\n" not in err
+    )
+    assert (
+        main(["features", str(path), "--geometry", "pions", "--out", str(tmp_path / "f.npz")]) == 2
+    )
     assert "expects 533" in capsys.readouterr().err
     assert not (tmp_path / "f.npz").exists()
 
@@ -93,10 +104,14 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, small_file, capsys):
 def test_cli_features_writes_exactly_the_named_file(small_file, tmp_path, name):
     path, e_inc, showers = small_file
     out_dir = tmp_path / "out"
-    assert main(["features", "-q", str(path), "--out", str(out_dir / name), "--threshold", "0.5"]) == 0
+    assert (
+        main(["features", "-q", str(path), "--out", str(out_dir / name), "--threshold", "0.5"]) == 0
+    )
     assert sorted(os.listdir(out_dir)) == [name]  # no ".npz" appended, no temp file left
     with np.load(out_dir / name) as data:
-        expected = classifier_columns(compute_features(e_inc, showers, PHOTONS, threshold_mev=0.5), PHOTONS)
+        expected = classifier_columns(
+            compute_features(e_inc, showers, PHOTONS, threshold_mev=0.5), PHOTONS
+        )
         np.testing.assert_array_equal(data["features"], expected)
         assert list(data["names"]) == classifier_column_names(PHOTONS)
         assert float(data["threshold_mev"]) == 0.5 and str(data["geometry"]) == "photons"

@@ -9,15 +9,22 @@ import pytest
 from scipy.linalg import sqrtm
 
 from qcalo.data.geometry import load_geometry
-from qcalo.evaluation.classifier import get_profile, low_level_inputs, run_classifier_test
-from qcalo.evaluation.fpd_kpd import fpd, frechet_distance, kpd, mmd_poly_unbiased, normalise_features
-from qcalo.evaluation.histograms import energy_bin_edges_mev, normalised_histogram, separation_power
 from qcalo.errors import ConfigError
+from qcalo.evaluation.classifier import get_profile, low_level_inputs, run_classifier_test
+from qcalo.evaluation.fpd_kpd import (
+    fpd,
+    frechet_distance,
+    kpd,
+    mmd_poly_unbiased,
+    normalise_features,
+)
+from qcalo.evaluation.histograms import energy_bin_edges_mev, normalised_histogram, separation_power
 
 TINY = replace(get_profile("fast"), hidden=(64, 64), epochs=4)
 
 
 # ----- separation power ------------------------------------------------------------------------
+
 
 def test_separation_power_hand_worked():
     # ½ [(0.5−0)²/0.5 + 0 + (0−0.5)²/0.5] = ½ (0.5 + 0.5) = 0.5
@@ -29,9 +36,13 @@ def test_separation_power_hand_worked():
 
 
 def test_normalised_histogram_counts_only_entries_in_range():
-    h = normalised_histogram(np.array([-5.0, 0.1, 0.2, 0.6, 0.7, 0.8, 9.0]), np.array([0.0, 0.5, 1.0]))
+    h = normalised_histogram(
+        np.array([-5.0, 0.1, 0.2, 0.6, 0.7, 0.8, 9.0]), np.array([0.0, 0.5, 1.0])
+    )
     np.testing.assert_allclose(h, [2 / 5, 3 / 5])
-    np.testing.assert_array_equal(normalised_histogram(np.array([7.0]), np.array([0.0, 1.0])), [0.0])
+    np.testing.assert_array_equal(
+        normalised_histogram(np.array([7.0]), np.array([0.0, 1.0])), [0.0]
+    )
 
 
 def test_energy_bins_keep_float32_powers_of_two_in_their_own_bin():
@@ -42,6 +53,7 @@ def test_energy_bins_keep_float32_powers_of_two_in_their_own_bin():
 
 # ----- Fréchet distance, FPD, KPD --------------------------------------------------------------
 
+
 def test_frechet_distance_matches_closed_form_with_scipy_sqrtm():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
@@ -50,7 +62,9 @@ def test_frechet_distance_matches_closed_form_with_scipy_sqrtm():
     expected = np.sum((m1 - m2) ** 2) + np.trace(s1 + s2 - 2 * np.real(sqrtm(s1 @ s2)))
     assert frechet_distance(m1, s1, m2, s2) == pytest.approx(expected, rel=1e-9)
     # one dimension: (μ1 − μ2)² + (σ1 − σ2)²
-    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-1.0]), np.array([[9.0]])) == pytest.approx(4.0 + 1.0)
+    assert frechet_distance(
+        np.array([1.0]), np.array([[4.0]]), np.array([-1.0]), np.array([[9.0]])
+    ) == pytest.approx(4.0 + 1.0)
     assert frechet_distance(m1, s1, m1, s1) == pytest.approx(0.0, abs=1e-9)
 
 
@@ -63,7 +77,9 @@ def test_fpd_recovers_the_frechet_distance_of_two_gaussians():
     # jetnet normalises both by the reference's max |x|; the Gaussians' FD scales accordingly
     scale = np.max(np.abs(x), axis=0)
     expected = float(np.sum((shift / scale) ** 2))
-    value, error = fpd(x, y, min_samples=3000, max_samples=8000, num_batches=8, num_points=6, seed=1)
+    value, error = fpd(
+        x, y, min_samples=3000, max_samples=8000, num_batches=8, num_points=6, seed=1
+    )
     finite_sample_floor = 4 * np.trace(cov / np.outer(scale, scale)) / n
     assert abs(value - expected) < 3 * error + finite_sample_floor + 0.03 * expected
 
@@ -92,7 +108,11 @@ def test_unbiased_mmd_against_a_double_loop():
 
 def test_kpd_is_zero_within_errors_for_one_distribution_and_positive_for_another():
     rng = np.random.default_rng(2)
-    x, y, z = rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3)) + 0.5
+    x, y, z = (
+        rng.normal(size=(4000, 3)),
+        rng.normal(size=(4000, 3)),
+        rng.normal(size=(4000, 3)) + 0.5,
+    )
     value, error = kpd(x, y, batch_size=1000, num_batches=10)
     assert abs(value) < 3 * error + 1e-4
     shifted, shifted_error = kpd(x, z, batch_size=1000, num_batches=10)
@@ -109,17 +129,20 @@ def test_normalise_features_uses_reference_maxima_and_ignores_zero_columns():
 
 # ----- classifier ------------------------------------------------------------------------------
 
+
 def test_low_level_normed_inputs_by_hand():
     geom = load_geometry("photons")
     showers = np.zeros((1, geom.n_voxels))
-    showers[0, 0], showers[0, 1] = 30.0, 10.0          # layer 0: 40 MeV
-    showers[0, geom.layer_slices[1].start] = 5.0        # layer 1: 5 MeV
+    showers[0, 0], showers[0, 1] = 30.0, 10.0  # layer 0: 40 MeV
+    showers[0, geom.layer_slices[1].start] = 5.0  # layer 1: 5 MeV
     x = low_level_inputs(np.array([1000.0]), showers, geom, normed=True)
     assert x.shape == (1, 1 + geom.n_voxels + geom.n_layers)
     assert x[0, 0] == pytest.approx(3.0)
     assert x[0, 1] == pytest.approx(0.75) and x[0, 2] == pytest.approx(0.25)
     assert x[0, 1 + geom.layer_slices[1].start] == pytest.approx(1.0)
-    np.testing.assert_allclose(x[0, -geom.n_layers:], np.log10(np.array([40.0, 5.0, 0.0, 0.0, 0.0]) + 1e-8))
+    np.testing.assert_allclose(
+        x[0, -geom.n_layers :], np.log10(np.array([40.0, 5.0, 0.0, 0.0, 0.0]) + 1e-8)
+    )
     plain = low_level_inputs(np.array([1000.0]), showers, geom, normed=False)
     assert plain[0, 1] == pytest.approx(0.03)
 
@@ -151,4 +174,9 @@ def test_unknown_profile_is_a_config_error():
 
 def test_calochallenge_profile_holds_the_published_settings():
     p = get_profile("calochallenge")
-    assert p.hidden == (2048, 2048, 2048) and p.epochs == 50 and p.learning_rate == 2e-4 and p.batch_size == 1000
+    assert (
+        p.hidden == (2048, 2048, 2048)
+        and p.epochs == 50
+        and p.learning_rate == 2e-4
+        and p.batch_size == 1000
+    )

@@ -29,7 +29,9 @@ def test_time_sampler_divides_the_median_call_time_by_the_batch_size():
         return torch.zeros(len(e_inc), 3)
 
     energies = np.array([256.0, 1024.0, 65536.0])
-    result = time_sampler(sample, energies, (1, 100, 10_000), seed=0, min_repeats=3, min_seconds=0.05, clock=clock)
+    result = time_sampler(
+        sample, energies, (1, 100, 10_000), seed=0, min_repeats=3, min_seconds=0.05, clock=clock
+    )
     assert set(result) == {"1", "100", "10000"}
     assert result["1"] == pytest.approx(2.0 + 0.05)
     assert result["100"] == pytest.approx(2.0 / 100 + 0.05)

@@ -10,7 +10,13 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["qcalo.data.preprocessing", "qcalo.models.config", "qcalo.models.transforms", "qcalo.models.conditioners", "qcalo.models.shower_flow"],
+    [
+        "qcalo.data.preprocessing",
+        "qcalo.models.config",
+        "qcalo.models.transforms",
+        "qcalo.models.conditioners",
+        "qcalo.models.shower_flow",
+    ],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))

@@ -18,10 +18,19 @@ F64 = torch.float64
 SMALL_CIRCUIT = {"n_qubits": 3, "n_layers": 2}
 
 
-def _flow(coupling: str, conditioner: str, mixer: str, features: int = 5, context: int = 2) -> ConditionalFlow:
+def _flow(
+    coupling: str, conditioner: str, mixer: str, features: int = 5, context: int = 2
+) -> ConditionalFlow:
     cfg = FlowConfig(
-        n_blocks=2, coupling=coupling, conditioner=conditioner, mixer=mixer, hidden=[8],
-        circuit=SMALL_CIRCUIT, mixer_layers=2, spline_bins=6, tail_bound=3.0,
+        n_blocks=2,
+        coupling=coupling,
+        conditioner=conditioner,
+        mixer=mixer,
+        hidden=[8],
+        circuit=SMALL_CIRCUIT,
+        mixer_layers=2,
+        spline_bins=6,
+        tail_bound=3.0,
     )
     torch.manual_seed(0)
     flow = build_flow(cfg, features, context, seed=3).double()
@@ -41,11 +50,15 @@ def test_block_inverse_and_log_det(coupling, conditioner, mixer):
     flow(x, c)  # data-dependent ActNorm initialisation
     flow.eval()
     z, ladj = flow(x, c)
-    assert not torch.allclose(z, (x - x.mean(0)) / x.std(0, unbiased=False), atol=1e-3)  # not a trivial map
+    assert not torch.allclose(
+        z, (x - x.mean(0)) / x.std(0, unbiased=False), atol=1e-3
+    )  # not a trivial map
     torch.testing.assert_close(flow.inverse(z, c), x, rtol=1e-5, atol=1e-5)
     for i in range(3):
-        jac = jacobian(lambda v: flow(v[None], c[i : i + 1])[0][0], x[i])
-        torch.testing.assert_close(ladj[i], torch.linalg.slogdet(jac).logabsdet, rtol=1e-7, atol=1e-7)
+        jac = jacobian(lambda v, i=i: flow(v[None], c[i : i + 1])[0][0], x[i])
+        torch.testing.assert_close(
+            ladj[i], torch.linalg.slogdet(jac).logabsdet, rtol=1e-7, atol=1e-7
+        )
 
 
 def test_quantum_mixer_chunks_preserve_dimension_and_volume():
@@ -57,7 +70,9 @@ def test_quantum_mixer_chunks_preserve_dimension_and_volume():
     torch.testing.assert_close(z.norm(dim=1), x.norm(dim=1))  # orthogonal: lengths kept
     torch.testing.assert_close(mixer.inverse(z), x)
     jac = jacobian(lambda v: mixer(v[None])[0][0], x[0])
-    torch.testing.assert_close(torch.linalg.slogdet(jac).logabsdet, torch.tensor(0.0, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        torch.linalg.slogdet(jac).logabsdet, torch.tensor(0.0, dtype=F64), atol=1e-12, rtol=0
+    )
     # 4 of the 5 features are mixed; the permuted vector's last feature passes through untouched
     torch.testing.assert_close(z[:, 4], x[:, mixer.permutation.order[4]], rtol=0, atol=0)
     assert not torch.allclose(z[:, :4], x[:, mixer.permutation.order[:4]])
@@ -92,11 +107,15 @@ def test_fresh_coupling_is_identity_and_permutation_is_exact():
 def test_flow_fits_a_correlated_gaussian_to_its_entropy():
     """An affine coupling flow reaches the true NLL (the entropy, closed form) within 0.05 nats."""
     torch.manual_seed(0)
-    cov = torch.tensor([[1.0, 0.8], [0.8, 1.0]]) * torch.tensor([[2.0, 1.0], [1.0, 0.5]])  # elementwise: var 2 and 0.5
+    cov = torch.tensor([[1.0, 0.8], [0.8, 1.0]]) * torch.tensor(
+        [[2.0, 1.0], [1.0, 0.5]]
+    )  # elementwise: var 2 and 0.5
     dist = torch.distributions.MultivariateNormal(torch.tensor([1.0, -2.0]), covariance_matrix=cov)
     train, test = dist.sample((4000,)), dist.sample((20000,))
     entropy = float(dist.entropy())
-    assert entropy == pytest.approx(1 + math.log(2 * math.pi) + 0.5 * math.log(float(torch.det(cov))))
+    assert entropy == pytest.approx(
+        1 + math.log(2 * math.pi) + 0.5 * math.log(float(torch.det(cov)))
+    )
     flow = build_flow(FlowConfig(n_blocks=3, coupling="affine", hidden=[16]), 2, 0, seed=0)
     opt = torch.optim.Adam(flow.parameters(), lr=2e-2)
     flow.train()
@@ -124,7 +143,9 @@ def test_spline_transform_equals_zukos_rqs():
     params = torch.randn(200, 3, 3 * k - 1, generator=gen, dtype=F64) * 3
     x = torch.randn(200, 3, generator=gen, dtype=F64) * 3  # some outside the tail bound
     ours = SplineTransform(params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], bound=4.0)
-    ref = MonotonicRQSTransform(params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], bound=4.0)
+    ref = MonotonicRQSTransform(
+        params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], bound=4.0
+    )
     y, ladj = ours.call_and_ladj(x)
     y_ref, ladj_ref = ref.call_and_ladj(x)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)

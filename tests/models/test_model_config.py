@@ -15,12 +15,24 @@ from qcalo.models import ModelConfig, parse_model_config
         ({"extra_section": {}}, r"model\.extra_section: unknown key"),
         ({"stage2": {"n_blocks": "many"}}, r"model\.stage2\.n_blocks: .*valid integer.*'many'"),
         ({"stage1": {"coupling": "cubic"}}, r"model\.stage1\.coupling: .*'affine' or 'spline'"),
-        ({"stage1": {"n_blocks": 3, "conditioner": ["mlp", "quantum"]}}, r"model\.stage1: conditioner list has 2 entries but n_blocks is 3"),
-        ({"stage1": {"circuit": {"n_qubits": 0}}}, r"model\.stage1\.circuit\.n_qubits: .*greater than or equal to 1"),
+        (
+            {"stage1": {"n_blocks": 3, "conditioner": ["mlp", "quantum"]}},
+            r"model\.stage1: conditioner list has 2 entries but n_blocks is 3",
+        ),
+        (
+            {"stage1": {"circuit": {"n_qubits": 0}}},
+            r"model\.stage1\.circuit\.n_qubits: .*greater than or equal to 1",
+        ),
         ({"stage2": {"conditioner": "classical"}}, r"model\.stage2\.conditioner"),
         ({"preprocessing": {"alpha": 0.7}}, r"model\.preprocessing\.alpha: .*less than 0\.5"),
-        ({"stage2": {"conditioner": "hybrid", "hidden": []}}, r"model\.stage2: hybrid conditioners need at least one hidden width"),
-        ({"stage1": {"circuit": {"entangler": "full"}}}, r"model\.stage1\.circuit\.entangler: .*'linear'"),
+        (
+            {"stage2": {"conditioner": "hybrid", "hidden": []}},
+            r"model\.stage2: hybrid conditioners need at least one hidden width",
+        ),
+        (
+            {"stage1": {"circuit": {"entangler": "full"}}},
+            r"model\.stage1\.circuit\.entangler: .*'linear'",
+        ),
     ],
 )
 def test_invalid_configs_raise_clear_errors(data, expected):
@@ -34,7 +46,9 @@ def test_not_a_mapping():
 
 
 def test_defaults_and_quantum_creep_list():
-    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 3, "conditioner": ["mlp", "hybrid", "quantum"], "mixer": "quantum"}})
+    cfg = ModelConfig.from_dict(
+        {"stage1": {"n_blocks": 3, "conditioner": ["mlp", "hybrid", "quantum"], "mixer": "quantum"}}
+    )
     assert cfg.stage1.conditioners == ["mlp", "hybrid", "quantum"]
     assert cfg.stage1.uses_circuits and not cfg.stage2.uses_circuits
     assert cfg.stage1.circuit.to_spec().n_qubits == 6
@@ -47,5 +61,7 @@ def test_mixer_chunk_larger_than_the_flow_is_a_config_error():
     from qcalo.models import build_model
 
     cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 1, "mixer": "quantum", "mixer_qubits": 3}})
-    with pytest.raises(ConfigError, match=r"model\.stage1\.mixer_qubits: .*2\^3 = 8 exceeds the 5 features"):
+    with pytest.raises(
+        ConfigError, match=r"model\.stage1\.mixer_qubits: .*2\^3 = 8 exceeds the 5 features"
+    ):
         build_model(cfg, load_geometry("photons"), PreprocessingStats(256.0, 65536.0, 1.2, 5, 368))

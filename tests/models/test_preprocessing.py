@@ -24,11 +24,20 @@ from qcalo.errors import DataError
 from qcalo.models import ModelConfig, PreprocessingConfig
 
 F64 = torch.float64
-SMALL = Geometry("small", "photon", (Layer(0, (0, 1, 2), 1), Layer(1, (0, 1, 2), 2), Layer(2, (0, 5), 1)))  # 2+4+1 voxels
+SMALL = Geometry(
+    "small", "photon", (Layer(0, (0, 1, 2), 1), Layer(1, (0, 1, 2), 2), Layer(2, (0, 5), 1))
+)  # 2+4+1 voxels
 
 
 def _stats(geometry: Geometry, **kw) -> PreprocessingStats:
-    return PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.3, n_layers=geometry.n_layers, n_voxels=geometry.n_voxels, **kw)
+    return PreprocessingStats(
+        e_inc_min=256.0,
+        e_inc_max=65536.0,
+        u0_factor=1.3,
+        n_layers=geometry.n_layers,
+        n_voxels=geometry.n_voxels,
+        **kw,
+    )
 
 
 def test_u_space_round_trip_and_log_det_match_autograd():
@@ -42,12 +51,16 @@ def test_u_space_round_trip_and_log_det_match_autograd():
         assert torch.all((u >= 0) & (u <= 1))
         torch.testing.assert_close(u_to_energies(u, e_inc, 1.3)[0], e_layer, rtol=1e-12, atol=1e-10)
         jac = jacobian(lambda e: energies_to_u(e[None], e_inc, 1.3)[0][0], e_layer)
-        torch.testing.assert_close(ladj[0], torch.linalg.slogdet(jac).logabsdet, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(
+            ladj[0], torch.linalg.slogdet(jac).logabsdet, rtol=1e-10, atol=1e-10
+        )
 
 
 def test_u_space_by_hand():
     # E = (10, 30, 60) MeV, E_inc = 100 MeV, f = 2: u0 = 100/200, u1 = 10/100, u2 = 30/90.
-    u, _ = energies_to_u(torch.tensor([[10.0, 30.0, 60.0]], dtype=F64), torch.tensor([100.0], dtype=F64), 2.0)
+    u, _ = energies_to_u(
+        torch.tensor([[10.0, 30.0, 60.0]], dtype=F64), torch.tensor([100.0], dtype=F64), 2.0
+    )
     torch.testing.assert_close(u, torch.tensor([[0.5, 0.1, 1 / 3]], dtype=F64))
 
 
@@ -58,7 +71,9 @@ def test_logit_round_trip_and_log_det():
     torch.testing.assert_close(logit_inverse(y, 1e-6), x, rtol=1e-9, atol=1e-12)
     jac = jacobian(lambda v: logit_forward(v, 1e-6)[0], x)
     torch.testing.assert_close(ladj, torch.log(torch.diagonal(jac)), rtol=1e-9, atol=1e-9)
-    assert float(logit_forward(torch.tensor([0.0], dtype=F64), 1e-6)[0]) == pytest.approx(math.log(1e-6 / (1 - 1e-6)))
+    assert float(logit_forward(torch.tensor([0.0], dtype=F64), 1e-6)[0]) == pytest.approx(
+        math.log(1e-6 / (1 - 1e-6))
+    )
 
 
 def test_stage1_forward_log_det_matches_autograd():
@@ -100,7 +115,9 @@ def test_dequantized_showers_stay_finite_and_bounded():
     pre = ShowerPreprocessing(SMALL, _stats(SMALL))
     showers = torch.zeros(3, 7)
     showers[0, 2] = 5.0
-    out = pre.forward_showers(torch.tensor([300.0, 300.0, 300.0]), showers, generator=torch.Generator().manual_seed(1))
+    out = pre.forward_showers(
+        torch.tensor([300.0, 300.0, 300.0]), showers, generator=torch.Generator().manual_seed(1)
+    )
     for value in out.values():
         assert torch.isfinite(value).all()
     bound = math.log((1 - 1e-6) / 1e-6) + 1e-3
@@ -127,7 +144,9 @@ def test_condition_is_scaled_log_energy():
 def test_fit_preprocessing_streams_and_serialises(g4_photons_path):
     geometry = load_geometry("photons")
     chunks = list(iter_showers(g4_photons_path, chunk_size=400, stop=1200))
-    stats = fit_preprocessing(iter(chunks), geometry, ModelConfig(preprocessing=PreprocessingConfig(u0_margin=1.1)))
+    stats = fit_preprocessing(
+        iter(chunks), geometry, ModelConfig(preprocessing=PreprocessingConfig(u0_margin=1.1))
+    )
     e_inc = np.concatenate([c.incident_energies for c in chunks])
     ratio = max(float(((c.showers.sum(1) + 5e-3) / c.incident_energies).max()) for c in chunks)
     assert stats.n_events == 1200
@@ -157,10 +176,14 @@ def test_energy_beyond_the_fitted_range_has_zero_density_not_nan():
     from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
 
     geom = load_geometry("photons")
-    stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
+    stats = PreprocessingStats(
+        e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368
+    )
     pre = ShowerPreprocessing(geom, stats)
     e_inc = torch.tensor([1000.0, 1000.0], dtype=torch.float64)
-    e_layer = torch.tensor([[100.0, 300.0, 500.0, 10.0, 5.0], [100.0, 300.0, 900.0, 10.0, 5.0]], dtype=torch.float64)
+    e_layer = torch.tensor(
+        [[100.0, 300.0, 500.0, 10.0, 5.0], [100.0, 300.0, 900.0, 10.0, 5.0]], dtype=torch.float64
+    )
     y, ladj = pre.double().energies_forward(e_layer, e_inc)
     assert torch.isfinite(y).all()
     assert math.isfinite(ladj[0].item())  # E_tot/E_inc = 0.915 < f

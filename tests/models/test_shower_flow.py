@@ -14,13 +14,27 @@ from qcalo.quantum import CircuitSpec, OrthogonalCircuit, QuantumLayer
 from .helpers import randomize_heads
 
 F64 = torch.float64
-SMALL = Geometry("small", "photon", (Layer(0, (0, 1, 2), 1), Layer(1, (0, 1, 2, 3), 2), Layer(2, (0, 5, 9), 1)))  # 2+6+2
-STATS = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.3, n_layers=3, n_voxels=10)
+SMALL = Geometry(
+    "small", "photon", (Layer(0, (0, 1, 2), 1), Layer(1, (0, 1, 2, 3), 2), Layer(2, (0, 5, 9), 1))
+)  # 2+6+2
+STATS = PreprocessingStats(
+    e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.3, n_layers=3, n_voxels=10
+)
 
 
 def _config(**stage1) -> ModelConfig:
-    small = {"n_blocks": 2, "hidden": [8], "circuit": {"n_qubits": 3, "n_layers": 2}, "spline_bins": 6}
-    return ModelConfig.from_dict({"stage1": {**small, **stage1}, "stage2": {**small, "conditioner": "hybrid", "mixer": "quantum"}})
+    small = {
+        "n_blocks": 2,
+        "hidden": [8],
+        "circuit": {"n_qubits": 3, "n_layers": 2},
+        "spline_bins": 6,
+    }
+    return ModelConfig.from_dict(
+        {
+            "stage1": {**small, **stage1},
+            "stage2": {**small, "conditioner": "hybrid", "mixer": "quantum"},
+        }
+    )
 
 
 def _showers(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +61,9 @@ def test_whole_flow_round_trip(conditioner):
     z1, z2 = model.encode(e_inc, showers)
     back, e_layer = model.decode(e_inc, z1, z2)
     torch.testing.assert_close(back, showers, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(e_layer, model.preprocessing.layer_sums(showers), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        e_layer, model.preprocessing.layer_sums(showers), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_log_prob_parts_and_spaces():
@@ -78,7 +94,9 @@ def test_sampling_gives_non_negative_showers_summing_to_stage1_energies():
     showers, e_layer = model.sample_with_layer_energies(e_inc)
     assert showers.dtype == torch.float32 and showers.shape == (500, 10)
     assert (showers >= 0).all() and (e_layer >= 0).all()
-    torch.testing.assert_close(model.preprocessing.layer_sums(showers), e_layer, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        model.preprocessing.layer_sums(showers), e_layer, rtol=1e-5, atol=1e-4
+    )
     torch.manual_seed(3)
     first = model.sample(e_inc)
     torch.manual_seed(3)
@@ -90,12 +108,20 @@ def test_sampling_gives_non_negative_showers_summing_to_stage1_energies():
 def test_parameter_counts_by_hand():
     cfg = ModelConfig.from_dict(
         {
-            "stage1": {"n_blocks": 1, "coupling": "affine", "conditioner": "quantum", "mixer": "quantum",
-                       "mixer_layers": 2, "circuit": {"n_qubits": 3, "n_layers": 2}},
+            "stage1": {
+                "n_blocks": 1,
+                "coupling": "affine",
+                "conditioner": "quantum",
+                "mixer": "quantum",
+                "mixer_layers": 2,
+                "circuit": {"n_qubits": 3, "n_layers": 2},
+            },
             "stage2": {"n_blocks": 1, "coupling": "affine", "hidden": [2]},
         }
     )
-    model = build_model(cfg, load_geometry("photons"), PreprocessingStats(256.0, 65536.0, 1.2, 5, 368))
+    model = build_model(
+        cfg, load_geometry("photons"), PreprocessingStats(256.0, 65536.0, 1.2, 5, 368)
+    )
     counts = model.parameter_counts()
     names = [name for name, _ in model.named_circuits()]
     assert names == ["stage1.layers.1.conditioner.features.circuit", "stage1.layers.2.circuit"]
@@ -122,7 +148,13 @@ def test_quantum_conditioner_gradients_match_pennylane():
         net.zero_grad()
         out = net(x)
         (out * weights).sum().backward()
-        outputs.append((out.detach(), net.features.circuit.rotation_weights.grad.clone(), net.features.encode.weight.grad.clone()))
+        outputs.append(
+            (
+                out.detach(),
+                net.features.circuit.rotation_weights.grad.clone(),
+                net.features.encode.weight.grad.clone(),
+            )
+        )
     for a, b in zip(*outputs):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
     assert outputs[0][1].abs().max() > 1e-3  # the circuit weights do receive gradient
@@ -130,7 +162,9 @@ def test_quantum_conditioner_gradients_match_pennylane():
 
 def test_circuit_weights_train():
     model = build_model(_config(conditioner="quantum", mixer="quantum"), SMALL, STATS)
-    circuits = [m for m in model.stage1.modules() if isinstance(m, (QuantumLayer, OrthogonalCircuit))]
+    circuits = [
+        m for m in model.stage1.modules() if isinstance(m, (QuantumLayer, OrthogonalCircuit))
+    ]
     assert len(circuits) == 4
     before = [p.detach().clone() for c in circuits for p in c.parameters()]
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -191,8 +225,12 @@ def test_bad_inputs_raise_data_errors():
 def test_pion_geometry_builds_with_quantum_mixer():
     geometry = load_geometry("pions")
     stats = PreprocessingStats(256.0, 4.2e6, 1.2, geometry.n_layers, geometry.n_voxels)
-    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 1, "hidden": [4], "mixer": "quantum"},
-                                 "stage2": {"n_blocks": 1, "hidden": [4], "mixer": "quantum", "coupling": "affine"}})
+    cfg = ModelConfig.from_dict(
+        {
+            "stage1": {"n_blocks": 1, "hidden": [4], "mixer": "quantum"},
+            "stage2": {"n_blocks": 1, "hidden": [4], "mixer": "quantum", "coupling": "affine"},
+        }
+    )
     model = build_model(cfg, geometry, stats).eval()
     torch.manual_seed(0)
     e_inc = torch.tensor([1000.0, 1e5])
@@ -206,7 +244,9 @@ def test_same_seed_builds_the_same_model():
     states = []
     for _ in range(2):
         torch.manual_seed(11)
-        states.append(build_model(_config(conditioner="hybrid", mixer="quantum"), SMALL, STATS).state_dict())
+        states.append(
+            build_model(_config(conditioner="hybrid", mixer="quantum"), SMALL, STATS).state_dict()
+        )
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
@@ -221,13 +261,19 @@ def test_shower_beyond_the_fitted_energy_range_has_log_density_minus_inf():
     from qcalo.models import ModelConfig, build_model
 
     geom = load_geometry("photons")
-    stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
-    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 1, "hidden": [8]}, "stage2": {"n_blocks": 1, "hidden": [8]}})
+    stats = PreprocessingStats(
+        e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368
+    )
+    cfg = ModelConfig.from_dict(
+        {"stage1": {"n_blocks": 1, "hidden": [8]}, "stage2": {"n_blocks": 1, "hidden": [8]}}
+    )
     torch.manual_seed(0)
     model = build_model(cfg, geom, stats)
     e_inc = torch.tensor([1000.0, 1000.0])
     showers = torch.rand(2, 368)
-    showers = showers / showers.sum(1, keepdim=True) * torch.tensor([[900.0], [1300.0]])  # ratio 0.9 and 1.3 > f
+    showers = (
+        showers / showers.sum(1, keepdim=True) * torch.tensor([[900.0], [1300.0]])
+    )  # ratio 0.9 and 1.3 > f
     for space in ("preprocessed", "data"):
         out = model.log_prob(e_inc, showers, space=space)
         assert math.isfinite(out["total"][0].item())
@@ -239,11 +285,14 @@ def test_sampling_in_chunks_gives_the_same_showers_as_one_batch(monkeypatch):
 
     from qcalo.data.geometry import load_geometry
     from qcalo.data.preprocessing import PreprocessingStats
-    from qcalo.models import ModelConfig, build_model
-    from qcalo.models import shower_flow
+    from qcalo.models import ModelConfig, build_model, shower_flow
 
-    stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
-    cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 1, "hidden": [8]}, "stage2": {"n_blocks": 1, "hidden": [8]}})
+    stats = PreprocessingStats(
+        e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368
+    )
+    cfg = ModelConfig.from_dict(
+        {"stage1": {"n_blocks": 1, "hidden": [8]}, "stage2": {"n_blocks": 1, "hidden": [8]}}
+    )
     torch.manual_seed(0)
     model = build_model(cfg, load_geometry("photons"), stats).double()
     e_inc = torch.full((10,), 4096.0, dtype=torch.float64)

@@ -15,16 +15,28 @@ from qcalo.quantum.bench import _extrapolate, _Timing, bench_circuits
 def test_bench_report_structure(tmp_path):
     small = CircuitSpec(n_qubits=2, n_layers=1)
     report = bench_circuits(
-        tmp_path / "c.json", repeats=2, batches=[1, 4], backends=["torch", "default.qubit"], circuits=[small],
-        markdown=tmp_path / "c.md", verbose=False,
+        tmp_path / "c.json",
+        repeats=2,
+        batches=[1, 4],
+        backends=["torch", "default.qubit"],
+        circuits=[small],
+        markdown=tmp_path / "c.md",
+        verbose=False,
     )
     saved = json.loads((tmp_path / "c.json").read_text())
     assert saved["machine"]["torch_threads"] == 1 and len(saved["machine"]["loadavg_start"]) == 3
     rows = saved["results"]
-    assert [(r["backend"], r["batch"]) for r in rows] == [("torch", 1), ("torch", 4), ("default.qubit", 1), ("default.qubit", 4)]
+    assert [(r["backend"], r["batch"]) for r in rows] == [
+        ("torch", 1),
+        ("torch", 4),
+        ("default.qubit", 1),
+        ("default.qubit", 4),
+    ]
     for r in rows:
         assert r["n_qubits"] == 2 and r["n_layers"] == 1 and r["reupload"] is False
-        assert r["ms_per_step"] > 0 and r["samples_per_s"] == pytest.approx(r["batch"] / r["ms_per_step"] * 1e3)
+        assert r["ms_per_step"] > 0 and r["samples_per_s"] == pytest.approx(
+            r["batch"] / r["ms_per_step"] * 1e3
+        )
         assert r["extrapolated_from_batch"] is None
     assert rows[2]["ratio_to_default_qubit"] == pytest.approx(1.0)
     assert report["results"][0]["ms_per_step"] == rows[0]["ms_per_step"]
@@ -40,7 +52,9 @@ def test_extrapolation_is_affine():
 
 
 def test_cli_bench_circuits_errors(capsys, tmp_path):
-    code = main(["bench", "circuits", "-q", "--out", str(tmp_path / "x.json"), "--backends", "torch,qiskit"])
+    code = main(
+        ["bench", "circuits", "-q", "--out", str(tmp_path / "x.json"), "--backends", "torch,qiskit"]
+    )
     assert code == 2
     assert "unknown backend(s) qiskit" in capsys.readouterr().err
     with pytest.raises(SystemExit):

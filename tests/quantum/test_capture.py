@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from qcalo.errors import DataError
-from qcalo.quantum import CircuitSpec, QuantumLayer, StateCapture, load_captures, plot_entropy_vs_step
+from qcalo.quantum import (
+    CircuitSpec,
+    QuantumLayer,
+    StateCapture,
+    load_captures,
+    plot_entropy_vs_step,
+)
 from qcalo.quantum.capture import state_summary
 
 LN2 = math.log(2)
@@ -22,17 +28,46 @@ def test_entropies_of_hand_states():
     bell[0, 0] = bell[0, 3] = 2**-0.5
     ghz = torch.zeros(1, 16, dtype=torch.complex128)
     ghz[0, 0] = ghz[0, 15] = 2**-0.5
-    plus_then_bell = torch.kron(torch.tensor([1, 1], dtype=torch.complex128) / 2**0.5, bell[0])[None]  # |+⟩⊗Bell
-    torch.testing.assert_close(state_summary(product)["entropies"], torch.zeros(1, 3, dtype=torch.float64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(state_summary(bell)["entropies"], torch.full((1, 2), LN2, dtype=torch.float64))
-    torch.testing.assert_close(state_summary(ghz)["entropies"], torch.full((1, 4), LN2, dtype=torch.float64))
-    torch.testing.assert_close(state_summary(plus_then_bell)["entropies"], torch.tensor([[0.0, LN2, LN2]], dtype=torch.float64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(state_summary(plus_then_bell)["bloch"][0, 0], torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
-    torch.testing.assert_close(state_summary(product)["bloch"][0, :, 2], torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64))
+    plus_then_bell = torch.kron(torch.tensor([1, 1], dtype=torch.complex128) / 2**0.5, bell[0])[
+        None
+    ]  # |+⟩⊗Bell
+    torch.testing.assert_close(
+        state_summary(product)["entropies"],
+        torch.zeros(1, 3, dtype=torch.float64),
+        atol=1e-12,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        state_summary(bell)["entropies"], torch.full((1, 2), LN2, dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        state_summary(ghz)["entropies"], torch.full((1, 4), LN2, dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        state_summary(plus_then_bell)["entropies"],
+        torch.tensor([[0.0, LN2, LN2]], dtype=torch.float64),
+        atol=1e-12,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        state_summary(plus_then_bell)["bloch"][0, 0],
+        torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
+    )
+    torch.testing.assert_close(
+        state_summary(product)["bloch"][0, :, 2],
+        torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64),
+    )
 
 
 def test_bloch_vectors_match_pennylane():
-    spec = CircuitSpec(n_qubits=3, n_layers=2, embedding="X", rotations="rot", entangler="ring", entangler_gate="crz")
+    spec = CircuitSpec(
+        n_qubits=3,
+        n_layers=2,
+        embedding="X",
+        rotations="rot",
+        entangler="ring",
+        entangler_gate="crz",
+    )
     layer = QuantumLayer(spec, dtype=torch.complex128, seed=11)
     inputs = torch.tensor([[0.3, -1.2, 2.0], [1.0, 0.5, -0.7]], dtype=torch.float64)
     bloch = state_summary(layer.statevector(inputs).detach())["bloch"]
@@ -52,11 +87,15 @@ def test_bloch_vectors_match_pennylane():
 
         return qml.QNode(qfunc, dev)
 
-    expvals = gates_then(lambda: [qml.expval(P(i)) for i in range(3) for P in (qml.PauliX, qml.PauliY, qml.PauliZ)])
+    expvals = gates_then(
+        lambda: [qml.expval(P(i)) for i in range(3) for P in (qml.PauliX, qml.PauliY, qml.PauliZ)]
+    )
     w_rot = layer.rotation_weights.detach()
     w_ent = layer.entangler_weights.detach()
     for b in range(2):
-        ref = torch.stack([torch.as_tensor(v) for v in expvals(inputs[b], w_rot, w_ent)]).reshape(3, 3)
+        ref = torch.stack([torch.as_tensor(v) for v in expvals(inputs[b], w_rot, w_ent)]).reshape(
+            3, 3
+        )
         torch.testing.assert_close(bloch[b], ref.to(torch.float64), atol=1e-10, rtol=0)
 
 
@@ -79,9 +118,15 @@ def test_capture_every_n_training_calls(tmp_path):
     captures = load_captures(tmp_path)
     assert [c["call"] for c in captures] == [2, 4] and [c["step"] for c in captures] == [101, 103]
     last = captures[-1]
-    assert last["state"].shape == (2, 8) and last["entropies"].shape == (2, 3) and last["bloch"].shape == (2, 3, 3)
+    assert (
+        last["state"].shape == (2, 8)
+        and last["entropies"].shape == (2, 3)
+        and last["bloch"].shape == (2, 3, 3)
+    )
     torch.testing.assert_close(last["entropies"], state_summary(last["state"])["entropies"])
-    torch.testing.assert_close(last["state"].abs().square().sum(1), torch.ones(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        last["state"].abs().square().sum(1), torch.ones(2), atol=1e-5, rtol=0
+    )
     assert not torch.allclose(captures[0]["state"], last["state"])
     png = plot_entropy_vs_step(captures, tmp_path / "entropy.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

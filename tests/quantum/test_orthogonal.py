@@ -26,14 +26,25 @@ def pennylane_matrix(circuit: OrthogonalCircuit) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("n_qubits", "n_layers", "entangler", "gate"),
-    [(1, 2, "linear", "cnot"), (3, 1, "ring", "cz"), (4, 3, "linear", "cnot"), (5, 2, "all_to_all", "cz"),
-     (6, 2, "ring", "cnot"), (2, 4, "none", "cz"), (7, 1, "all_to_all", "cnot")],
+    [
+        (1, 2, "linear", "cnot"),
+        (3, 1, "ring", "cz"),
+        (4, 3, "linear", "cnot"),
+        (5, 2, "all_to_all", "cz"),
+        (6, 2, "ring", "cnot"),
+        (2, 4, "none", "cz"),
+        (7, 1, "all_to_all", "cnot"),
+    ],
 )
 def test_matrix_is_orthogonal_and_equals_pennylane(n_qubits, n_layers, entangler, gate):
-    circuit = OrthogonalCircuit(n_qubits, n_layers, entangler, gate, seed=n_qubits, dtype=torch.float64)
+    circuit = OrthogonalCircuit(
+        n_qubits, n_layers, entangler, gate, seed=n_qubits, dtype=torch.float64
+    )
     matrix = circuit.matrix()
     assert matrix.shape == (2**n_qubits, 2**n_qubits) and matrix.dtype == torch.float64
-    torch.testing.assert_close(matrix.T @ matrix, torch.eye(2**n_qubits, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        matrix.T @ matrix, torch.eye(2**n_qubits, dtype=torch.float64), atol=1e-12, rtol=0
+    )
     reference = pennylane_matrix(circuit)
     assert reference.imag.abs().max() < 1e-12
     torch.testing.assert_close(matrix, reference.real, atol=1e-12, rtol=0)
@@ -65,8 +76,13 @@ def test_gradients_match_finite_differences():
     circuit = OrthogonalCircuit(3, 2, "ring", "cnot", seed=1, dtype=torch.float64)
     x = torch.randn(4, 8, dtype=torch.float64)
     c = torch.randn(4, 8, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda w: _forward_with(circuit, w, x, c), (circuit.weights.detach().clone().requires_grad_(),))
-    assert torch.autograd.gradcheck(lambda inp: (circuit.inverse(inp) * c).sum(), (x.clone().requires_grad_(),))
+    assert torch.autograd.gradcheck(
+        lambda w: _forward_with(circuit, w, x, c),
+        (circuit.weights.detach().clone().requires_grad_(),),
+    )
+    assert torch.autograd.gradcheck(
+        lambda inp: (circuit.inverse(inp) * c).sum(), (x.clone().requires_grad_(),)
+    )
 
 
 def _forward_with(circuit, weights, x, c):

@@ -16,20 +16,36 @@ def test_angle_product_state_values_and_gradient(n):
     gen = torch.Generator().manual_seed(n)
     x = (torch.rand((3, n), generator=gen, dtype=torch.float64) * 2 - 1) * math.pi
     state = sv.angle_product_state(x)
-    expected = torch.stack([torch.as_tensor(qml.matrix(qml.prod(*[qml.RY(float(a), wires=w) for w, a in enumerate(row)]), wire_order=range(n)))[:, 0].real for row in x])
+    expected = torch.stack(
+        [
+            torch.as_tensor(
+                qml.matrix(
+                    qml.prod(*[qml.RY(float(a), wires=w) for w, a in enumerate(row)]),
+                    wire_order=range(n),
+                )
+            )[:, 0].real
+            for row in x
+        ]
+    )
     torch.testing.assert_close(state, expected)
     # Hand-written backward: finite differences, also where cos or sin of x/2 vanishes.
     assert torch.autograd.gradcheck(sv.angle_product_state, (x.clone().requires_grad_(),))
-    edges = torch.tensor([[0.0] * n, [math.pi] * n, [-math.pi] * n], dtype=torch.float64, requires_grad=True)
+    edges = torch.tensor(
+        [[0.0] * n, [math.pi] * n, [-math.pi] * n], dtype=torch.float64, requires_grad=True
+    )
     assert torch.autograd.gradcheck(sv.angle_product_state, (edges,))
 
 
 def test_rotation_gates_equal_pennylane():
     w = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for row, gate in zip(w, sv.rotation_gates(w, "rot"), strict=True):
-        torch.testing.assert_close(gate, torch.as_tensor(qml.matrix(qml.Rot(*row.tolist(), wires=0))))
+        torch.testing.assert_close(
+            gate, torch.as_tensor(qml.matrix(qml.Rot(*row.tolist(), wires=0)))
+        )
     for row, gate in zip(w[:, :2], sv.rotation_gates(w[:, :2], "ryrz"), strict=True):
-        ref = qml.matrix(qml.RZ(row[1].item(), wires=0)) @ qml.matrix(qml.RY(row[0].item(), wires=0))
+        ref = qml.matrix(qml.RZ(row[1].item(), wires=0)) @ qml.matrix(
+            qml.RY(row[0].item(), wires=0)
+        )
         torch.testing.assert_close(gate, torch.as_tensor(ref))
 
 
@@ -41,7 +57,9 @@ def test_product_layer_equals_kron_matrix():
     full = gates[0]
     for g in gates[1:]:
         full = torch.kron(full, g)
-    torch.testing.assert_close(sv.apply_product_layer(state, gates, sv.wire_blocks(n)), state @ full.T)
+    torch.testing.assert_close(
+        sv.apply_product_layer(state, gates, sv.wire_blocks(n)), state @ full.T
+    )
     per_sample = sv.rotation_gates(torch.randn(5, n, 3, dtype=torch.float64, generator=gen), "rot")
     out = sv.apply_product_layer(state, per_sample, sv.wire_blocks(n))
     for b in range(5):
@@ -61,4 +79,6 @@ def test_cnot_gather_matches_pennylane():
 
     matrix = torch.as_tensor(qml.matrix(qfunc, wire_order=range(n))()).real.to(torch.float64)
     state = torch.randn(3, 2**n, dtype=torch.float64)
-    torch.testing.assert_close(sv.permute_amplitudes(state, index, index.argsort()), state @ matrix.T)
+    torch.testing.assert_close(
+        sv.permute_amplitudes(state, index, index.argsort()), state @ matrix.T
+    )

@@ -30,16 +30,26 @@ def random_specs(count: int, seed: int) -> list[CircuitSpec]:
     layers = cycle([1, 2, 3, 4])
     specs = []
     embed_reupload = cycle(list(itertools.product(EMBEDDINGS, [False, True])))
-    for i, ((emb, reup), rot, ent, gate) in enumerate(zip(embed_reupload, cycle(ROTATIONS), cycle(ENTANGLERS), cycle(GATES))):
+    for i, ((emb, reup), rot, ent, gate) in enumerate(
+        zip(embed_reupload, cycle(ROTATIONS), cycle(ENTANGLERS), cycle(GATES))
+    ):
         n = int(qubits[i])
         first = MEASUREMENTS[i % 4] if n > 1 or MEASUREMENTS[i % 4] != "zz" else "z"
-        extra = [m for m in MEASUREMENTS if m != first and rng.random() < 0.3 and (m != "zz" or n > 1)]
+        extra = [
+            m for m in MEASUREMENTS if m != first and rng.random() < 0.3 and (m != "zz" or n > 1)
+        ]
         if n == 8:  # keep the reference fast: no 2^9-wide state readout at 8 qubits
             extra = [m for m in extra if m != "state"]
         specs.append(
             CircuitSpec(
-                n_qubits=n, n_layers=int(layers[i]), embedding=emb, reupload=reup, rotations=rot,
-                entangler=ent, entangler_gate=gate, measurements=tuple([first] + extra),
+                n_qubits=n,
+                n_layers=int(layers[i]),
+                embedding=emb,
+                reupload=reup,
+                rotations=rot,
+                entangler=ent,
+                entangler_gate=gate,
+                measurements=tuple([first] + extra),
             )
         )
     return specs
@@ -49,11 +59,18 @@ SPECS = random_specs(24, seed=2024)
 
 
 def test_random_specs_cover_every_option():
-    for field, values in [("embedding", EMBEDDINGS), ("rotations", ROTATIONS), ("entangler", ENTANGLERS), ("entangler_gate", GATES)]:
+    for field, values in [
+        ("embedding", EMBEDDINGS),
+        ("rotations", ROTATIONS),
+        ("entangler", ENTANGLERS),
+        ("entangler_gate", GATES),
+    ]:
         assert {getattr(s, field) for s in SPECS} == set(values)
     assert {m for s in SPECS for m in s.measurements} == set(MEASUREMENTS)
     assert {s.n_qubits for s in SPECS} >= {1, 8} and {s.n_layers for s in SPECS} == {1, 2, 3, 4}
-    assert {(s.embedding, s.reupload) for s in SPECS} == set(itertools.product(EMBEDDINGS, [False, True]))
+    assert {(s.embedding, s.reupload) for s in SPECS} == set(
+        itertools.product(EMBEDDINGS, [False, True])
+    )
 
 
 def _outputs_and_grads(layer: QuantumLayer, inputs: torch.Tensor, cotangent: torch.Tensor):
@@ -64,19 +81,31 @@ def _outputs_and_grads(layer: QuantumLayer, inputs: torch.Tensor, cotangent: tor
     return out.detach(), x.grad.detach(), grads
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.n_qubits}q{s.n_layers}L-{s.embedding}{'r' if s.reupload else ''}-{s.rotations}-{s.entangler}-{s.entangler_gate}-{'+'.join(s.measurements)}")
+@pytest.mark.parametrize(
+    "spec",
+    SPECS,
+    ids=lambda s: (
+        f"{s.n_qubits}q{s.n_layers}L-{s.embedding}{'r' if s.reupload else ''}-{s.rotations}-{s.entangler}-{s.entangler_gate}-{'+'.join(s.measurements)}"
+    ),
+)
 def test_torch_matches_pennylane(spec: CircuitSpec):
     gen = torch.Generator().manual_seed(spec.n_qubits * 100 + spec.n_layers)
     batch = 1 if spec.n_qubits % 2 else 3
-    inputs = (torch.rand((batch, spec.n_qubits), generator=gen, dtype=torch.float64) * 2 - 1) * np.pi
+    inputs = (
+        torch.rand((batch, spec.n_qubits), generator=gen, dtype=torch.float64) * 2 - 1
+    ) * np.pi
     cotangent = torch.randn((batch, spec.n_outputs), generator=gen, dtype=torch.float64)
 
-    reference = QuantumLayer(spec, backend="pennylane", dtype=torch.complex128, seed=7, diff_method="backprop")
+    reference = QuantumLayer(
+        spec, backend="pennylane", dtype=torch.complex128, seed=7, diff_method="backprop"
+    )
     ref_out, ref_dx, ref_dw = _outputs_and_grads(reference, inputs, cotangent)
     assert ref_out.shape == (batch, spec.n_outputs)
 
     strategies = ["gates"] if spec.reupload else ["gates", "unitary"]
-    for strategy, dtype, tol in [(s, torch.complex128, 1e-6) for s in strategies] + [("auto", torch.complex64, 1e-4)]:
+    for strategy, dtype, tol in [(s, torch.complex128, 1e-6) for s in strategies] + [
+        ("auto", torch.complex64, 1e-4)
+    ]:
         layer = QuantumLayer(spec, dtype=dtype, seed=7, strategy=strategy)
         real = torch.float64 if dtype == torch.complex128 else torch.float32
         out, dx, dw = _outputs_and_grads(layer, inputs.to(real), cotangent)
@@ -88,8 +117,16 @@ def test_torch_matches_pennylane(spec: CircuitSpec):
 
 
 def test_probabilities_sum_to_one_and_state_is_normalised():
-    spec = CircuitSpec(n_qubits=5, n_layers=3, embedding="X", reupload=True, rotations="rot", entangler="ring",
-                       entangler_gate="isingzz", measurements=("probs", "state"))
+    spec = CircuitSpec(
+        n_qubits=5,
+        n_layers=3,
+        embedding="X",
+        reupload=True,
+        rotations="rot",
+        entangler="ring",
+        entangler_gate="isingzz",
+        measurements=("probs", "state"),
+    )
     layer = QuantumLayer(spec, dtype=torch.complex128, seed=1)
     out = layer(torch.randn(16, 5, dtype=torch.float64))
     probs, state = out[:, :32], out[:, 32:]
@@ -100,13 +137,21 @@ def test_probabilities_sum_to_one_and_state_is_normalised():
 
 def test_hand_worked_bell_circuit():
     # RY(π/2) on wire 0 then CNOT(0,1): (|00⟩+|11⟩)/√2, independent of the (zeroed) rotations.
-    spec = CircuitSpec(n_qubits=2, n_layers=1, embedding="Y", entangler="linear", entangler_gate="cnot",
-                       measurements=("z", "zz", "probs"))
+    spec = CircuitSpec(
+        n_qubits=2,
+        n_layers=1,
+        embedding="Y",
+        entangler="linear",
+        entangler_gate="cnot",
+        measurements=("z", "zz", "probs"),
+    )
     layer = QuantumLayer(spec, dtype=torch.complex128, seed=0)
     with torch.no_grad():
         layer.rotation_weights.zero_()
     out = layer(torch.tensor([np.pi / 2, 0.0], dtype=torch.float64))
-    torch.testing.assert_close(out, torch.tensor([0.0, 0.0, 1.0, 0.5, 0.0, 0.0, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(
+        out, torch.tensor([0.0, 0.0, 1.0, 0.5, 0.0, 0.0, 0.5], dtype=torch.float64)
+    )
 
 
 def test_unbatched_input_and_output_shapes():
@@ -156,8 +201,14 @@ def test_user_errors_are_clear():
 
 
 def test_spec_counts():
-    spec = CircuitSpec(n_qubits=4, n_layers=3, rotations="rot", entangler="all_to_all", entangler_gate="isingzz",
-                       measurements=("z", "zz", "probs", "state"))
+    spec = CircuitSpec(
+        n_qubits=4,
+        n_layers=3,
+        rotations="rot",
+        entangler="all_to_all",
+        entangler_gate="isingzz",
+        measurements=("z", "zz", "probs", "state"),
+    )
     assert spec.n_outputs == 4 + 6 + 16 + 32
     assert spec.n_weights == 3 * 4 * 3 + 3 * 6
     assert len(list(itertools.chain(spec.entangler_pairs))) == 6
@@ -167,7 +218,13 @@ def test_spec_counts():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_matches_cpu():
-    spec = CircuitSpec(n_qubits=5, n_layers=3, reupload=True, entangler_gate="crz", measurements=("z", "zz", "probs"))
+    spec = CircuitSpec(
+        n_qubits=5,
+        n_layers=3,
+        reupload=True,
+        entangler_gate="crz",
+        measurements=("z", "zz", "probs"),
+    )
     layer = QuantumLayer(spec, seed=0, dtype=torch.complex128)
     x = torch.rand(7, 5, dtype=torch.float64)
     expected = layer(x)

@@ -125,7 +125,11 @@ def test_expected_profile_matches_spots_thrown_one_by_one():
     tau = np.minimum(depth[ok] / t_max, model.tau_max)
     r_core, r_tail, p = ph._radial_parameters(tau, np.log(e_inc / 1000.0), model.z_eff)
     core = rng.random(ok.sum()) < p
-    scale = np.where(core, r_core * np.asarray(model.core_scale)[layer], r_tail * np.asarray(model.tail_scale)[layer])
+    scale = np.where(
+        core,
+        r_core * np.asarray(model.core_scale)[layer],
+        r_tail * np.asarray(model.tail_scale)[layer],
+    )
     u = rng.random(ok.sum())
     moliere = model.moliere_mm * (e_inc / 4096.0) ** np.asarray(model.radius_energy_power)[layer]
     r = moliere * scale * np.sqrt(u / (1 - u))
@@ -137,7 +141,9 @@ def test_expected_profile_matches_spots_thrown_one_by_one():
         # layer energy inside the last edge: exact up to Monte Carlo error
         assert got_layer == pytest.approx(hist.sum(), rel=0.02, abs=2.0), li
         if li in (1, 2):
-            got_r = expected[PHOTONS.layer_slices[li]].reshape(PHOTONS.layers[li].n_alpha, -1).sum(0)
+            got_r = (
+                expected[PHOTONS.layer_slices[li]].reshape(PHOTONS.layers[li].n_alpha, -1).sum(0)
+            )
             # radial shape: the cell-averaged τ is an approximation of per-spot τ
             np.testing.assert_allclose(got_r / got_r.sum(), hist / hist.sum(), atol=0.012)
 
@@ -176,13 +182,18 @@ RATIO_STD_FACTOR = 1.3  # the E_tot/E_inc resolution agrees within this factor
 WIDTH_TOL = 0.12  # relative, mean width_eta in layers 1 and 2
 
 
-def _disagreements(energy: float, want: dict, model: "ph.PhotonModel | None" = None) -> list[str]:
+def _disagreements(energy: float, want: dict, model: ph.PhotonModel | None = None) -> list[str]:
     chunks = list(iter_simulated("photon", [energy], 400, seed=2024, model=model))
-    got = _summary(np.concatenate([c.incident_energies for c in chunks]), np.concatenate([c.showers for c in chunks]))
+    got = _summary(
+        np.concatenate([c.incident_energies for c in chunks]),
+        np.concatenate([c.showers for c in chunks]),
+    )
     out = []
     worst = np.abs(got["fractions"] - want["fractions"]).max()
     if worst > FRACTION_TOL:
-        out.append(f"layer fractions off by {worst:.3f}: {got['fractions'].round(3)} vs {want['fractions'].round(3)}")
+        out.append(
+            f"layer fractions off by {worst:.3f}: {got['fractions'].round(3)} vs {want['fractions'].round(3)}"
+        )
     if abs(got["ratio_mean"] - want["ratio_mean"]) > RATIO_MEAN_TOL:
         out.append(f"E_tot/E_inc mean {got['ratio_mean']:.3f} vs {want['ratio_mean']:.3f}")
     ratio = got["ratio_std"] / want["ratio_std"]
@@ -201,7 +212,11 @@ def test_matches_geant4_reference(energy, g4_summaries):
 
 @pytest.mark.parametrize(
     "broken",
-    [{"moliere_mm": 40.1206 * 1.25}, {"critical_energy_mev": 13.0 * 2.5}, {"fluctuation_scale": 2.0}],
+    [
+        {"moliere_mm": 40.1206 * 1.25},
+        {"critical_energy_mev": 13.0 * 2.5},
+        {"fluctuation_scale": 2.0},
+    ],
     ids=["moliere", "depth", "fluctuations"],
 )
 def test_geant4_comparison_catches_a_broken_simulator(broken, g4_summaries):
@@ -234,8 +249,24 @@ def test_pion_toy_has_hadronic_features():
 # ----- CLI ------------------------------------------------------------------------------------
 def test_cli_simulate_end_to_end(tmp_path, capsys):
     out = tmp_path / "cli.h5"
-    rc = main(["simulate", "-q", "--particle", "photon", "--energies", "1024,4096", "--events-per-energy", "15",
-               "--seed", "8", "--out", str(out), "--dtype", "float32"])
+    rc = main(
+        [
+            "simulate",
+            "-q",
+            "--particle",
+            "photon",
+            "--energies",
+            "1024,4096",
+            "--events-per-energy",
+            "15",
+            "--seed",
+            "8",
+            "--out",
+            str(out),
+            "--dtype",
+            "float32",
+        ]
+    )
     assert rc == 0
     with h5py.File(out) as f:
         assert f["showers"].shape == (30, 368) and f["showers"].dtype == np.float32
@@ -256,7 +287,12 @@ def test_cli_simulate_end_to_end(tmp_path, capsys):
     ],
 )
 def test_cli_bad_options_exit_2_with_one_line(tmp_path, capsys, args, message):
-    base = {"--particle": "photon", "--energies": "1000", "--events-per-energy": "2", "--out": str(tmp_path / "x.h5")}
+    base = {
+        "--particle": "photon",
+        "--energies": "1000",
+        "--events-per-energy": "2",
+        "--out": str(tmp_path / "x.h5"),
+    }
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
     argv = ["simulate", "-q"] + [x for kv in base.items() for x in kv]

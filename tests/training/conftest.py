@@ -25,4 +25,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, train_file: Path) -> Path
     """The shipped tiny config trained for its 3 epochs (seed 3) on ``train_file``."""
     from qcalo.training import train
 
-    return train("tiny_photons", train_file, tmp_path_factory.mktemp("runs") / "tiny", seed=3, epochs=3, device="cpu")
+    return train(
+        "tiny_photons",
+        train_file,
+        tmp_path_factory.mktemp("runs") / "tiny",
+        seed=3,
+        epochs=3,
+        device="cpu",
+    )

@@ -53,7 +53,10 @@ def test_unknown_key_is_reported_with_its_field_path(tmp_path: Path) -> None:
         ({"epochs": 0}, r"epochs: Input should be greater than or equal to 1"),
         ({"validation_fraction": 1.5}, r"validation_fraction: Input should be less than 1"),
         ({"optimiser": {"name": "sgd"}}, r"optimiser.name: Input should be 'adam' or 'adamw'"),
-        ({"schedule": {"name": "step"}}, r"schedule.name: Input should be 'one_cycle', 'cosine' or 'constant'"),
+        (
+            {"schedule": {"name": "step"}},
+            r"schedule.name: Input should be 'one_cycle', 'cosine' or 'constant'",
+        ),
         ({"device": "tpu"}, r"device: Input should be 'cpu', 'cuda' or 'auto'"),
         ({"geometry": "muons"}, r"geometry: unknown geometry 'muons'"),
         ({"optimiser": {"betas": [0.9, 1.0]}}, r"optimiser.betas: both betas must lie in \[0, 1\)"),
@@ -66,10 +69,15 @@ def test_wrong_values_name_the_field(data: dict, expected: str) -> None:
 
 def test_bad_conditioner_list_names_the_entry_and_the_length_mismatch() -> None:
     bad_name = {"model": {"stage1": {"n_blocks": 3, "conditioner": ["mlp", "quantum", "qunatum"]}}}
-    with pytest.raises(ConfigError, match=r"model\.stage1\.conditioner\[2\]: Input should be 'mlp', 'quantum' or 'hybrid'.*qunatum"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.stage1\.conditioner\[2\]: Input should be 'mlp', 'quantum' or 'hybrid'.*qunatum",
+    ):
         config_from_dict(bad_name, source="x.yaml")
     wrong_length = {"model": {"stage2": {"n_blocks": 3, "conditioner": ["mlp", "quantum"]}}}
-    with pytest.raises(ConfigError, match=r"model\.stage2: conditioner list has 2 entries but n_blocks is 3"):
+    with pytest.raises(
+        ConfigError, match=r"model\.stage2: conditioner list has 2 entries but n_blocks is 3"
+    ):
         config_from_dict(wrong_length, source="x.yaml")
 
 
@@ -84,7 +92,9 @@ def test_yaml_that_is_not_a_mapping_or_not_yaml(tmp_path: Path) -> None:
         load_config(broken)
 
 
-def test_relative_data_path_is_taken_from_the_yaml_folder_and_name_defaults_to_stem(tmp_path: Path) -> None:
+def test_relative_data_path_is_taken_from_the_yaml_folder_and_name_defaults_to_stem(
+    tmp_path: Path,
+) -> None:
     cfg = load_config(_write(tmp_path, {"data": "showers.h5"}, name="mine.yaml"))
     assert cfg.name == "mine"
     assert Path(cfg.data.path) == (tmp_path / "showers.h5").resolve()
@@ -109,7 +119,9 @@ def test_shipped_configs_parse_and_build(name: str) -> None:
     geometry = load_geometry(cfg.geometry)
     rng = np.random.default_rng(0)
     e_inc = np.array([256.0, 4096.0, 65536.0])
-    showers = rng.exponential(1.0, size=(3, geometry.n_voxels)) * (e_inc[:, None] / geometry.n_voxels)
+    showers = rng.exponential(1.0, size=(3, geometry.n_voxels)) * (
+        e_inc[:, None] / geometry.n_voxels
+    )
     stats = fit_preprocessing([ShowerData(e_inc, showers)], geometry, cfg.model.preprocessing)
     model = build_model(cfg.model, geometry, stats)
     counts = model.parameter_counts()

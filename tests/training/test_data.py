@@ -36,10 +36,21 @@ def _event_keys(energies: torch.Tensor, showers: torch.Tensor) -> list[tuple[flo
 
 def test_streamed_epochs_visit_the_same_training_events_as_in_memory(train_file: Path) -> None:
     memory = ShowerDataset(train_file, PHOTONS, validation_fraction=0.25, seed=1)
-    streamed = ShowerDataset(train_file, PHOTONS, validation_fraction=0.25, seed=1, max_in_memory_mb=1e-3, chunk_events=130, shuffle_window=3)
+    streamed = ShowerDataset(
+        train_file,
+        PHOTONS,
+        validation_fraction=0.25,
+        seed=1,
+        max_in_memory_mb=1e-3,
+        chunk_events=130,
+        shuffle_window=3,
+    )
     assert memory.in_memory and not streamed.in_memory
     data = read_showers(train_file, dtype=np.float32)
-    expected = _event_keys(torch.from_numpy(data.incident_energies[memory.train_indices]), torch.from_numpy(data.showers[memory.train_indices]))
+    expected = _event_keys(
+        torch.from_numpy(data.incident_energies[memory.train_indices]),
+        torch.from_numpy(data.showers[memory.train_indices]),
+    )
 
     for dataset in (memory, streamed):
         batches = list(dataset.train_batches(epoch=0, batch_size=128))
@@ -59,7 +70,10 @@ def test_streamed_epochs_visit_the_same_training_events_as_in_memory(train_file:
 
     chunks_memory = list(memory.train_chunks())
     chunks_stream = list(streamed.train_chunks())
-    assert np.array_equal(np.concatenate([c.showers for c in chunks_memory]), np.concatenate([c.showers for c in chunks_stream]))
+    assert np.array_equal(
+        np.concatenate([c.showers for c in chunks_memory]),
+        np.concatenate([c.showers for c in chunks_stream]),
+    )
 
 
 def test_dataset_rejects_a_file_of_the_wrong_geometry(train_file: Path) -> None:

@@ -27,12 +27,26 @@ def test_same_seed_same_showers_other_seed_other_showers(tiny_run: Path, tmp_pat
     assert np.array_equal(a.incident_energies, np.repeat([1024.0, 16384.0], 50))
     # Batch size does not change the numbers' distribution, only their order of use: the first
     # batch of 40 is the same whatever comes after it.
-    d = read_showers(generate(tiny_run, tmp_path / "d.h5", seed=1, **(kwargs | {"batch_size": 40, "energies": [1024.0]})))
+    d = read_showers(
+        generate(
+            tiny_run,
+            tmp_path / "d.h5",
+            seed=1,
+            **(kwargs | {"batch_size": 40, "energies": [1024.0]}),
+        )
+    )
     assert np.array_equal(d.showers[:40], a.showers[:40])
 
 
 def test_generated_showers_obey_the_energy_bookkeeping(tiny_run: Path, tmp_path: Path) -> None:
-    out = generate(tiny_run, tmp_path / "gen.h5", energies=[256.0, 4096.0, 16384.0], events_per_energy=200, seed=0, device="cpu")
+    out = generate(
+        tiny_run,
+        tmp_path / "gen.h5",
+        energies=[256.0, 4096.0, 16384.0],
+        events_per_energy=200,
+        seed=0,
+        device="cpu",
+    )
     with h5py.File(out) as f:
         assert f["showers"].dtype == np.float64 and f["showers"].shape == (600, 368)
         assert f["incident_energies"].shape == (600, 1)
@@ -50,16 +64,27 @@ def test_generated_showers_obey_the_energy_bookkeeping(tiny_run: Path, tmp_path:
     assert 0.3 < np.median(ratio) < 1.5
 
 
-def test_energies_from_a_file_pair_up_with_its_events(tiny_run: Path, train_file: Path, tmp_path: Path) -> None:
+def test_energies_from_a_file_pair_up_with_its_events(
+    tiny_run: Path, train_file: Path, tmp_path: Path
+) -> None:
     reference = read_showers(train_file)
-    out = generate(tiny_run, tmp_path / "paired.h5", energies_from=train_file, seed=0, device="cpu", dtype="float32")
+    out = generate(
+        tiny_run,
+        tmp_path / "paired.h5",
+        energies_from=train_file,
+        seed=0,
+        device="cpu",
+        dtype="float32",
+    )
     data = read_showers(out, dtype=np.float32)
     with h5py.File(out) as f:
         assert f["showers"].dtype == np.float32
     assert np.allclose(data.incident_energies, reference.incident_energies)
 
 
-def test_bad_requests_fail_clearly_and_leave_no_file(tiny_run: Path, train_file: Path, tmp_path: Path) -> None:
+def test_bad_requests_fail_clearly_and_leave_no_file(
+    tiny_run: Path, train_file: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "never.h5"
     with pytest.raises(ConfigError, match="exactly one of --energies"):
         generate(tiny_run, out, energies=[1000.0], events_per_energy=1, energies_from=train_file)
@@ -78,7 +103,9 @@ def test_bad_requests_fail_clearly_and_leave_no_file(tiny_run: Path, train_file:
     assert not out.exists()
 
 
-def test_a_failure_mid_generation_leaves_no_partial_file(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_mid_generation_leaves_no_partial_file(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import qcalo.generation.sampler as sampler
 
     calls = {"n": 0}
@@ -93,6 +120,8 @@ def test_a_failure_mid_generation_leaves_no_partial_file(tiny_run: Path, tmp_pat
     monkeypatch.setattr(sampler, "sample_showers", failing)
     out = tmp_path / "partial.h5"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        generate(tiny_run, out, energies=[1024.0], events_per_energy=30, batch_size=10, device="cpu")
+        generate(
+            tiny_run, out, energies=[1024.0], events_per_energy=30, batch_size=10, device="cpu"
+        )
     assert calls["n"] == 2
     assert list(tmp_path.iterdir()) == []

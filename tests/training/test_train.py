@@ -16,14 +16,23 @@ import pytest
 import torch
 
 from qcalo.errors import ConfigError
-from qcalo.training import ShowerDataset, load_checkpoint, load_config, load_run, read_metrics, train
+from qcalo.training import (
+    ShowerDataset,
+    load_checkpoint,
+    load_config,
+    load_run,
+    read_metrics,
+    train,
+)
 from qcalo.training.config import config_from_dict
 from qcalo.training.trainer import _VALIDATION_SEED_OFFSET, METRIC_COLUMNS
 
 EPOCHS = 3  # the tiny config's and the tiny_run fixture's
 
 
-def test_run_directory_holds_config_metrics_checkpoints_and_summary(tiny_run: Path, train_file: Path) -> None:
+def test_run_directory_holds_config_metrics_checkpoints_and_summary(
+    tiny_run: Path, train_file: Path
+) -> None:
     cfg = config_from_dict(__import__("yaml").safe_load((tiny_run / "config.yaml").read_text()))
     assert cfg.seed == 3 and cfg.epochs == EPOCHS and cfg.name == "tiny_photons"
     assert Path(cfg.data.path) == train_file.resolve()
@@ -36,14 +45,22 @@ def test_run_directory_holds_config_metrics_checkpoints_and_summary(tiny_run: Pa
         values = {k: float(v) for k, v in row.items()}
         assert all(math.isfinite(v) for v in values.values())
         # total NLL = stage-1 part + stage-2 part, for both splits
-        assert values["train_nll"] == pytest.approx(values["train_nll_stage1"] + values["train_nll_stage2"], rel=1e-5)
-        assert values["val_nll"] == pytest.approx(values["val_nll_stage1"] + values["val_nll_stage2"], rel=1e-5)
+        assert values["train_nll"] == pytest.approx(
+            values["train_nll_stage1"] + values["train_nll_stage2"], rel=1e-5
+        )
+        assert values["val_nll"] == pytest.approx(
+            values["val_nll_stage1"] + values["val_nll_stage2"], rel=1e-5
+        )
 
     summary = json.loads((tiny_run / "summary.json").read_text())
     val = [float(r["val_nll"]) for r in rows]
     assert summary["best_val_nll"] == pytest.approx(min(val))
     assert summary["best_epoch"] == 1 + val.index(min(val))
-    assert summary["epochs_run"] == EPOCHS and summary["seed"] == 3 and summary["geometry"] == "photons"
+    assert (
+        summary["epochs_run"] == EPOCHS
+        and summary["seed"] == 3
+        and summary["geometry"] == "photons"
+    )
     assert summary["config_name"] == "tiny_photons" and summary["training_time_s"] > 0
     counts = summary["parameter_counts"]
     assert counts["total"] == counts["classical"] + counts["quantum"] and counts["quantum"] > 0
@@ -52,15 +69,28 @@ def test_run_directory_holds_config_metrics_checkpoints_and_summary(tiny_run: Pa
     last = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
     best = load_checkpoint(tiny_run / "checkpoints" / "best.pt")
     assert last["epoch"] == EPOCHS and best["epoch"] == summary["best_epoch"]
-    assert set(last) >= {"model", "optimiser", "scheduler", "rng", "config", "stats", "step", "best_val_nll"}
+    assert set(last) >= {
+        "model",
+        "optimiser",
+        "scheduler",
+        "rng",
+        "config",
+        "stats",
+        "step",
+        "best_val_nll",
+    }
 
 
-def test_load_run_reproduces_the_recorded_best_validation_nll(tiny_run: Path, train_file: Path) -> None:
+def test_load_run_reproduces_the_recorded_best_validation_nll(
+    tiny_run: Path, train_file: Path
+) -> None:
     """An independent re-evaluation of the saved best model gives the logged validation NLL."""
     model, cfg = load_run(tiny_run, which="best")
     assert not model.training
     summary = json.loads((tiny_run / "summary.json").read_text())
-    dataset = ShowerDataset(train_file, model.geometry, validation_fraction=cfg.validation_fraction, seed=cfg.seed)
+    dataset = ShowerDataset(
+        train_file, model.geometry, validation_fraction=cfg.validation_fraction, seed=cfg.seed
+    )
     total, n = 0.0, 0
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + _VALIDATION_SEED_OFFSET)
@@ -74,7 +104,9 @@ def test_load_run_reproduces_the_recorded_best_validation_nll(tiny_run: Path, tr
     assert total / n == pytest.approx(summary["best_val_nll"], rel=1e-6)
 
 
-def test_existing_runs_are_not_overwritten_and_resume_needs_the_same_config(tiny_run: Path, train_file: Path) -> None:
+def test_existing_runs_are_not_overwritten_and_resume_needs_the_same_config(
+    tiny_run: Path, train_file: Path
+) -> None:
     with pytest.raises(ConfigError, match="already holds a training run.*--resume"):
         train("tiny_photons", train_file, tiny_run, seed=3, epochs=EPOCHS)
     with pytest.raises(ConfigError, match="cannot resume with a different config.*differs in seed"):
@@ -99,8 +131,16 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_identical_weights(
     last = run_dir / "checkpoints" / "last.pt"
     env = {**os.environ, "QCALO_QUIET": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLABLE_RUN.format(epochs=EPOCHS), str(train_file), str(run_dir), str(torch.get_num_threads())],
-        env=env, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            _KILLABLE_RUN.format(epochs=EPOCHS),
+            str(train_file),
+            str(run_dir),
+            str(torch.get_num_threads()),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -109,7 +149,9 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_identical_weights(
     proc.wait()
     assert last.exists(), proc.stderr.read().decode() if proc.stderr else "no checkpoint appeared"
     killed_at = load_checkpoint(last)["epoch"]
-    assert killed_at < EPOCHS, "the run finished before it could be killed; the test would prove nothing"
+    assert killed_at < EPOCHS, (
+        "the run finished before it could be killed; the test would prove nothing"
+    )
 
     train("tiny_photons", train_file, run_dir, seed=3, epochs=EPOCHS, resume=True, device="cpu")
 
@@ -121,24 +163,39 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_identical_weights(
         assert torch.equal(resumed["model"][name], tensor), f"parameter {name} differs after resume"
     for key, state in reference["optimiser"]["state"].items():
         for slot, value in state.items():
-            assert torch.equal(torch.as_tensor(resumed["optimiser"]["state"][key][slot]), torch.as_tensor(value))
+            assert torch.equal(
+                torch.as_tensor(resumed["optimiser"]["state"][key][slot]), torch.as_tensor(value)
+            )
     columns = [c for c in METRIC_COLUMNS if c != "seconds"]
-    assert [[r[c] for c in columns] for r in read_metrics(run_dir)] == [[r[c] for c in columns] for r in read_metrics(tiny_run)]
+    assert [[r[c] for c in columns] for r in read_metrics(run_dir)] == [
+        [r[c] for c in columns] for r in read_metrics(tiny_run)
+    ]
     assert resumed["best_val_nll"] == reference["best_val_nll"]
 
     # Resuming a finished run changes nothing.
     train("tiny_photons", train_file, run_dir, seed=3, epochs=EPOCHS, resume=True, device="cpu")
     after = load_checkpoint(last)["model"]
     for name, tensor in reference["model"].items():
-        assert torch.equal(after[name], tensor), f"parameter {name} changed when resuming a finished run"
+        assert torch.equal(after[name], tensor), (
+            f"parameter {name} changed when resuming a finished run"
+        )
 
 
-def test_training_streamed_from_hdf5_fits_the_same_preprocessing_as_in_memory(train_file: Path, tmp_path: Path) -> None:
+def test_training_streamed_from_hdf5_fits_the_same_preprocessing_as_in_memory(
+    train_file: Path, tmp_path: Path
+) -> None:
     cfg = load_config("tiny_photons")
     base = cfg.to_dict() | {"epochs": 1, "seed": 5, "device": "cpu"}
-    streamed_data = {"path": None, "max_in_memory_mb": 1e-4, "chunk_events": 150, "shuffle_window": 4}
+    streamed_data = {
+        "path": None,
+        "max_in_memory_mb": 1e-4,
+        "chunk_events": 150,
+        "shuffle_window": 4,
+    }
     memory_dir = train(config_from_dict(base), train_file, tmp_path / "memory")
-    streamed_dir = train(config_from_dict(base | {"data": streamed_data}), train_file, tmp_path / "streamed")
+    streamed_dir = train(
+        config_from_dict(base | {"data": streamed_data}), train_file, tmp_path / "streamed"
+    )
     memory = load_checkpoint(memory_dir / "checkpoints" / "last.pt")
     streamed = load_checkpoint(streamed_dir / "checkpoints" / "last.pt")
     # Same seed -> same split -> the statistics streamed over the training events are the same.
@@ -150,13 +207,19 @@ def test_training_streamed_from_hdf5_fits_the_same_preprocessing_as_in_memory(tr
     assert summary["n_train"] == 1600 and summary["n_val"] == 400
 
 
-def test_state_capture_records_every_circuit_without_changing_the_training(train_file: Path, tmp_path: Path) -> None:
+def test_state_capture_records_every_circuit_without_changing_the_training(
+    train_file: Path, tmp_path: Path
+) -> None:
     from qcalo.quantum import load_captures
 
     base = load_config("tiny_photons").to_dict() | {"epochs": 1, "seed": 9, "device": "cpu"}
     plain = train(config_from_dict(base), train_file, tmp_path / "plain")
     captured = train(
-        config_from_dict(base | {"state_capture": {"enabled": True, "every": 3, "probe_events": 4}}), train_file, tmp_path / "captured"
+        config_from_dict(
+            base | {"state_capture": {"enabled": True, "every": 3, "probe_events": 4}}
+        ),
+        train_file,
+        tmp_path / "captured",
     )
     a = load_checkpoint(plain / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(captured / "checkpoints" / "last.pt")["model"]
@@ -175,22 +238,35 @@ def test_state_capture_records_every_circuit_without_changing_the_training(train
 
 def test_state_capture_needs_circuits() -> None:
     base = load_config("classical_photons").to_dict() | {"state_capture": {"enabled": True}}
-    with pytest.raises(ConfigError, match="state_capture.enabled: the model has no circuit layers to capture"):
+    with pytest.raises(
+        ConfigError, match="state_capture.enabled: the model has no circuit layers to capture"
+    ):
         config_from_dict(base, source="classical.yaml")
 
 
-def test_early_stopping_keeps_the_best_epoch(train_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_early_stopping_keeps_the_best_epoch(
+    train_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import qcalo.training.trainer as trainer
 
     # Scripted validation NLLs: best at epoch 2, then no improvement for `patience` = 2 epochs.
     scripted = iter([5.0, 4.0, 4.5, 4.0, 3.0, 2.0])
     monkeypatch.setattr(
-        trainer, "_validate", lambda *a, **k: {"total": next(scripted), "stage1": 0.0, "stage2": 0.0, "excluded": 0.0}
+        trainer,
+        "_validate",
+        lambda *a, **k: {"total": next(scripted), "stage1": 0.0, "stage2": 0.0, "excluded": 0.0},
     )
-    base = load_config("tiny_photons").to_dict() | {"epochs": 6, "early_stopping_patience": 2, "seed": 1, "device": "cpu"}
+    base = load_config("tiny_photons").to_dict() | {
+        "epochs": 6,
+        "early_stopping_patience": 2,
+        "seed": 1,
+        "device": "cpu",
+    }
     run_dir = train(config_from_dict(base), train_file, tmp_path / "early")
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["epochs_run"] == 4 and summary["best_epoch"] == 2 and summary["best_val_nll"] == 4.0
+    assert (
+        summary["epochs_run"] == 4 and summary["best_epoch"] == 2 and summary["best_val_nll"] == 4.0
+    )
     assert [row["val_nll"] for row in read_metrics(run_dir)] == [5.0, 4.0, 4.5, 4.0]
     assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["epoch"] == 2
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 4

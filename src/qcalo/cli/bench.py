@@ -18,7 +18,9 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers such as 1,100,1000")
     return values
@@ -27,14 +29,37 @@ def _int_list(text: str) -> list[int]:
 def _add_circuits(parser: argparse.ArgumentParser) -> None:
     from qcalo.quantum.bench import BACKENDS, DEFAULT_BACKENDS
 
-    parser.add_argument("--out", required=True, help="JSON file to write (e.g. benchmarks/results/circuits.json)")
+    parser.add_argument(
+        "--out", required=True, help="JSON file to write (e.g. benchmarks/results/circuits.json)"
+    )
     parser.add_argument("--markdown", default=None, help="also write a Markdown table here")
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps per point after warm-up (median reported; default 5)")
-    parser.add_argument("--batches", type=_int_list, default=[1, 100, 1000], help="comma-separated batch sizes (default 1,100,1000)")
-    parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help=f"comma-separated, from {', '.join(BACKENDS)}")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed steps per point after warm-up (median reported; default 5)",
+    )
+    parser.add_argument(
+        "--batches",
+        type=_int_list,
+        default=[1, 100, 1000],
+        help="comma-separated batch sizes (default 1,100,1000)",
+    )
+    parser.add_argument(
+        "--backends",
+        default=",".join(DEFAULT_BACKENDS),
+        help=f"comma-separated, from {', '.join(BACKENDS)}",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--max-step-s", type=float, default=5.0, help="time points slower than this per step at a smaller batch and extrapolate (default 5 s)")
-    parser.add_argument("--quick", action="store_true", help="2 repeats and more extrapolation: about a minute")
+    parser.add_argument(
+        "--max-step-s",
+        type=float,
+        default=5.0,
+        help="time points slower than this per step at a smaller batch and extrapolate (default 5 s)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 repeats and more extrapolation: about a minute"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs")
 
 
@@ -42,7 +67,9 @@ def _run_circuits(args: argparse.Namespace) -> int:
     from qcalo.quantum.bench import bench_circuits
 
     if args.repeats < 1 or args.threads < 1 or args.max_step_s <= 0:
-        raise ConfigError("bench circuits: --repeats and --threads must be ≥ 1 and --max-step-s > 0")
+        raise ConfigError(
+            "bench circuits: --repeats and --threads must be ≥ 1 and --max-step-s > 0"
+        )
     bench_circuits(
         args.out,
         repeats=args.repeats,
@@ -59,8 +86,14 @@ def _run_circuits(args: argparse.Namespace) -> int:
     return 0
 
 
-KINDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "circuits": ("time the circuit backends (torch, PennyLane default.qubit and lightning.qubit)", _add_circuits, _run_circuits),
+KINDS: dict[
+    str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {
+    "circuits": (
+        "time the circuit backends (torch, PennyLane default.qubit and lightning.qubit)",
+        _add_circuits,
+        _run_circuits,
+    ),
 }
 
 
@@ -69,7 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, (help_, add, _) in KINDS.items():
         kind_parser = sub.add_parser(name, help=help_, description=help_)
         # Also accepted after the kind; SUPPRESS keeps `qcalo bench -q circuits` working too.
-        kind_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="hide progress bars")
+        kind_parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="hide progress bars",
+        )
         add(kind_parser)
 
 

@@ -13,8 +13,15 @@ HELP = "run the whole chain end to end on built-in data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", metavar="DIR", help="folder for every output (default: demo_out)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
+    parser.add_argument(
+        "--out",
+        default="demo_out",
+        metavar="DIR",
+        help="folder for every output (default: demo_out)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every random step (default: 0)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

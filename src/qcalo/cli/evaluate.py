@@ -15,20 +15,53 @@ HELP = "compare generated showers with a reference (CaloChallenge metrics)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--generated", required=True, metavar="GEN.h5", help="generated showers (CaloChallenge HDF5)")
-    parser.add_argument("--reference", required=True, metavar="REF.h5", help="reference showers (CaloChallenge HDF5)")
-    parser.add_argument("--geometry", default="photons", metavar="photons|pions|PATH.xml",
-                        help="geometry both files must match (default: photons)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for metrics.json, PNGs and report.html")
-    parser.add_argument("--metrics", default=None, metavar="LIST",
-                        help="comma-separated subset of hist,cls-low,cls-low-normed,cls-high,fpd,kpd,timing "
-                             "(default: all but timing; timing too with --run)")
-    parser.add_argument("--profile", default="fast", choices=("fast", "calochallenge"),
-                        help="classifier settings: 'fast' (default, minutes on a laptop) or the exact "
-                             "'calochallenge' ones (hours on CPU)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for classifier splits/initialisation and bootstraps")
-    parser.add_argument("--run", default=None, metavar="RUN_DIR",
-                        help="the `qcalo train` run that made GEN.h5: adds its summary and generation timing")
+    parser.add_argument(
+        "--generated",
+        required=True,
+        metavar="GEN.h5",
+        help="generated showers (CaloChallenge HDF5)",
+    )
+    parser.add_argument(
+        "--reference",
+        required=True,
+        metavar="REF.h5",
+        help="reference showers (CaloChallenge HDF5)",
+    )
+    parser.add_argument(
+        "--geometry",
+        default="photons",
+        metavar="photons|pions|PATH.xml",
+        help="geometry both files must match (default: photons)",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for metrics.json, PNGs and report.html"
+    )
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        metavar="LIST",
+        help="comma-separated subset of hist,cls-low,cls-low-normed,cls-high,fpd,kpd,timing "
+        "(default: all but timing; timing too with --run)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="fast",
+        choices=("fast", "calochallenge"),
+        help="classifier settings: 'fast' (default, minutes on a laptop) or the exact "
+        "'calochallenge' ones (hours on CPU)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for classifier splits/initialisation and bootstraps",
+    )
+    parser.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN_DIR",
+        help="the `qcalo train` run that made GEN.h5: adds its summary and generation timing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +70,17 @@ def run(args: argparse.Namespace) -> int:
 
     quiet = getattr(args, "quiet", False) or is_quiet()
     log = None if quiet else (lambda message: print(message, flush=True))
-    metrics = evaluate(args.generated, args.reference, args.geometry, args.out, metrics=args.metrics,
-                       profile=args.profile, seed=args.seed, run_dir=args.run, log=log)
+    metrics = evaluate(
+        args.generated,
+        args.reference,
+        args.geometry,
+        args.out,
+        metrics=args.metrics,
+        profile=args.profile,
+        seed=args.seed,
+        run_dir=args.run,
+        log=log,
+    )
     print(format_summary(metrics))
     print(f"wrote {args.out}/metrics.json and {args.out}/report.html")
     return 0
@@ -46,14 +88,20 @@ def run(args: argparse.Namespace) -> int:
 
 def format_summary(metrics: dict) -> str:
     """A few lines with the headline numbers of a metrics dictionary."""
-    lines = [f"{metrics['n_generated']} generated vs {metrics['n_reference']} reference showers, profile {metrics['profile']}"]
+    lines = [
+        f"{metrics['n_generated']} generated vs {metrics['n_reference']} reference showers, profile {metrics['profile']}"
+    ]
     if "separation_power_summary" in metrics:
         s = metrics["separation_power_summary"]
-        lines.append(f"separation power: E_tot/E_inc {metrics['separation_power']['etot_einc']:.4f}, "
-                     f"mean {s['mean']:.4f}, worst {s['max']:.4f} ({s['max_feature']})")
+        lines.append(
+            f"separation power: E_tot/E_inc {metrics['separation_power']['etot_einc']:.4f}, "
+            f"mean {s['mean']:.4f}, worst {s['max']:.4f} ({s['max_feature']})"
+        )
     for kind in ("low", "low_normed", "high"):
         if kind in metrics.get("auc", {}):
-            lines.append(f"classifier {kind}: AUC {metrics['auc'][kind]:.4f}, JSD {metrics['jsd'][kind]:.4f}")
+            lines.append(
+                f"classifier {kind}: AUC {metrics['auc'][kind]:.4f}, JSD {metrics['jsd'][kind]:.4f}"
+            )
     for key in ("fpd", "kpd"):
         if key in metrics:
             lines.append(f"{key.upper()} x1e3: {metrics[key][0]:.4g} ± {metrics[key][1]:.2g}")

@@ -19,14 +19,28 @@ HELP = "compute the CaloChallenge high-level features of a file"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="CaloChallenge HDF5 file")
-    parser.add_argument("--geometry", default=None, help="photons, pions or a binning XML (default: by voxel count)")
+    parser.add_argument(
+        "--geometry", default=None, help="photons, pions or a binning XML (default: by voxel count)"
+    )
     parser.add_argument("--out", required=True, help="output .npz file")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD_MEV, help="voxels below this energy count as 0, MeV (default 1)")
-    parser.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK, help="events read at a time (default 10000)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD_MEV,
+        help="voxels below this energy count as 0, MeV (default 1)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=DEFAULT_CHUNK,
+        help="events read at a time (default 10000)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    out = write_features(args.file, args.out, args.geometry, threshold_mev=args.threshold, chunk_size=args.chunk_size)
+    out = write_features(
+        args.file, args.out, args.geometry, threshold_mev=args.threshold, chunk_size=args.chunk_size
+    )
     if not args.quiet:
         with np.load(out) as data:
             n, k = data["features"].shape

@@ -30,12 +30,18 @@ from qcalo.errors import QcaloError  # noqa: E402
 
 # name -> (module, one-line help). Kept here (not discovered) so `qcalo --help` is instant.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("qcalo.cli.simulate", "simulate reference showers with the built-in parametric simulator"),
+    "simulate": (
+        "qcalo.cli.simulate",
+        "simulate reference showers with the built-in parametric simulator",
+    ),
     "info": ("qcalo.cli.info", "summarise a CaloChallenge HDF5 file"),
     "features": ("qcalo.cli.features", "compute the CaloChallenge high-level features of a file"),
     "train": ("qcalo.cli.train", "train a shower model from a YAML config"),
     "generate": ("qcalo.cli.generate", "generate showers from a trained run"),
-    "evaluate": ("qcalo.cli.evaluate", "compare generated showers with a reference (CaloChallenge metrics)"),
+    "evaluate": (
+        "qcalo.cli.evaluate",
+        "compare generated showers with a reference (CaloChallenge metrics)",
+    ),
     "report": ("qcalo.cli.report", "put several evaluations side by side in an HTML report"),
     "bench": ("qcalo.cli.bench", "run benchmarks (circuits, ...)"),
     "demo": ("qcalo.cli.demo", "run the whole chain end to end on built-in data"),
@@ -51,7 +57,10 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(prog="qcalo", description="Fast calorimeter shower simulation with quantum-enhanced invertible models.")
+    parser = argparse.ArgumentParser(
+        prog="qcalo",
+        description="Fast calorimeter shower simulation with quantum-enhanced invertible models.",
+    )
     parser.add_argument("--version", action="version", version=f"qcalo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parsers = {}

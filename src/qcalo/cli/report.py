@@ -13,10 +13,18 @@ HELP = "put several evaluations side by side in an HTML report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("eval_dirs", nargs="+", metavar="DIR", help="folders written by `qcalo evaluate`")
-    parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for report.html and its PNGs")
-    parser.add_argument("--labels", default=None, metavar="a,b,c",
-                        help="comma-separated names, one per DIR (default: the folder names)")
+    parser.add_argument(
+        "eval_dirs", nargs="+", metavar="DIR", help="folders written by `qcalo evaluate`"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="REPORT_DIR", help="folder for report.html and its PNGs"
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="a,b,c",
+        help="comma-separated names, one per DIR (default: the folder names)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,24 +32,56 @@ def parse_energies(text: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--particle", required=True, help="photon (GFlash-style, tuned on Geant4) or pion (a toy)")
-    parser.add_argument("--energies", required=True, metavar="MEV[,MEV...]", help="incident energies in MeV, comma-separated")
-    parser.add_argument("--events-per-energy", required=True, type=int, metavar="N", help="events simulated at each energy")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives an identical file (default 0)")
-    parser.add_argument("--out", required=True, metavar="FILE.h5", help="CaloChallenge HDF5 file to write")
     parser.add_argument(
-        "--geometry", default=None, metavar="photons|pions|PATH.xml",
+        "--particle", required=True, help="photon (GFlash-style, tuned on Geant4) or pion (a toy)"
+    )
+    parser.add_argument(
+        "--energies",
+        required=True,
+        metavar="MEV[,MEV...]",
+        help="incident energies in MeV, comma-separated",
+    )
+    parser.add_argument(
+        "--events-per-energy",
+        required=True,
+        type=int,
+        metavar="N",
+        help="events simulated at each energy",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; the same seed gives an identical file (default 0)",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="FILE.h5", help="CaloChallenge HDF5 file to write"
+    )
+    parser.add_argument(
+        "--geometry",
+        default=None,
+        metavar="photons|pions|PATH.xml",
         help="voxelisation (default: the particle's dataset-1 geometry); an XML must have the particle's DS1 layer ids",
     )
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="stored float type (default float64)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="stored float type (default float64)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from qcalo.data.simulation import simulate_to_file
 
     path = simulate_to_file(
-        args.out, args.particle, parse_energies(args.energies), args.events_per_energy, args.seed,
-        geometry=args.geometry, dtype=np.dtype(args.dtype),
+        args.out,
+        args.particle,
+        parse_energies(args.energies),
+        args.events_per_energy,
+        args.seed,
+        geometry=args.geometry,
+        dtype=np.dtype(args.dtype),
     )
     if not args.quiet:
         n = len(parse_energies(args.energies)) * args.events_per_energy

@@ -9,13 +9,35 @@ HELP = "train a shower model from a YAML config"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="run config: a YAML file or a shipped name (tiny_photons, classical_photons, hybrid_photons, quantum_mixer_photons)")
-    parser.add_argument("--data", metavar="FILE.h5", help="CaloChallenge HDF5 training file (default: the config's data.path)")
-    parser.add_argument("--out", metavar="RUN_DIR", required=True, help="run directory (checkpoints, metrics.csv, tensorboard/, summary.json)")
-    parser.add_argument("--seed", type=int, help="override the config's seed (split, shuffles, initialisation, noise)")
+    parser.add_argument(
+        "config",
+        help="run config: a YAML file or a shipped name (tiny_photons, classical_photons, hybrid_photons, quantum_mixer_photons)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="FILE.h5",
+        help="CaloChallenge HDF5 training file (default: the config's data.path)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="RUN_DIR",
+        required=True,
+        help="run directory (checkpoints, metrics.csv, tensorboard/, summary.json)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="override the config's seed (split, shuffles, initialisation, noise)",
+    )
     parser.add_argument("--epochs", type=int, help="override the config's number of epochs")
-    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from checkpoints/last.pt (same config required)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), help="override the config's device")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN_DIR from checkpoints/last.pt (same config required)",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda", "auto"), help="override the config's device"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed {args.seed}: expected an integer ≥ 0")
     run_dir = train(
-        args.config, args.data, args.out, seed=args.seed, epochs=args.epochs, resume=args.resume, device=args.device
+        args.config,
+        args.data,
+        args.out,
+        seed=args.seed,
+        epochs=args.epochs,
+        resume=args.resume,
+        device=args.device,
     )
     summary = json.loads((run_dir / "summary.json").read_text())
     if not args.quiet:

@@ -8,12 +8,31 @@ from qcalo.data.features import (
     features_from_file,
 )
 from qcalo.data.geometry import BUILTIN_GEOMETRIES, Geometry, Layer, load_geometry
-from qcalo.data.io import ShowerData, ShowerWriter, inspect_file, iter_showers, read_showers, write_showers
+from qcalo.data.io import (
+    ShowerData,
+    ShowerWriter,
+    inspect_file,
+    iter_showers,
+    read_showers,
+    write_showers,
+)
 from qcalo.data.summary import file_info
 
 __all__ = [
-    "BUILTIN_GEOMETRIES", "Geometry", "Layer", "load_geometry",
-    "ShowerData", "ShowerWriter", "inspect_file", "iter_showers", "read_showers", "write_showers",
-    "ShowerFeatures", "compute_features", "classifier_columns", "classifier_column_names",
-    "features_from_file", "file_info",
+    "BUILTIN_GEOMETRIES",
+    "Geometry",
+    "Layer",
+    "load_geometry",
+    "ShowerData",
+    "ShowerWriter",
+    "inspect_file",
+    "iter_showers",
+    "read_showers",
+    "write_showers",
+    "ShowerFeatures",
+    "compute_features",
+    "classifier_columns",
+    "classifier_column_names",
+    "features_from_file",
+    "file_info",
 ]

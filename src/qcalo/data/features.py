@@ -89,13 +89,15 @@ class ShowerFeatures:
         return len(self.e_inc)
 
     @classmethod
-    def concatenate(cls, parts: "list[ShowerFeatures]") -> "ShowerFeatures":
+    def concatenate(cls, parts: list[ShowerFeatures]) -> ShowerFeatures:
         """Join features of consecutive chunks along the event axis."""
         if not parts:
             raise ValueError("need at least one ShowerFeatures to concatenate")
-        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+        return cls(
+            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)}
+        )
 
-    def select(self, index: "np.ndarray | slice") -> "ShowerFeatures":
+    def select(self, index: np.ndarray | slice) -> ShowerFeatures:
         """The features of a subset of events (boolean mask, indices or slice)."""
         return ShowerFeatures(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
@@ -113,14 +115,14 @@ def _moment_matrices(geometry: Geometry) -> tuple[np.ndarray, ...]:
     return tuple(matrices)
 
 
-def _as_geometry(geometry: "str | os.PathLike[str] | Geometry") -> Geometry:
+def _as_geometry(geometry: str | os.PathLike[str] | Geometry) -> Geometry:
     return load_geometry(geometry)
 
 
 def compute_features(
     incident_energies: np.ndarray,
     showers: np.ndarray,
-    geometry: "str | os.PathLike[str] | Geometry",
+    geometry: str | os.PathLike[str] | Geometry,
     threshold_mev: float = DEFAULT_THRESHOLD_MEV,
 ) -> ShowerFeatures:
     """High-level features of showers held in memory.
@@ -143,9 +145,13 @@ def compute_features(
             f"showers have shape {x.shape}; geometry {geom.name!r} expects (N, {geom.n_voxels})"
         )
     if x.shape[0] != e_inc.shape[0]:
-        raise DataError(f"{e_inc.shape[0]} incident energies for {x.shape[0]} showers; expected one per shower")
+        raise DataError(
+            f"{e_inc.shape[0]} incident energies for {x.shape[0]} showers; expected one per shower"
+        )
     if not np.isfinite(threshold_mev) or threshold_mev < 0:
-        raise ConfigError(f"threshold {threshold_mev!r} MeV is invalid; expected a finite value ≥ 0")
+        raise ConfigError(
+            f"threshold {threshold_mev!r} MeV is invalid; expected a finite value ≥ 0"
+        )
     # One float64 copy, zeroed below the threshold as the CaloChallenge does (data[data < cut] = 0);
     # the caller's array is never modified.
     x = np.array(x, dtype=np.float64, copy=True)
@@ -153,7 +159,9 @@ def compute_features(
 
     n_layers = geom.n_layers
     # (N, 7, L): one small matrix product per layer (a NaN voxel spoils only its own layer).
-    sums = np.stack([x[:, s] @ m for s, m in zip(geom.layer_slices, _moment_matrices(geom))], axis=2)
+    sums = np.stack(
+        [x[:, s] @ m for s, m in zip(geom.layer_slices, _moment_matrices(geom))], axis=2
+    )
     e_layer, s_eta, s_eta2, s_phi, s_phi2, s_r, s_r2 = (sums[:, k, :] for k in range(7))
     denominator = e_layer + _EPS_DENOMINATOR
     ec_eta, ec_phi, ec_r = s_eta / denominator, s_phi / denominator, s_r / denominator
@@ -163,7 +171,11 @@ def compute_features(
 
     n_voxels_per_layer = np.array([layer.n_voxels for layer in geom.layers], dtype=np.float64)
     layer_starts = [s.start for s in geom.layer_slices]
-    n_hit = np.add.reduceat((x > 0).view(np.uint8), layer_starts, axis=1, dtype=np.int64) if len(x) else np.zeros((0, n_layers))
+    n_hit = (
+        np.add.reduceat((x > 0).view(np.uint8), layer_starts, axis=1, dtype=np.int64)
+        if len(x)
+        else np.zeros((0, n_layers))
+    )
     sparsity = 1.0 - n_hit / n_voxels_per_layer
 
     return ShowerFeatures(
@@ -180,7 +192,7 @@ def compute_features(
     )
 
 
-def classifier_column_names(geometry: "str | os.PathLike[str] | Geometry") -> list[str]:
+def classifier_column_names(geometry: str | os.PathLike[str] | Geometry) -> list[str]:
     """Names of the :func:`classifier_columns`, e.g. ``log10_E_layer12``, ``EC_eta_layer1``."""
     geom = _as_geometry(geometry)
     ids = geom.layer_ids
@@ -196,7 +208,9 @@ def classifier_column_names(geometry: "str | os.PathLike[str] | Geometry") -> li
     return names
 
 
-def classifier_columns(features: ShowerFeatures, geometry: "str | os.PathLike[str] | Geometry") -> np.ndarray:
+def classifier_columns(
+    features: ShowerFeatures, geometry: str | os.PathLike[str] | Geometry
+) -> np.ndarray:
     """The CaloChallenge high-level classifier input, (N, 30) for DS1 photons, (N, 46) for pions.
 
     Column order as in the module docstring; names from :func:`classifier_column_names`.
@@ -224,8 +238,8 @@ def classifier_columns(features: ShowerFeatures, geometry: "str | os.PathLike[st
 
 
 def iter_features(
-    path: "str | os.PathLike[str]",
-    geometry: "str | os.PathLike[str] | Geometry",
+    path: str | os.PathLike[str],
+    geometry: str | os.PathLike[str] | Geometry,
     threshold_mev: float = DEFAULT_THRESHOLD_MEV,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> Iterator[ShowerFeatures]:
@@ -236,8 +250,8 @@ def iter_features(
 
 
 def features_from_file(
-    path: "str | os.PathLike[str]",
-    geometry: "str | os.PathLike[str] | Geometry",
+    path: str | os.PathLike[str],
+    geometry: str | os.PathLike[str] | Geometry,
     threshold_mev: float = DEFAULT_THRESHOLD_MEV,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> ShowerFeatures:
@@ -260,14 +274,16 @@ def features_from_file(
             filled += len(part)
             bar.update(len(part))
     if filled != n_events:  # cannot happen with a file that does not change while being read
-        raise DataError(f"{path}: read {filled} events, expected {n_events}; was the file modified while reading?")
+        raise DataError(
+            f"{path}: read {filled} events, expected {n_events}; was the file modified while reading?"
+        )
     return result
 
 
 def write_features(
-    path: "str | os.PathLike[str]",
-    out: "str | os.PathLike[str]",
-    geometry: "str | os.PathLike[str] | Geometry | None" = None,
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    geometry: str | os.PathLike[str] | Geometry | None = None,
     *,
     threshold_mev: float = DEFAULT_THRESHOLD_MEV,
     chunk_size: int = DEFAULT_CHUNK,
@@ -280,7 +296,9 @@ def write_features(
         n_voxels = inspect_file(path).n_voxels
         geom = geometry_for_voxel_count(n_voxels)
         if geom is None:
-            raise DataError(f"{path}: no built-in geometry has {n_voxels} voxels; pass --geometry PATH.xml")
+            raise DataError(
+                f"{path}: no built-in geometry has {n_voxels} voxels; pass --geometry PATH.xml"
+            )
     else:
         geom = load_geometry(geometry)
     features = features_from_file(path, geom, threshold_mev, chunk_size)

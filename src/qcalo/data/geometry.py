@@ -88,7 +88,9 @@ class Geometry:
                     "non-negative and strictly increasing"
                 )
             if layer.n_alpha < 1:
-                raise DataError(f"geometry {self.name!r}: layer {layer.id} has n_bin_alpha={layer.n_alpha}; expected ≥ 1")
+                raise DataError(
+                    f"geometry {self.name!r}: layer {layer.id} has n_bin_alpha={layer.n_alpha}; expected ≥ 1"
+                )
 
     # ----- layer bookkeeping -------------------------------------------------------------
     @property
@@ -169,14 +171,16 @@ class Geometry:
         return "\n".join(rows)
 
     @classmethod
-    def from_xml(cls, path: str | os.PathLike[str], particle: str | None = None) -> "Geometry":
+    def from_xml(cls, path: str | os.PathLike[str], particle: str | None = None) -> Geometry:
         """Parse a CaloChallenge binning XML file.
 
         ``particle`` selects a ``<Bin name=...>`` element; by default the file's only one.
         """
         path = Path(path)
         if not path.is_file():
-            raise DataError(f"{path}: geometry file not found; give 'photons', 'pions' or a CaloChallenge binning XML")
+            raise DataError(
+                f"{path}: geometry file not found; give 'photons', 'pions' or a CaloChallenge binning XML"
+            )
         try:
             root = ET.parse(path).getroot()
         except ET.ParseError as exc:
@@ -198,18 +202,27 @@ class Geometry:
                 layer_id = int(elem.attrib["id"])
                 n_alpha = int(elem.attrib.get("n_bin_alpha", "1"))
             except (KeyError, ValueError) as exc:
-                raise DataError(f"{path}: malformed <Layer> element {elem.attrib} ({exc})") from None
+                raise DataError(
+                    f"{path}: malformed <Layer> element {elem.attrib} ({exc})"
+                ) from None
             if len(edges) > 1:
                 layers.append(Layer(layer_id, edges, n_alpha))
         layers.sort(key=lambda l: l.id)
-        return cls(name=str(path), particle=bins[0].attrib.get("name", "unknown"), layers=tuple(layers), source=str(path))
+        return cls(
+            name=str(path),
+            particle=bins[0].attrib.get("name", "unknown"),
+            layers=tuple(layers),
+            source=str(path),
+        )
 
 
 # DS1 geometries (CaloChallenge 2022, ATLAS dataset 1), facts from the binning XML files.
 _PHOTON_LAYERS = (
     Layer(0, (0, 5, 10, 30, 50, 100, 200, 400, 600), 1),
     Layer(1, (0, 2, 4, 6, 8, 10, 12, 15, 20, 30, 40, 50, 70, 90, 120, 150, 200), 10),
-    Layer(2, (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 130, 160, 200, 250, 300, 350, 400), 10),
+    Layer(
+        2, (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 130, 160, 200, 250, 300, 350, 400), 10
+    ),
     Layer(3, (0, 50, 100, 200, 400, 600), 1),
     Layer(12, (0, 100, 200, 400, 1000, 2000), 1),
 )
@@ -230,7 +243,7 @@ BUILTIN_GEOMETRIES: dict[str, Geometry] = {
 _ALIASES = {"photon": "photons", "gamma": "photons", "pion": "pions", "pi": "pions"}
 
 
-def load_geometry(spec: "str | os.PathLike[str] | Geometry") -> Geometry:
+def load_geometry(spec: str | os.PathLike[str] | Geometry) -> Geometry:
     """Return a geometry by built-in name (``photons``, ``pions``), XML path, or pass one through."""
     if isinstance(spec, Geometry):
         return spec

@@ -25,7 +25,15 @@ from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.errors import DataError
 from qcalo.utils.atomic import atomic_path
 
-__all__ = ["ShowerData", "ShowerFileInfo", "inspect_file", "read_showers", "iter_showers", "write_showers", "ShowerWriter"]
+__all__ = [
+    "ShowerData",
+    "ShowerFileInfo",
+    "inspect_file",
+    "read_showers",
+    "iter_showers",
+    "write_showers",
+    "ShowerWriter",
+]
 
 ENERGY_KEY = "incident_energies"
 SHOWER_KEY = "showers"
@@ -62,10 +70,14 @@ def _open(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"{path}: cannot be opened as HDF5 (truncated or not an HDF5 file: {exc})") from None
+        raise DataError(
+            f"{path}: cannot be opened as HDF5 (truncated or not an HDF5 file: {exc})"
+        ) from None
 
 
-def inspect_file(path: str | os.PathLike[str], geometry: "str | Geometry | None" = None) -> ShowerFileInfo:
+def inspect_file(
+    path: str | os.PathLike[str], geometry: str | Geometry | None = None
+) -> ShowerFileInfo:
     """Check a file's structure (datasets, shapes, dtypes, geometry) without reading its data."""
     path = Path(path)
     with _open(path) as f:
@@ -77,16 +89,20 @@ def inspect_file(path: str | os.PathLike[str], geometry: "str | Geometry | None"
 _H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 
 
-def _check_structure(path: Path, f: h5py.File, geometry: "str | Geometry | None") -> ShowerFileInfo:
+def _check_structure(path: Path, f: h5py.File, geometry: str | Geometry | None) -> ShowerFileInfo:
     try:
         return _check_structure_unguarded(path, f, geometry)
     except DataError:
         raise
     except _H5_ERRORS as exc:
-        raise DataError(f"{path}: damaged HDF5 structure ({type(exc).__name__}: {exc}); expected a readable CaloChallenge HDF5 file") from None
+        raise DataError(
+            f"{path}: damaged HDF5 structure ({type(exc).__name__}: {exc}); expected a readable CaloChallenge HDF5 file"
+        ) from None
 
 
-def _check_structure_unguarded(path: Path, f: h5py.File, geometry: "str | Geometry | None") -> ShowerFileInfo:
+def _check_structure_unguarded(
+    path: Path, f: h5py.File, geometry: str | Geometry | None
+) -> ShowerFileInfo:
     for key in (ENERGY_KEY, SHOWER_KEY):
         if key not in f or not isinstance(f[key], h5py.Dataset):
             raise DataError(
@@ -96,11 +112,17 @@ def _check_structure_unguarded(path: Path, f: h5py.File, geometry: "str | Geomet
     energies, showers = f[ENERGY_KEY], f[SHOWER_KEY]
     for key, ds in ((ENERGY_KEY, energies), (SHOWER_KEY, showers)):
         if ds.dtype.kind != "f":
-            raise DataError(f"{path}: dataset {key!r} has dtype {ds.dtype}; expected float32 or float64")
+            raise DataError(
+                f"{path}: dataset {key!r} has dtype {ds.dtype}; expected float32 or float64"
+            )
     if energies.ndim not in (1, 2) or (energies.ndim == 2 and energies.shape[1] != 1):
-        raise DataError(f"{path}: dataset '{ENERGY_KEY}' has shape {energies.shape}; expected (N, 1)")
+        raise DataError(
+            f"{path}: dataset '{ENERGY_KEY}' has shape {energies.shape}; expected (N, 1)"
+        )
     if showers.ndim != 2:
-        raise DataError(f"{path}: dataset '{SHOWER_KEY}' has shape {showers.shape}; expected (N, n_voxels)")
+        raise DataError(
+            f"{path}: dataset '{SHOWER_KEY}' has shape {showers.shape}; expected (N, n_voxels)"
+        )
     if energies.shape[0] != showers.shape[0]:
         raise DataError(
             f"{path}: {energies.shape[0]} incident energies but {showers.shape[0]} showers; "
@@ -116,36 +138,48 @@ def _check_structure_unguarded(path: Path, f: h5py.File, geometry: "str | Geomet
                 f"{path}: showers have {showers.shape[1]} voxels per event; geometry "
                 f"{geom.name!r} expects {geom.n_voxels}"
             )
-    return ShowerFileInfo(path, int(showers.shape[0]), int(showers.shape[1]), showers.dtype, dict(f.attrs))
+    return ShowerFileInfo(
+        path, int(showers.shape[0]), int(showers.shape[1]), showers.dtype, dict(f.attrs)
+    )
 
 
-def validate_values(path: "Path | str", energies: np.ndarray, showers: np.ndarray, offset: int = 0) -> None:
+def validate_values(
+    path: Path | str, energies: np.ndarray, showers: np.ndarray, offset: int = 0
+) -> None:
     """Raise :class:`DataError` on NaN/inf, negative voxel energies or non-positive E_inc.
 
     ``offset`` is the index of the first event of this chunk in the file, for the message.
     """
     if not np.all(np.isfinite(energies)):
         i = offset + int(np.flatnonzero(~np.isfinite(energies))[0])
-        raise DataError(f"{path}: incident energy of event {i} is not finite; expected positive energies in MeV")
+        raise DataError(
+            f"{path}: incident energy of event {i} is not finite; expected positive energies in MeV"
+        )
     if np.any(energies <= 0):
         i = offset + int(np.flatnonzero(energies <= 0)[0])
-        raise DataError(f"{path}: incident energy of event {i} is {energies[i - offset]:g}; expected > 0 MeV")
+        raise DataError(
+            f"{path}: incident energy of event {i} is {energies[i - offset]:g}; expected > 0 MeV"
+        )
     finite = np.isfinite(showers)
     if not finite.all():
         i = offset + int(np.flatnonzero(~finite.all(axis=1))[0])
-        raise DataError(f"{path}: shower of event {i} contains NaN or inf; expected finite voxel energies in MeV")
+        raise DataError(
+            f"{path}: shower of event {i} contains NaN or inf; expected finite voxel energies in MeV"
+        )
     if np.any(showers < 0):
         i = offset + int(np.flatnonzero((showers < 0).any(axis=1))[0])
-        raise DataError(f"{path}: shower of event {i} has negative voxel energies; expected ≥ 0 MeV")
+        raise DataError(
+            f"{path}: shower of event {i} has negative voxel energies; expected ≥ 0 MeV"
+        )
 
 
 def iter_showers(
     path: str | os.PathLike[str],
     chunk_size: int = DEFAULT_CHUNK,
     *,
-    geometry: "str | Geometry | None" = None,
+    geometry: str | Geometry | None = None,
     validate: bool = True,
-    dtype: "np.dtype | type" = np.float64,
+    dtype: np.dtype | type = np.float64,
     start: int = 0,
     stop: int | None = None,
 ) -> Iterator[ShowerData]:
@@ -167,7 +201,9 @@ def iter_showers(
                 energies = np.asarray(energies_ds[lo:hi], dtype=dtype).reshape(-1)
                 showers = np.asarray(showers_ds[lo:hi], dtype=dtype)
             except _H5_ERRORS as exc:
-                raise DataError(f"{path}: events {lo}-{hi} cannot be read (file truncated or corrupt: {exc})") from None
+                raise DataError(
+                    f"{path}: events {lo}-{hi} cannot be read (file truncated or corrupt: {exc})"
+                ) from None
             if validate:
                 validate_values(path, energies, showers, offset=lo)
             yield ShowerData(energies, showers)
@@ -176,9 +212,9 @@ def iter_showers(
 def read_showers(
     path: str | os.PathLike[str],
     *,
-    geometry: "str | Geometry | None" = None,
+    geometry: str | Geometry | None = None,
     validate: bool = True,
-    dtype: "np.dtype | type" = np.float64,
+    dtype: np.dtype | type = np.float64,
     max_events: int | None = None,
 ) -> ShowerData:
     """Read a whole file (or its first ``max_events`` events) into memory."""
@@ -190,12 +226,16 @@ def read_showers(
     energies = np.empty(n_events, dtype=dtype)
     showers = np.empty((n_events, info.n_voxels), dtype=dtype)
     filled = 0
-    for chunk in iter_showers(path, geometry=geometry, validate=validate, dtype=dtype, stop=n_events):
+    for chunk in iter_showers(
+        path, geometry=geometry, validate=validate, dtype=dtype, stop=n_events
+    ):
         energies[filled : filled + len(chunk)] = chunk.incident_energies
         showers[filled : filled + len(chunk)] = chunk.showers
         filled += len(chunk)
     if filled != n_events:  # only if the file changed between the two opens
-        raise DataError(f"{path}: read {filled} events, expected {n_events}; was the file modified while reading?")
+        raise DataError(
+            f"{path}: read {filled} events, expected {n_events}; was the file modified while reading?"
+        )
     return ShowerData(energies, showers)
 
 
@@ -218,7 +258,7 @@ class ShowerWriter:
         path: str | os.PathLike[str],
         n_voxels: int,
         *,
-        dtype: "np.dtype | type" = np.float64,
+        dtype: np.dtype | type = np.float64,
         attrs: Mapping[str, Any] | None = None,
         chunk_rows: int = 1000,
         compression_level: int = 4,
@@ -235,7 +275,7 @@ class ShowerWriter:
         self._ctx: Any = None
         self._file: h5py.File | None = None
 
-    def __enter__(self) -> "ShowerWriter":
+    def __enter__(self) -> ShowerWriter:
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
         try:
@@ -253,10 +293,19 @@ class ShowerWriter:
     def _create(self, tmp: Path) -> None:
         self._file = h5py.File(tmp, "w")
         opts = dict(compression="gzip", compression_opts=self.compression_level, dtype=self.dtype)
-        self._file.create_dataset(ENERGY_KEY, shape=(0, 1), maxshape=(None, 1), chunks=(max(self.chunk_rows, 1), 1), **opts)
         self._file.create_dataset(
-            SHOWER_KEY, shape=(0, self.n_voxels), maxshape=(None, self.n_voxels),
-            chunks=(max(1, min(self.chunk_rows, 2**20 // max(self.n_voxels, 1))), self.n_voxels), **opts,
+            ENERGY_KEY,
+            shape=(0, 1),
+            maxshape=(None, 1),
+            chunks=(max(self.chunk_rows, 1), 1),
+            **opts,
+        )
+        self._file.create_dataset(
+            SHOWER_KEY,
+            shape=(0, self.n_voxels),
+            maxshape=(None, self.n_voxels),
+            chunks=(max(1, min(self.chunk_rows, 2**20 // max(self.n_voxels, 1))), self.n_voxels),
+            **opts,
         )
         for key, value in self.attrs.items():
             self._file.attrs[key] = value
@@ -289,7 +338,7 @@ def write_showers(
     incident_energies: np.ndarray,
     showers: np.ndarray,
     *,
-    dtype: "np.dtype | type" = np.float64,
+    dtype: np.dtype | type = np.float64,
     attrs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write one CaloChallenge file atomically; returns its path."""

@@ -88,15 +88,19 @@ class PreprocessingStats:
         return {k: (float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessingStats":
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessingStats:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise DataError(f"preprocessing stats: unknown keys {unknown}; expected a subset of {sorted(known)}")
+            raise DataError(
+                f"preprocessing stats: unknown keys {unknown}; expected a subset of {sorted(known)}"
+            )
         return cls(**data)
 
 
-def fit_preprocessing(chunks: Iterable[Any], geometry: Geometry, config: Any = None) -> PreprocessingStats:
+def fit_preprocessing(
+    chunks: Iterable[Any], geometry: Geometry, config: Any = None
+) -> PreprocessingStats:
     """Stream over training chunks (``qcalo.data.io.ShowerData``) and fit :class:`PreprocessingStats`.
 
     ``config`` is a :class:`qcalo.models.PreprocessingConfig`, a :class:`qcalo.models.ModelConfig`
@@ -125,7 +129,9 @@ def fit_preprocessing(chunks: Iterable[Any], geometry: Geometry, config: Any = N
         ratio_max = max(ratio_max, float((e_tot / e_inc).max()))
         n += len(e_inc)
     if n == 0:
-        raise DataError("no training events to fit the preprocessing on; expected at least one shower")
+        raise DataError(
+            "no training events to fit the preprocessing on; expected at least one shower"
+        )
     if e_max <= e_min:
         # A single incident energy: widen the range so the condition is finite (it is then 0.5).
         e_min, e_max = e_min / 2.0, e_max * 2.0
@@ -160,7 +166,9 @@ def logit_inverse(y: Tensor, alpha: float) -> Tensor:
 def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
     """num/den with 0/0 := 0 (empty layers) and no NaN in the gradient either."""
     positive = den > 0
-    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
+    return torch.where(
+        positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num)
+    )
 
 
 def energies_to_u(e_layer: Tensor, e_inc: Tensor, u0_factor: float) -> tuple[Tensor, Tensor]:
@@ -210,7 +218,11 @@ class ShowerPreprocessing(nn.Module):
         self.u0_factor = float(stats.u0_factor)
         self.log_e_min = math.log(stats.e_inc_min)
         self.log_e_span = math.log(stats.e_inc_max) - self.log_e_min
-        self.register_buffer("layer_index", torch.as_tensor(geometry.layer_index_of_voxel, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "layer_index",
+            torch.as_tensor(geometry.layer_index_of_voxel, dtype=torch.long),
+            persistent=False,
+        )
         sizes = torch.as_tensor([layer.n_voxels for layer in geometry.layers], dtype=torch.float64)
         self.register_buffer("layer_sizes", sizes, persistent=False)
 
@@ -234,17 +246,25 @@ class ShowerPreprocessing(nn.Module):
         return out.index_add_(1, self.layer_index, values)
 
     # ----- dequantisation (outside the bijection) -----
-    def dequantize_energies(self, e_layer: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def dequantize_energies(
+        self, e_layer: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
         noise = self.stats.energy_noise_mev
         if noise <= 0:
             return e_layer
-        return e_layer + noise * torch.rand(e_layer.shape, generator=generator, dtype=e_layer.dtype, device=e_layer.device)
+        return e_layer + noise * torch.rand(
+            e_layer.shape, generator=generator, dtype=e_layer.dtype, device=e_layer.device
+        )
 
-    def dequantize_fractions(self, fractions: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def dequantize_fractions(
+        self, fractions: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
         noise = self.stats.fraction_noise
         if noise <= 0:
             return fractions
-        u = torch.rand(fractions.shape, generator=generator, dtype=fractions.dtype, device=fractions.device)
+        u = torch.rand(
+            fractions.shape, generator=generator, dtype=fractions.dtype, device=fractions.device
+        )
         return (fractions + noise * u) / (1.0 + noise)
 
     # ----- stage 1: layer energies <-> logit u -----
@@ -286,7 +306,11 @@ class ShowerPreprocessing(nn.Module):
         sums = self.layer_sums(x)
         empty = sums <= 0
         even = (1.0 / self.layer_sizes.to(x.dtype))[self.layer_index].expand_as(x)
-        x = torch.where(empty[:, self.layer_index], even, x / torch.where(empty, torch.ones_like(sums), sums)[:, self.layer_index])
+        x = torch.where(
+            empty[:, self.layer_index],
+            even,
+            x / torch.where(empty, torch.ones_like(sums), sums)[:, self.layer_index],
+        )
         return x * e_layer[:, self.layer_index]
 
     # ----- whole showers -----

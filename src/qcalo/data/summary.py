@@ -52,8 +52,8 @@ class _RunningMoments:
 
 
 def file_info(
-    path: "str | os.PathLike[str]",
-    geometry: "str | os.PathLike[str] | Geometry | None" = None,
+    path: str | os.PathLike[str],
+    geometry: str | os.PathLike[str] | Geometry | None = None,
     *,
     threshold_mev: float = 1.0,
     chunk_size: int = DEFAULT_CHUNK,
@@ -136,7 +136,9 @@ def file_info(
         "n_empty_showers": n_empty,
         "layer_ids": list(geom.layer_ids) if geom is not None else None,
         "layer_energy_fraction_mean": (
-            (layer_fraction_sum / n_nonempty).tolist() if geom is not None and layer_fraction_sum is not None and n_nonempty else None
+            (layer_fraction_sum / n_nonempty).tolist()
+            if geom is not None and layer_fraction_sum is not None and n_nonempty
+            else None
         ),
         "attrs": sorted(structure.attrs),
     }
@@ -148,18 +150,29 @@ def _mev(value: float) -> str:
 
 def format_file_info(info: dict[str, Any]) -> str:
     """Human-readable text of a :func:`file_info` dict."""
-    lines = [f"file:               {info['path']}", f"events:             {info['n_events']}", f"dtype:              {info['dtype']}"]
+    lines = [
+        f"file:               {info['path']}",
+        f"events:             {info['n_events']}",
+        f"dtype:              {info['dtype']}",
+    ]
     geometry = info["geometry"] or "no built-in geometry has this many voxels"
     lines.append(f"voxels per event:   {info['n_voxels']} ({geometry})")
     if not info["n_events"]:
         return "\n".join(lines)
-    lines.append(f"incident energy:    {_mev(info['e_inc_min'])} .. {_mev(info['e_inc_max'])}, {info['n_distinct_energies']} distinct")
+    lines.append(
+        f"incident energy:    {_mev(info['e_inc_min'])} .. {_mev(info['e_inc_max'])}, {info['n_distinct_energies']} distinct"
+    )
     if info["energy_counts"] is not None:
         for energy, count in info["energy_counts"].items():
             lines.append(f"  {_mev(energy):>14}: {count}")
-    lines.append(f"E_tot / E_inc:      {info['e_ratio_mean']:.4f} ± {info['e_ratio_std']:.4f} (mean ± std)")
+    lines.append(
+        f"E_tot / E_inc:      {info['e_ratio_mean']:.4f} ± {info['e_ratio_std']:.4f} (mean ± std)"
+    )
     lines.append(f"zero voxels:        {100 * info['zero_voxel_fraction']:.2f} %")
-    lines.append(f"voxels < {info['threshold_mev']:g} MeV:".ljust(20) + f"{100 * info['below_threshold_fraction']:.2f} %")
+    lines.append(
+        f"voxels < {info['threshold_mev']:g} MeV:".ljust(20)
+        + f"{100 * info['below_threshold_fraction']:.2f} %"
+    )
     if info["n_empty_showers"]:
         lines.append(f"empty showers:      {info['n_empty_showers']}")
     if info["layer_energy_fraction_mean"] is not None:

@@ -40,7 +40,14 @@ from qcalo.data.geometry import Geometry
 from qcalo.errors import ConfigError
 from qcalo.utils.progress import progress
 
-__all__ = ["ClassifierProfile", "PROFILES", "get_profile", "classifier_inputs", "run_classifier_test", "low_level_inputs"]
+__all__ = [
+    "ClassifierProfile",
+    "PROFILES",
+    "get_profile",
+    "classifier_inputs",
+    "run_classifier_test",
+    "low_level_inputs",
+]
 
 CLASSIFIER_KINDS = ("low", "low_normed", "high")
 
@@ -67,20 +74,26 @@ class ClassifierProfile:
 
 
 PROFILES: dict[str, ClassifierProfile] = {
-    "calochallenge": ClassifierProfile("calochallenge", (2048, 2048, 2048), 50, 2e-4, 1000, True, False, None),
+    "calochallenge": ClassifierProfile(
+        "calochallenge", (2048, 2048, 2048), 50, 2e-4, 1000, True, False, None
+    ),
     "fast": ClassifierProfile("fast", (256, 256, 256), 20, 1e-3, 250, False, True, 5),
 }
 
 
-def get_profile(profile: "str | ClassifierProfile") -> ClassifierProfile:
+def get_profile(profile: str | ClassifierProfile) -> ClassifierProfile:
     if isinstance(profile, ClassifierProfile):
         return profile
     if profile not in PROFILES:
-        raise ConfigError(f"unknown evaluation profile {profile!r}; expected one of {sorted(PROFILES)}")
+        raise ConfigError(
+            f"unknown evaluation profile {profile!r}; expected one of {sorted(PROFILES)}"
+        )
     return PROFILES[profile]
 
 
-def low_level_inputs(incident_energies: np.ndarray, showers: np.ndarray, geometry: Geometry, *, normed: bool) -> np.ndarray:
+def low_level_inputs(
+    incident_energies: np.ndarray, showers: np.ndarray, geometry: Geometry, *, normed: bool
+) -> np.ndarray:
     """Low-level classifier inputs: (N,) MeV and (N, V) MeV → (N, 1 + V) or (N, 1 + V + L)."""
     e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
     showers = np.asarray(showers, dtype=np.float64)
@@ -88,11 +101,14 @@ def low_level_inputs(incident_energies: np.ndarray, showers: np.ndarray, geometr
         return np.concatenate([np.log10(e_inc), showers / e_inc], axis=1)
     e_layer = geometry.layer_energies(showers)
     per_voxel = e_layer[:, geometry.layer_index_of_voxel]
-    return np.concatenate([np.log10(e_inc), showers / (per_voxel + 1e-16), np.log10(e_layer + 1e-8)], axis=1)
+    return np.concatenate(
+        [np.log10(e_inc), showers / (per_voxel + 1e-16), np.log10(e_layer + 1e-8)], axis=1
+    )
 
 
-def classifier_inputs(kind: str, incident_energies: np.ndarray, showers: np.ndarray, geometry: Geometry,
-                      features=None) -> np.ndarray:
+def classifier_inputs(
+    kind: str, incident_energies: np.ndarray, showers: np.ndarray, geometry: Geometry, features=None
+) -> np.ndarray:
     """Inputs for classifier ``kind`` ∈ {low, low_normed, high}; ``high`` needs ``features``."""
     if kind == "low":
         return low_level_inputs(incident_energies, showers, geometry, normed=False)
@@ -118,21 +134,37 @@ def _network(n_inputs: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
 def _split(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = rng.permutation(n)
     n_train, n_test = int(0.6 * n), int(0.2 * n)
-    return order[:n_train], order[n_train:n_train + n_test], order[n_train + n_test:n_train + 2 * n_test]
+    return (
+        order[:n_train],
+        order[n_train : n_train + n_test],
+        order[n_train + n_test : n_train + 2 * n_test],
+    )
 
 
 def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]).double().numpy()
+        return (
+            torch.cat(
+                [model(x[i : i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)]
+            )
+            .double()
+            .numpy()
+        )
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return expit(z)  # no overflow warning for large |z|
 
 
-def run_classifier_test(generated: np.ndarray, reference: np.ndarray, *, profile: "str | ClassifierProfile" = "fast",
-                        seed: int = 0, desc: str = "classifier") -> dict:
+def run_classifier_test(
+    generated: np.ndarray,
+    reference: np.ndarray,
+    *,
+    profile: str | ClassifierProfile = "fast",
+    seed: int = 0,
+    desc: str = "classifier",
+) -> dict:
     """Train a classifier to separate ``generated`` (label 0) from ``reference`` (label 1).
 
     ``generated``, ``reference``: (N_g, D) and (N_r, D) inputs. Returns ``{"auc", "jsd",
@@ -145,15 +177,27 @@ def run_classifier_test(generated: np.ndarray, reference: np.ndarray, *, profile
     generated = np.asarray(generated, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     if generated.ndim != 2 or reference.ndim != 2 or generated.shape[1] != reference.shape[1]:
-        raise ValueError(f"inputs must be (N, D) with the same D, got {generated.shape} and {reference.shape}")
+        raise ValueError(
+            f"inputs must be (N, D) with the same D, got {generated.shape} and {reference.shape}"
+        )
     if not (np.all(np.isfinite(generated)) and np.all(np.isfinite(reference))):
         raise ValueError("classifier inputs contain NaN or inf")
     rng = np.random.default_rng(seed)
     n = min(len(generated), len(reference))
     if n < 10:
-        raise ValueError(f"the classifier test needs at least 10 events per sample, got {len(generated)} and {len(reference)}")
-    generated = generated[rng.choice(len(generated), size=n, replace=False)] if len(generated) > n else generated
-    reference = reference[rng.choice(len(reference), size=n, replace=False)] if len(reference) > n else reference
+        raise ValueError(
+            f"the classifier test needs at least 10 events per sample, got {len(generated)} and {len(reference)}"
+        )
+    generated = (
+        generated[rng.choice(len(generated), size=n, replace=False)]
+        if len(generated) > n
+        else generated
+    )
+    reference = (
+        reference[rng.choice(len(reference), size=n, replace=False)]
+        if len(reference) > n
+        else reference
+    )
     splits_gen, splits_ref = _split(n, rng), _split(n, rng)
 
     def merged(part: int) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +227,7 @@ def run_classifier_test(generated: np.ndarray, reference: np.ndarray, *, profile
             model.train()
             order = torch.randperm(len(tx_train), generator=generator)
             for i in range(0, len(order), prof.batch_size):
-                idx = order[i:i + prof.batch_size]
+                idx = order[i : i + prof.batch_size]
                 loss = loss_fn(model(tx_train[idx]), ty_train[idx])
                 optimiser.zero_grad()
                 loss.backward()
@@ -191,7 +235,11 @@ def run_classifier_test(generated: np.ndarray, reference: np.ndarray, *, profile
             epochs_run = epoch + 1
             accuracy = float(np.mean((_logits(model, tx_test, 10_000) > 0) == (y_test > 0.5)))
             if accuracy > best_accuracy:
-                best_accuracy, best_epoch, best_state = accuracy, epoch + 1, copy.deepcopy(model.state_dict())
+                best_accuracy, best_epoch, best_state = (
+                    accuracy,
+                    epoch + 1,
+                    copy.deepcopy(model.state_dict()),
+                )
             if accuracy == 1.0:
                 break
             if prof.patience is not None and epoch + 1 - best_epoch >= prof.patience:
@@ -201,7 +249,9 @@ def run_classifier_test(generated: np.ndarray, reference: np.ndarray, *, profile
 
     p_test = _sigmoid(_logits(model, tx_test, 10_000))
     p_val = _sigmoid(_logits(model, tx_val, 10_000))
-    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6).fit(p_test, y_test)
+    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6).fit(
+        p_test, y_test
+    )
     p_cal = calibrator.predict(p_val)
     bce = -float(np.mean(y_val * np.log(p_cal) + (1 - y_val) * np.log(1 - p_cal)))
     return {
@@ -211,7 +261,9 @@ def run_classifier_test(generated: np.ndarray, reference: np.ndarray, *, profile
         "accuracy": float(np.mean((p_cal > 0.5) == (y_val > 0.5))),
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
-        "n_train": len(x_train), "n_test": len(x_test), "n_val": len(x_val),
+        "n_train": len(x_train),
+        "n_test": len(x_test),
+        "n_val": len(x_val),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "seconds": time.perf_counter() - start,
     }

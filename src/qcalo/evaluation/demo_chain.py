@@ -41,12 +41,21 @@ def _prepare(out: Path) -> None:
             shutil.rmtree(out / name)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / _MARKER) as tmp:
-        tmp.write_text("folder written by `qcalo demo`; its contents are replaced on the next run\n")
+        tmp.write_text(
+            "folder written by `qcalo demo`; its contents are replaced on the next run\n"
+        )
 
 
-def demo(out_dir: "str | Path" = "demo_out", seed: int = 0, *, events_per_energy: int = 500,
-         reference_events_per_energy: int = 300, energies_mev: Sequence[float] = DEMO_ENERGIES_MEV,
-         epochs: int | None = None, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+def demo(
+    out_dir: str | Path = "demo_out",
+    seed: int = 0,
+    *,
+    events_per_energy: int = 500,
+    reference_events_per_energy: int = 300,
+    energies_mev: Sequence[float] = DEMO_ENERGIES_MEV,
+    epochs: int | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
     """Run simulate → train → generate → evaluate → report; returns a summary dictionary.
 
     Args:
@@ -84,12 +93,20 @@ def demo(out_dir: "str | Path" = "demo_out", seed: int = 0, *, events_per_energy
         say(f"      done in {steps[name]:.1f} s{(': ' + detail) if detail else ''}")
 
     train_path, reference_path = out / "data" / "train.h5", out / "data" / "reference.h5"
-    token = step("simulate_train", f"simulating {events_per_energy} training photons at each of "
-                 f"{len(energies_mev)} energies ({energies_mev[0]:.0f}–{energies_mev[-1]:.0f} MeV)")
+    token = step(
+        "simulate_train",
+        f"simulating {events_per_energy} training photons at each of "
+        f"{len(energies_mev)} energies ({energies_mev[0]:.0f}–{energies_mev[-1]:.0f} MeV)",
+    )
     simulate_to_file(train_path, "photon", list(energies_mev), events_per_energy, seed)
     done(token, str(train_path))
-    token = step("simulate_reference", f"simulating an independent reference sample ({reference_events_per_energy} per energy)")
-    simulate_to_file(reference_path, "photon", list(energies_mev), reference_events_per_energy, seed + 1)
+    token = step(
+        "simulate_reference",
+        f"simulating an independent reference sample ({reference_events_per_energy} per energy)",
+    )
+    simulate_to_file(
+        reference_path, "photon", list(energies_mev), reference_events_per_energy, seed + 1
+    )
     done(token, str(reference_path))
 
     config = config_path("tiny_photons")
@@ -97,28 +114,55 @@ def demo(out_dir: "str | Path" = "demo_out", seed: int = 0, *, events_per_energy
     run_dir = train(config, train_path, out / "run", seed=seed, epochs=epochs)
     summary_path = Path(run_dir) / "summary.json"
     run_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    done(token, f"{run_dir}, best validation NLL {run_summary.get('best_val_nll', float('nan')):.1f}, "
-                f"parameters {run_summary.get('parameter_counts')}")
+    done(
+        token,
+        f"{run_dir}, best validation NLL {run_summary.get('best_val_nll', float('nan')):.1f}, "
+        f"parameters {run_summary.get('parameter_counts')}",
+    )
 
     token = step("generate", "generating showers at the reference's incident energies")
-    generated_path = generate(run_dir, out / "generated.h5", energies_from=reference_path, seed=seed, device="cpu")
+    generated_path = generate(
+        run_dir, out / "generated.h5", energies_from=reference_path, seed=seed, device="cpu"
+    )
     done(token, str(generated_path))
 
-    token = step("evaluate", "evaluating against the reference (histograms, 3 classifiers, FPD/KPD, timing)")
-    metrics = evaluate(generated_path, reference_path, "photons", out / "evaluation", profile="fast", seed=seed,
-                       run_dir=run_dir, log=lambda m: say(f"      {m}"))
+    token = step(
+        "evaluate", "evaluating against the reference (histograms, 3 classifiers, FPD/KPD, timing)"
+    )
+    metrics = evaluate(
+        generated_path,
+        reference_path,
+        "photons",
+        out / "evaluation",
+        profile="fast",
+        seed=seed,
+        run_dir=run_dir,
+        log=lambda m: say(f"      {m}"),
+    )
     auc = metrics.get("auc", {})
-    done(token, f"AUC low {auc.get('low', float('nan')):.3f}, high {auc.get('high', float('nan')):.3f}; "
-                f"FPD×10³ {metrics['fpd'][0]:.2f} ± {metrics['fpd'][1]:.2f}")
+    done(
+        token,
+        f"AUC low {auc.get('low', float('nan')):.3f}, high {auc.get('high', float('nan')):.3f}; "
+        f"FPD×10³ {metrics['fpd'][0]:.2f} ± {metrics['fpd'][1]:.2f}",
+    )
 
     token = step("report", "writing the HTML report")
     report = make_report([out / "evaluation"], out / "report", labels=["tiny_photons (hybrid)"])
     done(token, str(report))
 
     total = time.perf_counter() - begin
-    summary = {"out_dir": str(out), "report": str(report), "evaluation_report": str(out / "evaluation" / "report.html"),
-               "run_dir": str(run_dir), "generated": str(generated_path), "reference": str(reference_path),
-               "seed": seed, "steps": steps, "total_seconds": total, "metrics": metrics}
+    summary = {
+        "out_dir": str(out),
+        "report": str(report),
+        "evaluation_report": str(out / "evaluation" / "report.html"),
+        "run_dir": str(run_dir),
+        "generated": str(generated_path),
+        "reference": str(reference_path),
+        "seed": seed,
+        "steps": steps,
+        "total_seconds": total,
+        "metrics": metrics,
+    }
     with atomic_path(out / "demo_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     say(f"demo finished in {total:.0f} s; open {report}")

@@ -23,10 +23,19 @@ import numpy as np
 from scipy.optimize import curve_fit
 from scipy.stats import iqr
 
-__all__ = ["frechet_distance", "fpd", "kpd", "mmd_poly_unbiased", "normalise_features", "fpd_kpd_1e3"]
+__all__ = [
+    "frechet_distance",
+    "fpd",
+    "kpd",
+    "mmd_poly_unbiased",
+    "normalise_features",
+    "fpd_kpd_1e3",
+]
 
 
-def normalise_features(reference: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def normalise_features(
+    reference: np.ndarray, generated: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Divide both (N, d) arrays column-wise by max |reference| (1 where that is 0)."""
     reference = np.asarray(reference, dtype=np.float64)
     generated = np.asarray(generated, dtype=np.float64)
@@ -40,7 +49,9 @@ def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
     """Fréchet (2-Wasserstein²) distance of N(mu1, sigma1) and N(mu2, sigma2).
 
     ``|mu1 − mu2|² + tr(σ1) + tr(σ2) − 2 tr((σ1 σ2)^½)``, with tr((σ1 σ2)^½) computed as
@@ -61,17 +72,31 @@ def _linear(x, intercept, slope):
     return intercept + slope * x
 
 
-def fpd(reference: np.ndarray, generated: np.ndarray, *, min_samples: int = 20_000, max_samples: int = 50_000,
-        num_batches: int = 20, num_points: int = 10, normalise: bool = True, seed: int = 42) -> tuple[float, float]:
+def fpd(
+    reference: np.ndarray,
+    generated: np.ndarray,
+    *,
+    min_samples: int = 20_000,
+    max_samples: int = 50_000,
+    num_batches: int = 20,
+    num_points: int = 10,
+    normalise: bool = True,
+    seed: int = 42,
+) -> tuple[float, float]:
     """FPD (value, error) of two (N, d) feature arrays, extrapolated to infinitely many samples.
 
     jetnet's defaults; they assume ≥ 50,000 events per sample (smaller samples are bootstrapped
     to those batch sizes, as jetnet does). Returns plain floats, not scaled by 10³.
     """
-    x, y = (normalise_features(reference, generated) if normalise
-            else (np.asarray(reference, dtype=np.float64), np.asarray(generated, dtype=np.float64)))
+    x, y = (
+        normalise_features(reference, generated)
+        if normalise
+        else (np.asarray(reference, dtype=np.float64), np.asarray(generated, dtype=np.float64))
+    )
     _check_features(x, y)
-    batch_sizes = (1.0 / np.linspace(1.0 / min_samples, 1.0 / max_samples, num_points)).astype(np.int64)
+    batch_sizes = (1.0 / np.linspace(1.0 / min_samples, 1.0 / max_samples, num_points)).astype(
+        np.int64
+    )
     rng = np.random.default_rng(seed)
     means = []
     for batch_size in batch_sizes:
@@ -79,11 +104,18 @@ def fpd(reference: np.ndarray, generated: np.ndarray, *, min_samples: int = 20_0
         for _ in range(num_batches):
             sample_x = x[rng.choice(len(x), size=batch_size)]
             sample_y = y[rng.choice(len(y), size=batch_size)]
-            values.append(frechet_distance(sample_x.mean(axis=0), np.cov(sample_x, rowvar=False),
-                                           sample_y.mean(axis=0), np.cov(sample_y, rowvar=False)))
+            values.append(
+                frechet_distance(
+                    sample_x.mean(axis=0),
+                    np.cov(sample_x, rowvar=False),
+                    sample_y.mean(axis=0),
+                    np.cov(sample_y, rowvar=False),
+                )
+            )
         means.append(np.mean(values))
-    params, covariance = curve_fit(_linear, 1.0 / batch_sizes, np.asarray(means),
-                                   bounds=([0.0, 0.0], [np.inf, np.inf]))
+    params, covariance = curve_fit(
+        _linear, 1.0 / batch_sizes, np.asarray(means), bounds=([0.0, 0.0], [np.inf, np.inf])
+    )
     return float(params[0]), float(np.sqrt(covariance[0, 0]))
 
 
@@ -101,16 +133,28 @@ def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 4) -> float:
 
     k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
     m, n = len(x), len(y)
-    return float((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
-                 + (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
-                 - 2.0 * k_xy.mean())
+    return float(
+        (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
+        + (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
+        - 2.0 * k_xy.mean()
+    )
 
 
-def kpd(reference: np.ndarray, generated: np.ndarray, *, num_batches: int = 10, batch_size: int = 5_000,
-        normalise: bool = True, seed: int = 42) -> tuple[float, float]:
+def kpd(
+    reference: np.ndarray,
+    generated: np.ndarray,
+    *,
+    num_batches: int = 10,
+    batch_size: int = 5_000,
+    normalise: bool = True,
+    seed: int = 42,
+) -> tuple[float, float]:
     """KPD (median, error) of two (N, d) feature arrays; not scaled by 10³."""
-    x, y = (normalise_features(reference, generated) if normalise
-            else (np.asarray(reference, dtype=np.float64), np.asarray(generated, dtype=np.float64)))
+    x, y = (
+        normalise_features(reference, generated)
+        if normalise
+        else (np.asarray(reference, dtype=np.float64), np.asarray(generated, dtype=np.float64))
+    )
     _check_features(x, y)
     values = []
     for i in range(num_batches):
@@ -121,7 +165,9 @@ def kpd(reference: np.ndarray, generated: np.ndarray, *, num_batches: int = 10, 
     return float(np.median(values)), float(iqr(values, rng=(16.275, 83.725)) / 2.0)
 
 
-def fpd_kpd_1e3(reference: np.ndarray, generated: np.ndarray, *, seed: int = 42, **fpd_kwargs) -> dict[str, list[float]]:
+def fpd_kpd_1e3(
+    reference: np.ndarray, generated: np.ndarray, *, seed: int = 42, **fpd_kwargs
+) -> dict[str, list[float]]:
     """``{"fpd": [value, error], "kpd": [value, error]}``, both ×10³ as the CaloChallenge reports them.
 
     ``fpd_kwargs`` go to :func:`fpd` (``min_samples``, ``max_samples``, ...); KPD keeps jetnet's
@@ -134,6 +180,8 @@ def fpd_kpd_1e3(reference: np.ndarray, generated: np.ndarray, *, seed: int = 42,
 
 def _check_features(x: np.ndarray, y: np.ndarray) -> None:
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"feature arrays must be (N, d) with the same d, got {x.shape} and {y.shape}")
+        raise ValueError(
+            f"feature arrays must be (N, d) with the same d, got {x.shape} and {y.shape}"
+        )
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("feature arrays contain NaN or inf")

@@ -116,11 +116,22 @@ class HistogramComparison:
     extra: dict = field(default_factory=dict)
 
 
-def _compare(name, label, gen_values, ref_values, edges, *, log_x=False, group="", **extra) -> HistogramComparison:
+def _compare(
+    name, label, gen_values, ref_values, edges, *, log_x=False, group="", **extra
+) -> HistogramComparison:
     h_gen = normalised_histogram(gen_values, edges)
     h_ref = normalised_histogram(ref_values, edges)
-    return HistogramComparison(name, label, np.asarray(edges, dtype=np.float64), h_gen, h_ref,
-                               separation_power(h_gen, h_ref), log_x, group or name, dict(extra))
+    return HistogramComparison(
+        name,
+        label,
+        np.asarray(edges, dtype=np.float64),
+        h_gen,
+        h_ref,
+        separation_power(h_gen, h_ref),
+        log_x,
+        group or name,
+        dict(extra),
+    )
 
 
 def _upper_from_reference(values: np.ndarray) -> float:
@@ -131,8 +142,14 @@ def _upper_from_reference(values: np.ndarray) -> float:
     return _nice_ceil(1.2 * float(np.quantile(finite, 0.999)))
 
 
-def compare_features(generated, reference, geometry: Geometry, *, generated_showers: np.ndarray | None = None,
-                     reference_showers: np.ndarray | None = None) -> list[HistogramComparison]:
+def compare_features(
+    generated,
+    reference,
+    geometry: Geometry,
+    *,
+    generated_showers: np.ndarray | None = None,
+    reference_showers: np.ndarray | None = None,
+) -> list[HistogramComparison]:
     """Histogram every high-level feature of both samples with the CaloChallenge binnings.
 
     ``generated``/``reference`` are :class:`qcalo.data.features.ShowerFeatures` (energies in MeV,
@@ -145,7 +162,9 @@ def compare_features(generated, reference, geometry: Geometry, *, generated_show
     ratio_edges = np.linspace(0.5, 1.5, 101)
     gen_ratio = generated.e_tot / generated.e_inc
     ref_ratio = reference.e_tot / reference.e_inc
-    out.append(_compare("etot_einc", r"$E_\mathrm{tot}/E_\mathrm{inc}$", gen_ratio, ref_ratio, ratio_edges))
+    out.append(
+        _compare("etot_einc", r"$E_\mathrm{tot}/E_\mathrm{inc}$", gen_ratio, ref_ratio, ratio_edges)
+    )
 
     energy_edges = energy_bin_edges_mev(np.concatenate([generated.e_inc, reference.e_inc]))
     gen_bin = np.digitize(generated.e_inc * 1.001, energy_edges) - 1
@@ -155,41 +174,89 @@ def compare_features(generated, reference, geometry: Geometry, *, generated_show
         if gen_mask.sum() < MIN_EVENTS_PER_ENERGY_BIN or ref_mask.sum() < MIN_EVENTS_PER_ENERGY_BIN:
             continue
         e_lo = energy_edges[k]
-        out.append(_compare(
-            f"etot_einc_{e_lo:.0f}MeV", rf"$E_\mathrm{{tot}}/E_\mathrm{{inc}}$, $E_\mathrm{{inc}}\in[{e_lo:.0f}, {2 * e_lo:.0f})$ MeV",
-            gen_ratio[gen_mask], ref_ratio[ref_mask], ratio_edges, group="etot_einc_per_energy",
-            e_inc_range_mev=(float(e_lo), float(energy_edges[k + 1])),
-        ))
+        out.append(
+            _compare(
+                f"etot_einc_{e_lo:.0f}MeV",
+                rf"$E_\mathrm{{tot}}/E_\mathrm{{inc}}$, $E_\mathrm{{inc}}\in[{e_lo:.0f}, {2 * e_lo:.0f})$ MeV",
+                gen_ratio[gen_mask],
+                ref_ratio[ref_mask],
+                ratio_edges,
+                group="etot_einc_per_energy",
+                e_inc_range_mev=(float(e_lo), float(energy_edges[k + 1])),
+            )
+        )
 
     alpha_binned = set(geometry.alpha_binned_layers)
     for i, layer in enumerate(geometry.layers):
         lid = layer.id
-        out.append(_compare(f"e_layer_{lid}", f"$E_{{{lid}}}$ [MeV]", generated.e_layer[:, i], reference.e_layer[:, i],
-                            _log_edges(reference.e_layer[:, i], 40), log_x=True, group="e_layer"))
+        out.append(
+            _compare(
+                f"e_layer_{lid}",
+                f"$E_{{{lid}}}$ [MeV]",
+                generated.e_layer[:, i],
+                reference.e_layer[:, i],
+                _log_edges(reference.e_layer[:, i], 40),
+                log_x=True,
+                group="e_layer",
+            )
+        )
         if i in alpha_binned:
             outer = lid in OUTER_LAYER_IDS
             ec_edges = np.linspace(-500.0, 500.0, 101) if outer else np.linspace(-100.0, 100.0, 101)
             width_edges = np.linspace(0.0, 400.0, 101) if outer else np.linspace(0.0, 100.0, 101)
             for key, axis_label, edges in (
-                ("ec_eta", r"EC$_\eta$", ec_edges), ("ec_phi", r"EC$_\phi$", ec_edges),
-                ("width_eta", r"width$_\eta$", width_edges), ("width_phi", r"width$_\phi$", width_edges),
+                ("ec_eta", r"EC$_\eta$", ec_edges),
+                ("ec_phi", r"EC$_\phi$", ec_edges),
+                ("width_eta", r"width$_\eta$", width_edges),
+                ("width_phi", r"width$_\phi$", width_edges),
             ):
-                out.append(_compare(f"{key}_{lid}", f"{axis_label}, layer {lid} [mm]",
-                                    _layer_column(generated, key, i, geometry), _layer_column(reference, key, i, geometry),
-                                    edges, group=key))
+                out.append(
+                    _compare(
+                        f"{key}_{lid}",
+                        f"{axis_label}, layer {lid} [mm]",
+                        _layer_column(generated, key, i, geometry),
+                        _layer_column(reference, key, i, geometry),
+                        edges,
+                        group=key,
+                    )
+                )
         for key, axis_label in (("ec_r", r"EC$_r$"), ("width_r", r"width$_r$")):
             ref_col = _layer_column(reference, key, i, geometry)
             edges = np.linspace(0.0, _upper_from_reference(ref_col), 101)
-            out.append(_compare(f"{key}_{lid}", f"{axis_label}, layer {lid} [mm]",
-                                _layer_column(generated, key, i, geometry), ref_col, edges, group=key))
-        out.append(_compare(f"sparsity_{lid}", f"sparsity, layer {lid}", generated.sparsity[:, i], reference.sparsity[:, i],
-                            np.linspace(0.0, 1.0, 21), group="sparsity"))
+            out.append(
+                _compare(
+                    f"{key}_{lid}",
+                    f"{axis_label}, layer {lid} [mm]",
+                    _layer_column(generated, key, i, geometry),
+                    ref_col,
+                    edges,
+                    group=key,
+                )
+            )
+        out.append(
+            _compare(
+                f"sparsity_{lid}",
+                f"sparsity, layer {lid}",
+                generated.sparsity[:, i],
+                reference.sparsity[:, i],
+                np.linspace(0.0, 1.0, 21),
+                group="sparsity",
+            )
+        )
 
     if generated_showers is not None and reference_showers is not None:
         ref_voxels = np.asarray(reference_showers)
         edges = _log_edges(ref_voxels, 50)
-        out.append(_compare("voxel_energy", "voxel energy [MeV]", np.asarray(generated_showers), ref_voxels,
-                            edges, log_x=True))
+        out.append(
+            _compare(
+                "voxel_energy",
+                "voxel energy [MeV]",
+                np.asarray(generated_showers),
+                ref_voxels,
+                edges,
+                log_x=True,
+            )
+        )
     return out
 
 

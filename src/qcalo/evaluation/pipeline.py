@@ -48,7 +48,7 @@ THRESHOLD_MEV = 1.0
 _CLASSIFIER_OF_METRIC = {"cls-low": "low", "cls-low-normed": "low_normed", "cls-high": "high"}
 
 
-def parse_metrics(metrics: "str | Iterable[str] | None", *, have_run: bool = False) -> list[str]:
+def parse_metrics(metrics: str | Iterable[str] | None, *, have_run: bool = False) -> list[str]:
     """Normalise a metric selection ("hist,fpd" or a list) into a validated, ordered list.
 
     ``None`` means every metric except ``timing``, plus ``timing`` when a run directory is given.
@@ -62,22 +62,32 @@ def parse_metrics(metrics: "str | Iterable[str] | None", *, have_run: bool = Fal
             chosen = list(DEFAULT_METRICS) + (["timing"] if have_run else [])
         unknown = [m for m in chosen if m not in ALL_METRICS]
         if unknown:
-            raise ConfigError(f"unknown metric(s) {unknown}; expected a comma-separated subset of {', '.join(ALL_METRICS)}")
+            raise ConfigError(
+                f"unknown metric(s) {unknown}; expected a comma-separated subset of {', '.join(ALL_METRICS)}"
+            )
         if not chosen:
-            raise ConfigError(f"no metric selected; expected a comma-separated subset of {', '.join(ALL_METRICS)}")
+            raise ConfigError(
+                f"no metric selected; expected a comma-separated subset of {', '.join(ALL_METRICS)}"
+            )
     if "timing" in chosen and not have_run:
         raise ConfigError("metric 'timing' needs the trained run: pass --run RUN_DIR (run_dir=...)")
     return [m for m in ALL_METRICS if m in chosen]
 
 
-def _load(source: "str | os.PathLike[str] | ShowerData", role: str, geometry: Geometry) -> tuple[ShowerData, str]:
+def _load(
+    source: str | os.PathLike[str] | ShowerData, role: str, geometry: Geometry
+) -> tuple[ShowerData, str]:
     if isinstance(source, ShowerData):
         if source.showers.ndim != 2 or source.showers.shape[1] != geometry.n_voxels:
-            raise DataError(f"{role} showers have shape {source.showers.shape}; geometry {geometry.name!r} expects (N, {geometry.n_voxels})")
+            raise DataError(
+                f"{role} showers have shape {source.showers.shape}; geometry {geometry.name!r} expects (N, {geometry.n_voxels})"
+            )
         energies = np.asarray(source.incident_energies, dtype=np.float64).reshape(-1)
         showers = np.asarray(source.showers, dtype=np.float64)
         if len(energies) != len(showers):
-            raise DataError(f"{role} sample: {len(energies)} incident energies for {len(showers)} showers; expected one per shower")
+            raise DataError(
+                f"{role} sample: {len(energies)} incident energies for {len(showers)} showers; expected one per shower"
+            )
         validate_values(f"{role} sample", energies, showers)
         return ShowerData(energies, showers), f"<{role} in memory>"
     path = Path(source)
@@ -87,6 +97,7 @@ def _load(source: "str | os.PathLike[str] | ShowerData", role: str, geometry: Ge
 
 def _check_pair(generated, reference, geometry: Geometry) -> None:
     """A clear message when the two files disagree with each other before naming the geometry."""
+
     def voxels(source) -> tuple[int, str]:
         if isinstance(source, ShowerData):
             return int(np.shape(source.showers)[1]), "generated/reference array"
@@ -103,14 +114,25 @@ def _check_pair(generated, reference, geometry: Geometry) -> None:
 def _fpd_settings(n_events: int) -> dict[str, int]:
     """jetnet's batch sizes (20k–50k, KPD 5k) when each sample has ≥ 20k events, scaled down otherwise."""
     scale = min(1.0, n_events / 20_000)
-    return {"min_samples": max(2, int(20_000 * scale)), "max_samples": max(3, int(50_000 * scale)),
-            "kpd_batch_size": max(2, int(min(5_000, n_events)))}
+    return {
+        "min_samples": max(2, int(20_000 * scale)),
+        "max_samples": max(3, int(50_000 * scale)),
+        "kpd_batch_size": max(2, int(min(5_000, n_events))),
+    }
 
 
-def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str | os.PathLike[str] | ShowerData",
-             geometry: "str | os.PathLike[str] | Geometry", out_dir: "str | os.PathLike[str]", *,
-             metrics: "str | Iterable[str] | None" = None, profile: "str | Any" = "fast", seed: int = 0,
-             run_dir: "str | os.PathLike[str] | None" = None, log=None) -> dict:
+def evaluate(
+    generated: str | os.PathLike[str] | ShowerData,
+    reference: str | os.PathLike[str] | ShowerData,
+    geometry: str | os.PathLike[str] | Geometry,
+    out_dir: str | os.PathLike[str],
+    *,
+    metrics: str | Iterable[str] | None = None,
+    profile: str | Any = "fast",
+    seed: int = 0,
+    run_dir: str | os.PathLike[str] | None = None,
+    log=None,
+) -> dict:
     """Evaluate ``generated`` against ``reference``; write metrics.json, PNGs and report.html.
 
     Args:
@@ -142,13 +164,17 @@ def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if run_dir is not None and not Path(run_dir).is_dir():
-        raise DataError(f"{run_dir}: run directory not found; expected the output folder of `qcalo train`")
+        raise DataError(
+            f"{run_dir}: run directory not found; expected the output folder of `qcalo train`"
+        )
 
     _check_pair(generated, reference, geom)
     gen, gen_name = _load(generated, "generated", geom)
     ref, ref_name = _load(reference, "reference", geom)
     if len(gen) < 2 or len(ref) < 2:
-        raise DataError(f"{gen_name if len(gen) < 2 else ref_name}: fewer than 2 showers; the metrics need samples")
+        raise DataError(
+            f"{gen_name if len(gen) < 2 else ref_name}: fewer than 2 showers; the metrics need samples"
+        )
     if any(name.startswith("cls-") for name in chosen) and min(len(gen), len(ref)) < 10:
         raise DataError(
             f"{gen_name if len(gen) < 10 else ref_name}: fewer than 10 showers; the classifier tests need at least "
@@ -171,8 +197,12 @@ def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str |
     }
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    gen_features = compute_features(gen.incident_energies, gen_showers, geom, threshold_mev=THRESHOLD_MEV)
-    ref_features = compute_features(ref.incident_energies, ref_showers, geom, threshold_mev=THRESHOLD_MEV)
+    gen_features = compute_features(
+        gen.incident_energies, gen_showers, geom, threshold_mev=THRESHOLD_MEV
+    )
+    ref_features = compute_features(
+        ref.incident_energies, ref_showers, geom, threshold_mev=THRESHOLD_MEV
+    )
     seconds["features"] = time.perf_counter() - start
     plots: dict[str, str] = {}
 
@@ -181,21 +211,35 @@ def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str |
 
         start = time.perf_counter()
         say("histograms: comparing every high-level feature")
-        comparisons = compare_features(gen_features, ref_features, geom, generated_showers=gen_showers,
-                                       reference_showers=ref_showers)
+        comparisons = compare_features(
+            gen_features,
+            ref_features,
+            geom,
+            generated_showers=gen_showers,
+            reference_showers=ref_showers,
+        )
         result["separation_power"] = {c.name: c.separation_power for c in comparisons}
         values = np.array([c.separation_power for c in comparisons])
         worst = comparisons[int(np.argmax(values))]
-        result["separation_power_summary"] = {"mean": float(values.mean()), "median": float(np.median(values)),
-                                              "max": float(values.max()), "max_feature": worst.name,
-                                              "n_histograms": len(values)}
+        result["separation_power_summary"] = {
+            "mean": float(values.mean()),
+            "median": float(np.median(values)),
+            "max": float(values.max()),
+            "max_feature": worst.name,
+            "n_histograms": len(values),
+        }
         per_energy = [c for c in comparisons if c.group == "etot_einc_per_energy"]
-        for c in progress([c for c in comparisons if c.group != "etot_einc_per_energy"], desc="plots", leave=False):
+        for c in progress(
+            [c for c in comparisons if c.group != "etot_einc_per_energy"], desc="plots", leave=False
+        ):
             plots[c.name] = plot_comparison(c, out / f"hist_{c.name}.png").name
         if per_energy:
-            plots["etot_einc_per_energy"] = plot_energy_grid(per_energy, out / "etot_einc_per_energy.png").name
-        plots["average_shower"] = plot_average_showers(ref_showers.mean(axis=0), gen_showers.mean(axis=0), geom,
-                                                       out / "average_shower.png").name
+            plots["etot_einc_per_energy"] = plot_energy_grid(
+                per_energy, out / "etot_einc_per_energy.png"
+            ).name
+        plots["average_shower"] = plot_average_showers(
+            ref_showers.mean(axis=0), gen_showers.mean(axis=0), geom, out / "average_shower.png"
+        ).name
         save_histograms(comparisons, out / "histograms.npz")
         seconds["hist"] = time.perf_counter() - start
 
@@ -221,12 +265,21 @@ def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str |
         x_ref = classifier_columns(ref_features, geom)
         x_gen = classifier_columns(gen_features, geom)
         settings = _fpd_settings(min(len(gen), len(ref)))
-        result["fpd_kpd_settings"] = {**settings, "features": "high-level classifier columns, max-abs normalised",
-                                      "scale": 1e3}
+        result["fpd_kpd_settings"] = {
+            **settings,
+            "features": "high-level classifier columns, max-abs normalised",
+            "scale": 1e3,
+        }
         if "fpd" in chosen:
             start = time.perf_counter()
             say("FPD: Fréchet distance extrapolated to infinite samples")
-            value, error = fpd(x_ref, x_gen, min_samples=settings["min_samples"], max_samples=settings["max_samples"], seed=seed)
+            value, error = fpd(
+                x_ref,
+                x_gen,
+                min_samples=settings["min_samples"],
+                max_samples=settings["max_samples"],
+                seed=seed,
+            )
             result["fpd"] = [value * 1e3, error * 1e3]
             seconds["fpd"] = time.perf_counter() - start
         if "kpd" in chosen:
@@ -241,7 +294,9 @@ def evaluate(generated: "str | os.PathLike[str] | ShowerData", reference: "str |
             try:
                 result["model"] = json.loads(summary_path.read_text())
             except json.JSONDecodeError as exc:
-                raise DataError(f"{summary_path}: not valid JSON ({exc}); expected the summary written by `qcalo train`") from None
+                raise DataError(
+                    f"{summary_path}: not valid JSON ({exc}); expected the summary written by `qcalo train`"
+                ) from None
         else:
             result["model"] = None
         result["run_dir"] = str(run_dir)

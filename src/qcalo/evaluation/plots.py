@@ -28,11 +28,20 @@ from qcalo.utils.atomic import atomic_path  # noqa: E402
 __all__ = ["plot_comparison", "plot_energy_grid", "plot_average_showers", "save_figure"]
 
 REFERENCE_COLOR = "0.55"
-LINE_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+LINE_COLORS = (
+    "#d62728",
+    "#1f77b4",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+)
 DPI = 90
 
 
-def save_figure(fig, path: "str | os.PathLike[str]") -> Path:
+def save_figure(fig, path: str | os.PathLike[str]) -> Path:
     """Save ``fig`` as PNG atomically and close it."""
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -46,13 +55,31 @@ def _density(histogram: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return histogram / np.diff(edges)
 
 
-def _draw_comparison(ax_main, ax_ratio, edges, reference, generated: Sequence[tuple[str, np.ndarray, float]],
-                     *, log_x: bool, xlabel: str, reference_label: str = "reference", legend: bool = True) -> None:
+def _draw_comparison(
+    ax_main,
+    ax_ratio,
+    edges,
+    reference,
+    generated: Sequence[tuple[str, np.ndarray, float]],
+    *,
+    log_x: bool,
+    xlabel: str,
+    reference_label: str = "reference",
+    legend: bool = True,
+) -> None:
     ref_density = _density(reference, edges)
-    ax_main.stairs(ref_density, edges, fill=True, color=REFERENCE_COLOR, alpha=0.45, label=reference_label)
+    ax_main.stairs(
+        ref_density, edges, fill=True, color=REFERENCE_COLOR, alpha=0.45, label=reference_label
+    )
     for k, (label, hist, sep) in enumerate(generated):
         color = LINE_COLORS[k % len(LINE_COLORS)]
-        ax_main.stairs(_density(hist, edges), edges, color=color, linewidth=2.0, label=f"{label} (SP {sep:.3g})")
+        ax_main.stairs(
+            _density(hist, edges),
+            edges,
+            color=color,
+            linewidth=2.0,
+            label=f"{label} (SP {sep:.3g})",
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(reference > 0, hist / reference, np.nan)
         ax_ratio.stairs(ratio, edges, color=color, linewidth=1.5, baseline=None)
@@ -72,30 +99,53 @@ def _draw_comparison(ax_main, ax_ratio, edges, reference, generated: Sequence[tu
         ax_main.legend(fontsize="x-small", loc="best", frameon=False)
 
 
-def plot_comparison(comparison: HistogramComparison, path: "str | os.PathLike[str]", *,
-                    generated: Sequence[tuple[str, HistogramComparison]] | None = None,
-                    title: str | None = None) -> Path:
+def plot_comparison(
+    comparison: HistogramComparison,
+    path: str | os.PathLike[str],
+    *,
+    generated: Sequence[tuple[str, HistogramComparison]] | None = None,
+    title: str | None = None,
+) -> Path:
     """One feature: reference filled, generated as line(s), ratio panel below; PNG at ``path``.
 
     With ``generated`` = [(label, comparison), ...] several models are overlaid (their
     comparisons must share ``comparison``'s bins and reference); otherwise ``comparison``'s own
     generated histogram is drawn as "generated".
     """
-    entries = ([(label, c.generated, c.separation_power) for label, c in generated] if generated
-               else [("generated", comparison.generated, comparison.separation_power)])
+    entries = (
+        [(label, c.generated, c.separation_power) for label, c in generated]
+        if generated
+        else [("generated", comparison.generated, comparison.separation_power)]
+    )
     with plt.style.context(mplhep.style.ROOT):
-        fig, (ax_main, ax_ratio) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True,
-                                                gridspec_kw={"height_ratios": (3, 1), "hspace": 0.05})
-        _draw_comparison(ax_main, ax_ratio, comparison.edges, comparison.reference, entries,
-                         log_x=comparison.log_x, xlabel=comparison.label)
+        fig, (ax_main, ax_ratio) = plt.subplots(
+            2,
+            1,
+            figsize=(6.4, 5.6),
+            sharex=True,
+            gridspec_kw={"height_ratios": (3, 1), "hspace": 0.05},
+        )
+        _draw_comparison(
+            ax_main,
+            ax_ratio,
+            comparison.edges,
+            comparison.reference,
+            entries,
+            log_x=comparison.log_x,
+            xlabel=comparison.label,
+        )
         if title:
             ax_main.set_title(title, fontsize="small")
         fig.subplots_adjust(left=0.16, right=0.96, top=0.93, bottom=0.13)
         return save_figure(fig, path)
 
 
-def plot_energy_grid(comparisons: Sequence[HistogramComparison], path: "str | os.PathLike[str]", *,
-                     generated: Sequence[tuple[str, Sequence[HistogramComparison]]] | None = None) -> Path:
+def plot_energy_grid(
+    comparisons: Sequence[HistogramComparison],
+    path: str | os.PathLike[str],
+    *,
+    generated: Sequence[tuple[str, Sequence[HistogramComparison]]] | None = None,
+) -> Path:
     """E_tot/E_inc per incident-energy bin, one panel each, in one PNG."""
     n = len(comparisons)
     cols = min(3, max(n, 1))
@@ -107,21 +157,48 @@ def plot_energy_grid(comparisons: Sequence[HistogramComparison], path: "str | os
             sub = grid[k // cols, k % cols].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.05)
             ax_main = fig.add_subplot(sub[0])
             ax_ratio = fig.add_subplot(sub[1], sharex=ax_main)
-            entries = ([(label, cs[k].generated, cs[k].separation_power) for label, cs in generated] if generated
-                       else [("generated", comparison.generated, comparison.separation_power)])
+            entries = (
+                [(label, cs[k].generated, cs[k].separation_power) for label, cs in generated]
+                if generated
+                else [("generated", comparison.generated, comparison.separation_power)]
+            )
             lo, hi = comparison.extra.get("e_inc_range_mev", (float("nan"), float("nan")))
-            _draw_comparison(ax_main, ax_ratio, comparison.edges, comparison.reference, entries, log_x=False,
-                             xlabel=r"$E_\mathrm{tot}/E_\mathrm{inc}$", legend=False)
-            ax_main.set_title(f"$E_\\mathrm{{inc}}$: {_energy_text(lo)} – {_energy_text(hi)}", fontsize="small")
-            ax_main.text(0.03, 0.95, "\n".join(f"SP {sep:.3g}" for _, _, sep in entries), transform=ax_main.transAxes,
-                         va="top", fontsize="x-small")
+            _draw_comparison(
+                ax_main,
+                ax_ratio,
+                comparison.edges,
+                comparison.reference,
+                entries,
+                log_x=False,
+                xlabel=r"$E_\mathrm{tot}/E_\mathrm{inc}$",
+                legend=False,
+            )
+            ax_main.set_title(
+                f"$E_\\mathrm{{inc}}$: {_energy_text(lo)} – {_energy_text(hi)}", fontsize="small"
+            )
+            ax_main.text(
+                0.03,
+                0.95,
+                "\n".join(f"SP {sep:.3g}" for _, _, sep in entries),
+                transform=ax_main.transAxes,
+                va="top",
+                fontsize="x-small",
+            )
             ax_main.tick_params(labelbottom=False, labelsize="x-small")
             ax_ratio.tick_params(labelsize="x-small")
             ax_main.set_ylabel("")
         handles, labels = ax_main.get_legend_handles_labels()
-        fig.legend(handles, [label.split(" (SP")[0] for label in labels], loc="upper center",
-                   ncol=min(len(labels), 4), frameon=False, fontsize="small")
-        fig.subplots_adjust(top=1 - 0.5 / (3.8 * rows), bottom=0.6 / (3.8 * rows), left=0.06, right=0.98)
+        fig.legend(
+            handles,
+            [label.split(" (SP")[0] for label in labels],
+            loc="upper center",
+            ncol=min(len(labels), 4),
+            frameon=False,
+            fontsize="small",
+        )
+        fig.subplots_adjust(
+            top=1 - 0.5 / (3.8 * rows), bottom=0.6 / (3.8 * rows), left=0.06, right=0.98
+        )
         return save_figure(fig, path)
 
 
@@ -140,8 +217,12 @@ def _display_radius(r_mm: np.ndarray) -> np.ndarray:
     return np.log10(1.0 + np.asarray(r_mm, dtype=np.float64))
 
 
-def plot_average_showers(reference_mean: np.ndarray, generated_mean: np.ndarray, geometry: Geometry,
-                         path: "str | os.PathLike[str]") -> Path:
+def plot_average_showers(
+    reference_mean: np.ndarray,
+    generated_mean: np.ndarray,
+    geometry: Geometry,
+    path: str | os.PathLike[str],
+) -> Path:
     """Average shower per layer in polar coordinates: reference, generated, generated − reference.
 
     ``*_mean``: (V,) mean voxel energies, MeV. Rows are layers; the radial axis is
@@ -167,13 +248,17 @@ def plot_average_showers(reference_mean: np.ndarray, generated_mean: np.ndarray,
             norm = LogNorm(vmin=vmin, vmax=vmax)
             diff = gen - ref
             scale = float(np.abs(diff).max()) or 1.0
-            panels = ((ref, f"reference, layer {layer.id}", norm, "viridis"),
-                      (gen, f"generated, layer {layer.id}", norm, "viridis"),
-                      (diff, "generated − reference", Normalize(vmin=-scale, vmax=scale), "RdBu_r"))
+            panels = (
+                (ref, f"reference, layer {layer.id}", norm, "viridis"),
+                (gen, f"generated, layer {layer.id}", norm, "viridis"),
+                (diff, "generated − reference", Normalize(vmin=-scale, vmax=scale), "RdBu_r"),
+            )
             for j, (values, title, panel_norm, cmap) in enumerate(panels):
                 ax = fig.add_subplot(n_layers, 3, 3 * i + j + 1, projection="polar")
                 shown = np.where(values > 0, values, np.nan) if cmap == "viridis" else values
-                mesh = ax.pcolormesh(theta, radius, shown.T, norm=panel_norm, cmap=cmap, shading="flat")
+                mesh = ax.pcolormesh(
+                    theta, radius, shown.T, norm=panel_norm, cmap=cmap, shading="flat"
+                )
                 ax.set_title(title, fontsize="small", pad=12)
                 ax.set_ylim(0, radius[-1])
                 ticks = [r for r in (10, 100, 1000) if r <= layer.r_edges[-1]]

@@ -22,9 +22,17 @@ __all__ = ["generation_timing", "time_sampler"]
 DEFAULT_BATCH_SIZES = (1, 100, 10_000)
 
 
-def time_sampler(sample, incident_energies_mev: np.ndarray, batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, *,
-                 seed: int = 0, min_repeats: int = 3, min_seconds: float = 0.5, dtype=torch.float32,
-                 clock=time.perf_counter) -> dict[str, float]:
+def time_sampler(
+    sample,
+    incident_energies_mev: np.ndarray,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    *,
+    seed: int = 0,
+    min_repeats: int = 3,
+    min_seconds: float = 0.5,
+    dtype=torch.float32,
+    clock=time.perf_counter,
+) -> dict[str, float]:
     """Median ms per shower of ``sample(energies (B,) MeV tensor)`` for each batch size B.
 
     ``clock`` returns seconds (``time.perf_counter``; replaceable for tests). Returns
@@ -51,9 +59,15 @@ def time_sampler(sample, incident_energies_mev: np.ndarray, batch_sizes: Sequenc
     return out
 
 
-def generation_timing(run_dir: "str | os.PathLike[str]", reference_energies_mev: np.ndarray, *,
-                      batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, seed: int = 0, device: str = "cpu",
-                      which: str = "best") -> dict:
+def generation_timing(
+    run_dir: str | os.PathLike[str],
+    reference_energies_mev: np.ndarray,
+    *,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    seed: int = 0,
+    device: str = "cpu",
+    which: str = "best",
+) -> dict:
     """Load the run with :func:`qcalo.training.load_run` and time its sampler on ``device``.
 
     Returns ``{"ms_per_shower": {"1": …, "100": …, "10000": …}, "device", "torch_threads",
@@ -69,5 +83,10 @@ def generation_timing(run_dir: "str | os.PathLike[str]", reference_energies_mev:
         return model.sample(e_inc.to(device))
 
     ms = time_sampler(sample, reference_energies_mev, batch_sizes, seed=seed)
-    return {"ms_per_shower": ms, "device": str(device), "torch_threads": torch.get_num_threads(),
-            "load_average": [round(x, 2) for x in load_before], "which": which}
+    return {
+        "ms_per_shower": ms,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": [round(x, 2) for x in load_before],
+        "which": which,
+    }

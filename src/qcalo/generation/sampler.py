@@ -38,7 +38,9 @@ def resolve_energies(
         )
     if energies_from is not None:
         if events_per_energy is not None:
-            raise ConfigError("--events-per-energy goes with --energies, not with --energies-from (which gives one event per entry)")
+            raise ConfigError(
+                "--events-per-energy goes with --energies, not with --energies-from (which gives one event per entry)"
+            )
         path = Path(energies_from)
         inspect_file(path)
         with h5py.File(path, "r") as f:
@@ -49,7 +51,9 @@ def resolve_energies(
             raise DataError(f"{path}: incident energies must be finite and > 0 MeV")
         return values
     if events_per_energy is None:
-        raise ConfigError("--energies needs --events-per-energy N (events to generate at each energy)")
+        raise ConfigError(
+            "--energies needs --events-per-energy N (events to generate at each energy)"
+        )
     if int(events_per_energy) < 1:
         raise ConfigError(f"--events-per-energy {events_per_energy}: expected an integer ≥ 1")
     values = np.asarray(list(energies), dtype=np.float64).reshape(-1)  # type: ignore[arg-type]
@@ -65,8 +69,10 @@ def sample_showers(model: torch.nn.Module, incident_energies: torch.Tensor) -> t
     """Showers (B, V) MeV for incident energies (B,) MeV; non-negative, checked finite."""
     showers = model.sample(incident_energies)
     if not torch.isfinite(showers).all():
-        raise QcaloError("the model produced non-finite voxel energies; the checkpoint may be corrupt or diverged "
-                         "(try --checkpoint best, or retrain)")
+        raise QcaloError(
+            "the model produced non-finite voxel energies; the checkpoint may be corrupt or diverged "
+            "(try --checkpoint best, or retrain)"
+        )
     return showers.clamp_min(0)
 
 
@@ -80,7 +86,7 @@ def generate(
     batch_size: int = 10_000,
     seed: int = 0,
     device: str = "auto",
-    dtype: "type | np.dtype | str" = np.float64,
+    dtype: type | np.dtype | str = np.float64,
     which: str = "best",
 ) -> Path:
     """Generate showers from a trained run and write them to ``out`` (CaloChallenge HDF5).
@@ -105,7 +111,11 @@ def generate(
     model, cfg = load_run(run_dir, which=which, device=dev)
     stats = getattr(model, "stats", None)
     lo, hi = getattr(stats, "e_inc_min", None), getattr(stats, "e_inc_max", None)
-    if lo is not None and hi is not None and (e_inc.min() < lo * (1 - 1e-6) or e_inc.max() > hi * (1 + 1e-6)):
+    if (
+        lo is not None
+        and hi is not None
+        and (e_inc.min() < lo * (1 - 1e-6) or e_inc.max() > hi * (1 + 1e-6))
+    ):
         warnings.warn(
             f"incident energies {e_inc.min():g}–{e_inc.max():g} MeV reach outside the training range "
             f"{lo:g}–{hi:g} MeV; the model extrapolates there",
@@ -122,11 +132,16 @@ def generate(
     devices = [dev.index or 0] if dev.type == "cuda" else []
     bar = progress(total=len(e_inc), desc="generate", unit="shower")
     try:
-        with torch.random.fork_rng(devices=devices), ShowerWriter(out, model.geometry.n_voxels, dtype=np_dtype, attrs=attrs) as writer:
+        with (
+            torch.random.fork_rng(devices=devices),
+            ShowerWriter(out, model.geometry.n_voxels, dtype=np_dtype, attrs=attrs) as writer,
+        ):
             torch.manual_seed(int(seed))
             for lo_i in range(0, len(e_inc), int(batch_size)):
                 chunk = e_inc[lo_i : lo_i + int(batch_size)]
-                showers = sample_showers(model, torch.as_tensor(chunk, dtype=torch.float32, device=dev))
+                showers = sample_showers(
+                    model, torch.as_tensor(chunk, dtype=torch.float32, device=dev)
+                )
                 writer.append(chunk, showers.to("cpu", torch.float64).numpy())
                 bar.update(len(chunk))
     finally:

@@ -30,7 +30,13 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLPConditioner", "QuantumConditioner", "HybridConditioner", "build_conditioner", "quantum_parameters"]
+__all__ = [
+    "MLPConditioner",
+    "QuantumConditioner",
+    "HybridConditioner",
+    "build_conditioner",
+    "quantum_parameters",
+]
 
 
 def _zero_linear(in_features: int, out_features: int) -> nn.Linear:
@@ -92,10 +98,14 @@ class QuantumConditioner(nn.Module):
 class HybridConditioner(nn.Module):
     """MLP features (last hidden width) and circuit features concatenated, then a zero-init Linear."""
 
-    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int], spec: object) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, hidden: Sequence[int], spec: object
+    ) -> None:
         super().__init__()
         if not hidden:
-            raise ValueError("a hybrid conditioner needs at least one hidden layer for its MLP half")
+            raise ValueError(
+                "a hybrid conditioner needs at least one hidden layer for its MLP half"
+            )
         self.body = _mlp_body(in_features, hidden)
         self.features = _CircuitFeatures(in_features, spec)
         self.head = _zero_linear(hidden[-1] + self.features.n_outputs, out_features)
@@ -104,7 +114,9 @@ class HybridConditioner(nn.Module):
         return self.head(torch.cat([self.body(inputs), self.features(inputs)], dim=1))
 
 
-def build_conditioner(kind: str, in_features: int, out_features: int, hidden: Sequence[int], spec: object | None) -> nn.Module:
+def build_conditioner(
+    kind: str, in_features: int, out_features: int, hidden: Sequence[int], spec: object | None
+) -> nn.Module:
     """A conditioner of ``kind`` ('mlp' | 'quantum' | 'hybrid')."""
     if kind == "mlp":
         return MLPConditioner(in_features, out_features, hidden)

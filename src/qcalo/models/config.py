@@ -34,13 +34,13 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qcalo.errors import ConfigError
-from qcalo.utils.validation import format_validation_error
 from qcalo.quantum.spec import MAX_QUBITS, Embedding, EntanglerGate, EntanglerPattern, Rotations
+from qcalo.utils.validation import format_validation_error
 
 if TYPE_CHECKING:
     from qcalo.quantum.spec import CircuitSpec
@@ -84,14 +84,16 @@ class CircuitConfig(_Strict):
         return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _valid_spec(self) -> "CircuitConfig":
+    def _valid_spec(self) -> CircuitConfig:
         if not self.measurements or len(set(self.measurements)) != len(self.measurements):
-            raise ValueError(f"measurements {self.measurements} must name 'z' and/or 'zz', each once")
+            raise ValueError(
+                f"measurements {self.measurements} must name 'z' and/or 'zz', each once"
+            )
         if "zz" in self.measurements and self.n_qubits < 2:
             raise ValueError("measurement 'zz' needs n_qubits ≥ 2")
         return self
 
-    def to_spec(self) -> "CircuitSpec":
+    def to_spec(self) -> CircuitSpec:
         """The :class:`qcalo.quantum.CircuitSpec` this config describes."""
         from qcalo.quantum.spec import CircuitSpec
 
@@ -107,9 +109,11 @@ class FlowConfig(_Strict):
     coupling: Literal["affine", "spline"] = "spline"
     spline_bins: int = Field(8, ge=2, le=64)
     tail_bound: float = Field(4.0, gt=0.0, description="spline domain [-B, B]; identity outside")
-    affine_scale_bound: float = Field(3.0, gt=0.0, description="soft bound on |log scale| of affine couplings")
+    affine_scale_bound: float = Field(
+        3.0, gt=0.0, description="soft bound on |log scale| of affine couplings"
+    )
     hidden: list[int] = Field(default_factory=lambda: [64, 64], description="MLP hidden widths")
-    conditioner: Union[ConditionerKind, list[ConditionerKind]] = "mlp"
+    conditioner: ConditionerKind | list[ConditionerKind] = "mlp"
     mixer: Literal["permutation", "quantum"] = "permutation"
     mixer_layers: int = Field(2, ge=1, le=64)
     mixer_qubits: int | None = Field(None, ge=1, le=10)
@@ -123,14 +127,16 @@ class FlowConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _conditioner_per_block(self) -> "FlowConfig":
+    def _conditioner_per_block(self) -> FlowConfig:
         if isinstance(self.conditioner, list) and len(self.conditioner) != self.n_blocks:
             raise ValueError(
                 f"conditioner list has {len(self.conditioner)} entries but n_blocks is {self.n_blocks}; "
                 "give one conditioner per block or a single name for all"
             )
         if not self.hidden and "hybrid" in self.conditioners:
-            raise ValueError("hybrid conditioners need at least one hidden width for their MLP half; hidden is []")
+            raise ValueError(
+                "hybrid conditioners need at least one hidden width for their MLP half; hidden is []"
+            )
         return self
 
     def conditioner_for_block(self, index: int) -> str:
@@ -152,8 +158,12 @@ class PreprocessingConfig(_Strict):
     """Invertible preprocessing (DESIGN.md §2)."""
 
     alpha: float = Field(1e-6, gt=0.0, lt=0.5, description="logit(alpha + (1 - 2 alpha) x)")
-    fraction_noise: float = Field(1e-6, ge=0.0, lt=0.1, description="uniform noise on voxel fractions")
-    energy_noise_mev: float = Field(1e-3, ge=0.0, description="uniform noise on layer energies, MeV")
+    fraction_noise: float = Field(
+        1e-6, ge=0.0, lt=0.1, description="uniform noise on voxel fractions"
+    )
+    energy_noise_mev: float = Field(
+        1e-3, ge=0.0, description="uniform noise on layer energies, MeV"
+    )
     u0_margin: float = Field(1.05, gt=1.0, le=10.0, description="f = margin × max E_tot/E_inc")
 
 
@@ -173,7 +183,7 @@ class ModelConfig(_Strict):
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str = "model") -> "ModelConfig":
+    def from_dict(cls, data: Any, *, where: str = "model") -> ModelConfig:
         """Validate a plain mapping; raise :class:`ConfigError` naming the field path on failure."""
         return parse_model_config(data, where=where)
 
@@ -185,7 +195,9 @@ def parse_model_config(data: Any, *, where: str = "model") -> ModelConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping with keys stage1, stage2, preprocessing; got {type(data).__name__}")
+        raise ConfigError(
+            f"{where}: expected a mapping with keys stage1, stage2, preprocessing; got {type(data).__name__}"
+        )
     try:
         return ModelConfig.model_validate(data)
     except ValidationError as exc:

@@ -42,12 +42,21 @@ from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
 from qcalo.errors import ConfigError, DataError
 from qcalo.models.conditioners import build_conditioner, quantum_parameters
 from qcalo.models.config import FlowConfig, ModelConfig, parse_model_config
-from qcalo.models.transforms import ActNorm, ConditionalFlow, Coupling, FlowLayer, Permutation, QuantumMixer
+from qcalo.models.transforms import (
+    ActNorm,
+    ConditionalFlow,
+    Coupling,
+    FlowLayer,
+    Permutation,
+    QuantumMixer,
+)
 
 __all__ = ["ShowerFlow", "build_model", "build_flow", "count_parameters"]
 
 
-def build_flow(config: FlowConfig, features: int, context_features: int, *, seed: int = 0, name: str = "flow") -> ConditionalFlow:
+def build_flow(
+    config: FlowConfig, features: int, context_features: int, *, seed: int = 0, name: str = "flow"
+) -> ConditionalFlow:
     """A :class:`ConditionalFlow` of ``config.n_blocks`` blocks [ActNorm → coupling → mixer].
 
     ``seed`` fixes the blocks' permutations (buffers, saved with the weights) and the mixers'
@@ -66,14 +75,23 @@ def build_flow(config: FlowConfig, features: int, context_features: int, *, seed
         layers.append(ActNorm(features))
         layers.append(
             Coupling(
-                features, context_features, config.coupling, factory,
-                bins=config.spline_bins, tail_bound=config.tail_bound, scale_bound=config.affine_scale_bound,
+                features,
+                context_features,
+                config.coupling,
+                factory,
+                bins=config.spline_bins,
+                tail_bound=config.tail_bound,
+                scale_bound=config.affine_scale_bound,
             )
         )
         block_seed = 1000 * seed + block
         if config.mixer == "quantum":
             try:
-                layers.append(QuantumMixer(features, config.mixer_layers, config.mixer_qubits, seed=block_seed))
+                layers.append(
+                    QuantumMixer(
+                        features, config.mixer_layers, config.mixer_qubits, seed=block_seed
+                    )
+                )
             except ValueError as exc:
                 raise ConfigError(f"{name}.mixer_qubits: {exc}") from None
         else:
@@ -94,7 +112,11 @@ class _ContextNorm(nn.Module):
         if self.training and not bool(self.initialized):
             with torch.no_grad():
                 self.mean.copy_(context.mean(dim=0))
-                std = context.std(dim=0, unbiased=False) if len(context) > 1 else torch.ones_like(context[0])
+                std = (
+                    context.std(dim=0, unbiased=False)
+                    if len(context) > 1
+                    else torch.ones_like(context[0])
+                )
                 self.inv_std.copy_(1.0 / std.clamp_min(1e-3))
                 self.initialized.fill_(True)
         return (context - self.mean) * self.inv_std
@@ -109,6 +131,7 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
 
 # Events decoded at once by ShowerFlow.sample on CPU (see sample_with_layer_energies).
 SAMPLE_CHUNK = 1024
+
 
 class ShowerFlow(nn.Module):
     """Two-stage conditional flow over showers of one geometry; a :class:`ShowerGenerator`.
@@ -143,7 +166,9 @@ class ShowerFlow(nn.Module):
         if e_inc.dim() == 2 and e_inc.shape[1] == 1:
             e_inc = e_inc[:, 0]
         if e_inc.dim() != 1:
-            raise DataError(f"incident energies have shape {tuple(e_inc.shape)}; expected (B,) or (B, 1) in MeV")
+            raise DataError(
+                f"incident energies have shape {tuple(e_inc.shape)}; expected (B,) or (B, 1) in MeV"
+            )
         if not bool(torch.all(e_inc > 0)):
             raise DataError("incident energies must be > 0 MeV (and not NaN)")
         return e_inc
@@ -179,7 +204,9 @@ class ShowerFlow(nn.Module):
         if space not in ("preprocessed", "data"):
             raise ValueError(f"space must be 'preprocessed' or 'data', got {space!r}")
         if not stages or set(stages) - {"stage1", "stage2"}:
-            raise ValueError(f"stages must be a non-empty subset of ('stage1', 'stage2'), got {stages!r}")
+            raise ValueError(
+                f"stages must be a non-empty subset of ('stage1', 'stage2'), got {stages!r}"
+            )
         e_inc = self._energies(incident_energies)
         showers = self._showers(showers, e_inc.shape[0])
         pre = self.preprocessing.forward_showers(e_inc, showers, stages=stages)
@@ -190,7 +217,9 @@ class ShowerFlow(nn.Module):
             if space == "data":
                 stage1 = stage1 + pre["stage1_ladj"]
             else:  # outside the preprocessing's support (E_tot > f·E_inc) the density is 0 here too
-                stage1 = torch.where(torch.isfinite(pre["stage1_ladj"]), stage1, torch.full_like(stage1, -math.inf))
+                stage1 = torch.where(
+                    torch.isfinite(pre["stage1_ladj"]), stage1, torch.full_like(stage1, -math.inf)
+                )
         if "stage2" in stages:
             context = self.stage2_context(pre["condition"], pre["stage1"])
             stage2 = self.stage2.log_prob(pre["stage2"], context)
@@ -198,10 +227,14 @@ class ShowerFlow(nn.Module):
                 stage2 = stage2 + pre["stage2_ladj"]
         return {"stage1": stage1, "stage2": stage2, "total": stage1 + stage2}
 
-    def encode(self, incident_energies: Tensor, showers: Tensor, *, dequantize: bool = False) -> tuple[Tensor, Tensor]:
+    def encode(
+        self, incident_energies: Tensor, showers: Tensor, *, dequantize: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Showers → latent points (z1 (B, L), z2 (B, V)); :meth:`decode` inverts it."""
         e_inc = self._energies(incident_energies)
-        pre = self.preprocessing.forward_showers(e_inc, self._showers(showers, e_inc.shape[0]), dequantize=dequantize)
+        pre = self.preprocessing.forward_showers(
+            e_inc, self._showers(showers, e_inc.shape[0]), dequantize=dequantize
+        )
         z1, _ = self.stage1(pre["stage1"], pre["condition"])
         z2, _ = self.stage2(pre["stage2"], self.stage2_context(pre["condition"], pre["stage1"]))
         return z1, z2
@@ -227,8 +260,12 @@ class ShowerFlow(nn.Module):
         # On CPU, decoding ~1k showers at a time keeps the spline intermediates in cache: 0.44 vs
         # 1.0 ms/shower at batch 10k for hybrid_photons (2 threads). Latents are drawn first, so the
         # samples do not depend on the chunking.
-        parts = [self.decode(e_inc[i : i + SAMPLE_CHUNK], z1[i : i + SAMPLE_CHUNK], z2[i : i + SAMPLE_CHUNK])
-                 for i in range(0, e_inc.shape[0], SAMPLE_CHUNK)]
+        parts = [
+            self.decode(
+                e_inc[i : i + SAMPLE_CHUNK], z1[i : i + SAMPLE_CHUNK], z2[i : i + SAMPLE_CHUNK]
+            )
+            for i in range(0, e_inc.shape[0], SAMPLE_CHUNK)
+        ]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @torch.no_grad()
@@ -245,10 +282,16 @@ class ShowerFlow(nn.Module):
         e.g. for state capture or per-circuit plots; conditioner circuits end in ``.features.circuit``."""
         from qcalo.quantum import OrthogonalCircuit, QuantumLayer
 
-        return [(name, m) for name, m in self.named_modules() if isinstance(m, (QuantumLayer, OrthogonalCircuit))]
+        return [
+            (name, m)
+            for name, m in self.named_modules()
+            if isinstance(m, (QuantumLayer, OrthogonalCircuit))
+        ]
 
 
-def build_model(config: "ModelConfig | dict", geometry: "Geometry | str", stats: "PreprocessingStats | dict") -> ShowerFlow:
+def build_model(
+    config: ModelConfig | dict, geometry: Geometry | str, stats: PreprocessingStats | dict
+) -> ShowerFlow:
     """Build an untrained :class:`ShowerFlow` (float32, CPU) from a config, geometry and fitted stats."""
     config = parse_model_config(config)
     geometry = load_geometry(geometry)

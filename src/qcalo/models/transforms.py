@@ -28,8 +28,8 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform, Transform
 
 __all__ = [
@@ -69,7 +69,14 @@ class SplineTransform(MonotonicRQSTransform):
         True
     """
 
-    def __init__(self, widths: Tensor, heights: Tensor, derivatives: Tensor, bound: float = 5.0, slope: float = 1e-3) -> None:
+    def __init__(
+        self,
+        widths: Tensor,
+        heights: Tensor,
+        derivatives: Tensor,
+        bound: float = 5.0,
+        slope: float = 1e-3,
+    ) -> None:
         Transform.__init__(self)
         log_slope = math.log(slope)
         widths = widths / (1 + abs(2 * widths / log_slope))
@@ -85,7 +92,9 @@ class SplineTransform(MonotonicRQSTransform):
 class FlowLayer(nn.Module):
     """A conditional bijection of R^D. Subclasses implement ``forward`` and ``inverse``."""
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
+    def forward(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:  # pragma: no cover
@@ -148,7 +157,7 @@ class Permutation(FlowLayer):
         self.register_buffer("inverse_order", torch.argsort(order).long())
 
     @classmethod
-    def random(cls, features: int, seed: int) -> "Permutation":
+    def random(cls, features: int, seed: int) -> Permutation:
         generator = torch.Generator().manual_seed(seed)
         return cls(torch.randperm(features, generator=generator))
 
@@ -194,7 +203,9 @@ class QuantumMixer(FlowLayer):
         True
     """
 
-    def __init__(self, features: int, n_layers: int, n_qubits: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, features: int, n_layers: int, n_qubits: int | None = None, seed: int = 0
+    ) -> None:
         super().__init__()
         from qcalo.quantum import OrthogonalCircuit
 
@@ -202,7 +213,9 @@ class QuantumMixer(FlowLayer):
         self.n_qubits = mixer_chunk_qubits(features) if n_qubits is None else int(n_qubits)
         self.chunk = 2**self.n_qubits
         if self.chunk > features:
-            raise ValueError(f"mixer chunk 2^{self.n_qubits} = {self.chunk} exceeds the {features} features")
+            raise ValueError(
+                f"mixer chunk 2^{self.n_qubits} = {self.chunk} exceeds the {features} features"
+            )
         self.n_chunks = features // self.chunk
         self.n_mixed = self.n_chunks * self.chunk
         self.permutation = Permutation.random(features, seed)
@@ -262,16 +275,24 @@ class Coupling(FlowLayer):
         self.tail_bound = float(tail_bound)
         self.slope = math.exp(-scale_bound) if kind == "affine" else 1e-3
         self.params_per_feature = 2 if kind == "affine" else 3 * bins - 1
-        self.conditioner = conditioner_factory(self.split + context_features, self.n_transformed * self.params_per_feature)
+        self.conditioner = conditioner_factory(
+            self.split + context_features, self.n_transformed * self.params_per_feature
+        )
 
-    def transform(self, x_a: Tensor, context: Tensor | None) -> MonotonicAffineTransform | SplineTransform:
+    def transform(
+        self, x_a: Tensor, context: Tensor | None
+    ) -> MonotonicAffineTransform | SplineTransform:
         """The element-wise transform of x_b, built from the conditioner's output."""
         inputs = x_a if context is None else torch.cat([x_a, context], dim=1)
-        params = self.conditioner(inputs).reshape(x_a.shape[0], self.n_transformed, self.params_per_feature)
+        params = self.conditioner(inputs).reshape(
+            x_a.shape[0], self.n_transformed, self.params_per_feature
+        )
         if self.kind == "affine":
             return MonotonicAffineTransform(params[..., 0], params[..., 1], slope=self.slope)
         k = self.bins
-        return SplineTransform(params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], bound=self.tail_bound)
+        return SplineTransform(
+            params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], bound=self.tail_bound
+        )
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_a, x_b = x[:, : self.split], x[:, self.split :]

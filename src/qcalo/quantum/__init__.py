@@ -7,4 +7,12 @@ from qcalo.quantum.layer import QuantumLayer
 from qcalo.quantum.orthogonal import OrthogonalCircuit
 from qcalo.quantum.spec import CircuitSpec
 
-__all__ = ["CircuitSpec", "QuantumLayer", "OrthogonalCircuit", "StateCapture", "load_captures", "plot_entropy_vs_step", "bench_circuits"]
+__all__ = [
+    "CircuitSpec",
+    "QuantumLayer",
+    "OrthogonalCircuit",
+    "StateCapture",
+    "load_captures",
+    "plot_entropy_vs_step",
+    "bench_circuits",
+]

@@ -30,15 +30,42 @@ from qcalo.utils import atomic_path, progress
 BACKENDS: dict[str, dict[str, Any]] = {
     "torch": {"backend": "torch", "dtype": torch.complex64},
     "torch-c128": {"backend": "torch", "dtype": torch.complex128},
-    "default.qubit": {"backend": "pennylane", "device_name": "default.qubit", "diff_method": "backprop", "dtype": torch.complex128},
-    "lightning.qubit": {"backend": "pennylane", "device_name": "lightning.qubit", "diff_method": "adjoint", "dtype": torch.complex128},
+    "default.qubit": {
+        "backend": "pennylane",
+        "device_name": "default.qubit",
+        "diff_method": "backprop",
+        "dtype": torch.complex128,
+    },
+    "lightning.qubit": {
+        "backend": "pennylane",
+        "device_name": "lightning.qubit",
+        "diff_method": "adjoint",
+        "dtype": torch.complex128,
+    },
 }
 DEFAULT_BACKENDS = ("torch", "torch-c128", "default.qubit", "lightning.qubit")
 
 #: The two circuits of the issue: the seed's 6q×2L and a 12q×4L re-uploading circuit.
 DEFAULT_CIRCUITS = (
-    CircuitSpec(n_qubits=6, n_layers=2, embedding="Y", rotations="rot", entangler="linear", entangler_gate="cnot", measurements=("z",)),
-    CircuitSpec(n_qubits=12, n_layers=4, embedding="Y", reupload=True, rotations="rot", entangler="linear", entangler_gate="cnot", measurements=("z",)),
+    CircuitSpec(
+        n_qubits=6,
+        n_layers=2,
+        embedding="Y",
+        rotations="rot",
+        entangler="linear",
+        entangler_gate="cnot",
+        measurements=("z",),
+    ),
+    CircuitSpec(
+        n_qubits=12,
+        n_layers=4,
+        embedding="Y",
+        reupload=True,
+        rotations="rot",
+        entangler="linear",
+        entangler_gate="cnot",
+        measurements=("z",),
+    ),
 )
 
 
@@ -129,9 +156,13 @@ def bench_circuits(
     """
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
-        raise ConfigError(f"bench circuits: unknown backend(s) {', '.join(unknown)}; expected some of {', '.join(BACKENDS)}")
+        raise ConfigError(
+            f"bench circuits: unknown backend(s) {', '.join(unknown)}; expected some of {', '.join(BACKENDS)}"
+        )
     if not batches or any(int(b) < 1 for b in batches):
-        raise ConfigError(f"bench circuits: batches {list(batches)} invalid; expected positive integers")
+        raise ConfigError(
+            f"bench circuits: batches {list(batches)} invalid; expected positive integers"
+        )
     if repeats < 1:
         raise ConfigError(f"bench circuits: repeats={repeats} invalid; expected ≥ 1")
     if quick:
@@ -156,7 +187,9 @@ def bench_circuits(
             at = min(probe_batch, batch)
             if at not in measured:
                 n_rep = max(1, min(repeats, int(4 * max_step_s * 1e3 // max(probe_ms, 1e-3))))
-                measured[at] = _time_steps(layer, at, n_rep, 0 if at == probe_batch else warmup, seed)
+                measured[at] = _time_steps(
+                    layer, at, n_rep, 0 if at == probe_batch else warmup, seed
+                )
             timing = measured[at]
             wall_ms, cpu_ms, how = timing.wall_ms, timing.cpu_ms, None
             if at != batch:
@@ -178,7 +211,11 @@ def bench_circuits(
                     "options": {k: str(v) for k, v in BACKENDS[name].items()},
                 }
             )
-    reference = {(r["n_qubits"], r["n_layers"], r["reupload"], r["batch"]): r["ms_per_step"] for r in results if r["backend"] == "default.qubit"}
+    reference = {
+        (r["n_qubits"], r["n_layers"], r["reupload"], r["batch"]): r["ms_per_step"]
+        for r in results
+        if r["backend"] == "default.qubit"
+    }
     for r in results:
         ref = reference.get((r["n_qubits"], r["n_layers"], r["reupload"], r["batch"]))
         r["ratio_to_default_qubit"] = ref / r["ms_per_step"] if ref else None
@@ -211,14 +248,31 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
         circuit = f"{r['n_qubits']}q×{r['n_layers']}L{' reupload' if r['reupload'] else ''}"
         ratio = r["ratio_to_default_qubit"]
         note = f"extrapolated: {r['extrapolation']}" if r["extrapolated_from_batch"] else ""
-        rows.append([
-            circuit, r["backend"], str(r["batch"]), f"{r['ms_per_step']:.3g}", f"{r['cpu_ms_per_step']:.3g}",
-            f"{r['samples_per_s']:.3g}", f"{ratio:.3g}×" if ratio else "–", note,
-        ])
+        rows.append(
+            [
+                circuit,
+                r["backend"],
+                str(r["batch"]),
+                f"{r['ms_per_step']:.3g}",
+                f"{r['cpu_ms_per_step']:.3g}",
+                f"{r['samples_per_s']:.3g}",
+                f"{ratio:.3g}×" if ratio else "–",
+                note,
+            ]
+        )
     return rows
 
 
-HEADER = ["circuit", "backend", "batch", "ms/step", "cpu ms/step", "samples/s", "vs default.qubit", "note"]
+HEADER = [
+    "circuit",
+    "backend",
+    "batch",
+    "ms/step",
+    "cpu ms/step",
+    "samples/s",
+    "vs default.qubit",
+    "note",
+]
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -227,7 +281,9 @@ def format_table(report: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     m = report["machine"]
-    lines.append(f"torch threads: {m['torch_threads']}; load average {m['loadavg_start'][0]:.2f} → {m['loadavg_end'][0]:.2f}; total {m['total_seconds']:.0f} s")
+    lines.append(
+        f"torch threads: {m['torch_threads']}; load average {m['loadavg_start'][0]:.2f} → {m['loadavg_end'][0]:.2f}; total {m['total_seconds']:.0f} s"
+    )
     return "\n".join(lines)
 
 

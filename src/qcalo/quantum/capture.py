@@ -49,19 +49,32 @@ class StateCapture:
     ``capture.capture(layer)`` records one snapshot now.
     """
 
-    def __init__(self, probe_inputs: torch.Tensor, every_n_calls: int, out_dir: str | os.PathLike[str], *, name: str = "") -> None:
+    def __init__(
+        self,
+        probe_inputs: torch.Tensor,
+        every_n_calls: int,
+        out_dir: str | os.PathLike[str],
+        *,
+        name: str = "",
+    ) -> None:
         if not isinstance(every_n_calls, int) or every_n_calls < 1:
-            raise ConfigError(f"state capture every_n_calls={every_n_calls!r} is invalid; expected an integer ≥ 1")
+            raise ConfigError(
+                f"state capture every_n_calls={every_n_calls!r} is invalid; expected an integer ≥ 1"
+            )
         probe = torch.as_tensor(probe_inputs).detach()
         if probe.dim() == 1:
             probe = probe[None]
         if probe.dim() != 2 or probe.shape[0] == 0:
-            raise DataError(f"state capture probe_inputs has shape {tuple(probe.shape)}; expected (n_probes, n_qubits)")
+            raise DataError(
+                f"state capture probe_inputs has shape {tuple(probe.shape)}; expected (n_probes, n_qubits)"
+            )
         if name and (os.sep in name or name.startswith(".")):
             raise ConfigError(f"state capture name {name!r} is not a plain folder name")
         self.probe_inputs = probe.cpu()
         self.every_n_calls = every_n_calls
-        self.directory = Path(out_dir) / "quantum_states" / name if name else Path(out_dir) / "quantum_states"
+        self.directory = (
+            Path(out_dir) / "quantum_states" / name if name else Path(out_dir) / "quantum_states"
+        )
         self.calls = 0
         self.step = 0
 
@@ -104,7 +117,14 @@ class StateCapture:
         index = self.directory / "index.csv"
         rows = _read_index(index) if index.is_file() else []
         rows = [r for r in rows if r["file"] != file_name]
-        rows.append({"call": self.calls, "step": int(self.step), "file": file_name, "mean_entropy": mean_entropy})
+        rows.append(
+            {
+                "call": self.calls,
+                "step": int(self.step),
+                "file": file_name,
+                "mean_entropy": mean_entropy,
+            }
+        )
         with atomic_path(index) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=INDEX_FIELDS)
             writer.writeheader()
@@ -113,7 +133,15 @@ class StateCapture:
 
 def _read_index(path: Path) -> list[dict[str, Any]]:
     with open(path, newline="") as fh:
-        return [{"call": int(r["call"]), "step": int(r["step"]), "file": r["file"], "mean_entropy": float(r["mean_entropy"])} for r in csv.DictReader(fh)]
+        return [
+            {
+                "call": int(r["call"]),
+                "step": int(r["step"]),
+                "file": r["file"],
+                "mean_entropy": float(r["mean_entropy"]),
+            }
+            for r in csv.DictReader(fh)
+        ]
 
 
 def load_captures(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -127,7 +155,9 @@ def load_captures(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
         folder = folder / "quantum_states"
     index = folder / "index.csv"
     if not index.is_file():
-        raise DataError(f"{folder}: no index.csv of quantum state captures; expected a folder written by StateCapture")
+        raise DataError(
+            f"{folder}: no index.csv of quantum state captures; expected a folder written by StateCapture"
+        )
     captures = []
     for row in sorted(_read_index(index), key=lambda r: r["call"]):
         path = folder / row["file"]
@@ -151,7 +181,9 @@ def plot_entropy_vs_step(captures: list[dict[str, Any]], out_png: str | os.PathL
     fig, ax = plt.subplots(figsize=(6, 4))
     for wire in range(entropies.shape[1]):
         ax.plot(steps, entropies[:, wire].numpy(), marker="o", ms=3, label=f"qubit {wire}")
-    ax.axhline(float(torch.log(torch.tensor(2.0))), color="grey", ls="--", lw=1, label="ln 2 (maximal)")
+    ax.axhline(
+        float(torch.log(torch.tensor(2.0))), color="grey", ls="--", lw=1, label="ln 2 (maximal)"
+    )
     ax.set_xlabel("training step")
     ax.set_ylabel("single-qubit entropy [nats]")
     ax.legend(fontsize="small", ncol=2)

@@ -26,7 +26,9 @@ def as_spec(spec: CircuitSpec | Mapping[str, Any]) -> CircuitSpec:
         return spec
     if isinstance(spec, Mapping):
         return CircuitSpec.build(**spec)
-    raise ConfigError(f"circuit spec of type {type(spec).__name__} is not understood; expected a CircuitSpec or a mapping of its fields")
+    raise ConfigError(
+        f"circuit spec of type {type(spec).__name__} is not understood; expected a CircuitSpec or a mapping of its fields"
+    )
 
 
 class QuantumLayer(nn.Module):
@@ -73,29 +75,49 @@ class QuantumLayer(nn.Module):
         super().__init__()
         self.spec = as_spec(spec)
         if backend not in BACKENDS:
-            raise ConfigError(f"quantum layer backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
+            raise ConfigError(
+                f"quantum layer backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}"
+            )
         if dtype not in _REAL_OF_COMPLEX:
-            raise ConfigError(f"quantum layer dtype {dtype} is not supported; expected torch.complex64 or torch.complex128")
+            raise ConfigError(
+                f"quantum layer dtype {dtype} is not supported; expected torch.complex64 or torch.complex128"
+            )
         if strategy not in STRATEGIES:
-            raise ConfigError(f"quantum layer strategy {strategy!r} is unknown; expected one of {', '.join(STRATEGIES)}")
+            raise ConfigError(
+                f"quantum layer strategy {strategy!r} is unknown; expected one of {', '.join(STRATEGIES)}"
+            )
         if strategy == "unitary" and self.spec.reupload:
-            raise ConfigError("quantum layer strategy 'unitary' needs reupload=False; use 'gates' or 'auto'")
+            raise ConfigError(
+                "quantum layer strategy 'unitary' needs reupload=False; use 'gates' or 'auto'"
+            )
         self.backend = backend
         self.strategy = strategy
         real = _REAL_OF_COMPLEX[dtype]
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
-        self.rotation_weights = nn.Parameter(_uniform_angles(self.spec.rotation_weight_shape, generator, real))
+        self.rotation_weights = nn.Parameter(
+            _uniform_angles(self.spec.rotation_weight_shape, generator, real)
+        )
         shape = self.spec.entangler_weight_shape
-        self.entangler_weights = nn.Parameter(_uniform_angles(shape, generator, real)) if shape is not None else None
+        self.entangler_weights = (
+            nn.Parameter(_uniform_angles(shape, generator, real)) if shape is not None else None
+        )
         self._torch_circuit = TorchCircuit(self.spec)
         self._pennylane = None
         if backend == "pennylane":
             from qcalo.quantum.pennylane_backend import PennyLaneCircuit
 
-            self._pennylane = PennyLaneCircuit(self.spec, device_name, shots=shots, diff_method=diff_method, device_options=dict(device_options or {}))
+            self._pennylane = PennyLaneCircuit(
+                self.spec,
+                device_name,
+                shots=shots,
+                diff_method=diff_method,
+                device_options=dict(device_options or {}),
+            )
         elif shots is not None:
-            raise ConfigError("quantum layer: shots are only available with backend='pennylane'; the torch backend is exact")
+            raise ConfigError(
+                "quantum layer: shots are only available with backend='pennylane'; the torch backend is exact"
+            )
         self.capture = capture
 
     @property
@@ -129,23 +151,33 @@ class QuantumLayer(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, n_qubits) | (n_qubits,) angles in radians -> (B, n_outputs) | (n_outputs,)."""
-        out_dtype = inputs.dtype if isinstance(inputs, torch.Tensor) and inputs.is_floating_point() else self.rotation_weights.dtype
+        out_dtype = (
+            inputs.dtype
+            if isinstance(inputs, torch.Tensor) and inputs.is_floating_point()
+            else self.rotation_weights.dtype
+        )
         if self.capture is not None and self.training:
             self.capture.on_forward(self)
         x, unbatched = self._prepare(inputs)
         if self._pennylane is not None:
             out = self._pennylane.features(x, self.rotation_weights, self.entangler_weights)
         else:
-            out = self._torch_circuit.features(x, self.rotation_weights, self.entangler_weights, strategy=self.strategy)
+            out = self._torch_circuit.features(
+                x, self.rotation_weights, self.entangler_weights, strategy=self.strategy
+            )
         out = out.to(out_dtype)
         return out[0] if unbatched else out
 
     def statevector(self, inputs: torch.Tensor) -> torch.Tensor:
         """Final statevector (B, 2^n) | (2^n,) complex, simulated exactly with the torch backend."""
         x, unbatched = self._prepare(inputs)
-        state = self._torch_circuit.state(x, self.rotation_weights, self.entangler_weights, strategy=self.strategy)
+        state = self._torch_circuit.state(
+            x, self.rotation_weights, self.entangler_weights, strategy=self.strategy
+        )
         return state[0] if unbatched else state
 
 
-def _uniform_angles(shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype) -> torch.Tensor:
+def _uniform_angles(
+    shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor:
     return (torch.rand(shape, generator=generator, dtype=torch.float64) * (2 * math.pi)).to(dtype)

@@ -64,15 +64,25 @@ class OrthogonalCircuit(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(n_qubits, int) or not 1 <= n_qubits <= 20:
-            raise ConfigError(f"orthogonal circuit n_qubits={n_qubits!r} is invalid; expected an integer in 1..20")
+            raise ConfigError(
+                f"orthogonal circuit n_qubits={n_qubits!r} is invalid; expected an integer in 1..20"
+            )
         if not isinstance(n_layers, int) or n_layers < 1:
-            raise ConfigError(f"orthogonal circuit n_layers={n_layers!r} is invalid; expected an integer ≥ 1")
+            raise ConfigError(
+                f"orthogonal circuit n_layers={n_layers!r} is invalid; expected an integer ≥ 1"
+            )
         if entangler not in ENTANGLERS:
-            raise ConfigError(f"orthogonal circuit entangler {entangler!r} is unknown; expected one of {', '.join(ENTANGLERS)}")
+            raise ConfigError(
+                f"orthogonal circuit entangler {entangler!r} is unknown; expected one of {', '.join(ENTANGLERS)}"
+            )
         if entangler_gate not in GATES:
-            raise ConfigError(f"orthogonal circuit entangler_gate {entangler_gate!r} is not a real gate; expected one of {', '.join(GATES)}")
+            raise ConfigError(
+                f"orthogonal circuit entangler_gate {entangler_gate!r} is not a real gate; expected one of {', '.join(GATES)}"
+            )
         if dtype not in (torch.float32, torch.float64):
-            raise ConfigError(f"orthogonal circuit dtype {dtype} is not supported; expected torch.float32 or torch.float64")
+            raise ConfigError(
+                f"orthogonal circuit dtype {dtype} is not supported; expected torch.float32 or torch.float64"
+            )
         self.n_qubits = n_qubits
         self.n_layers = n_layers
         self.entangler = entangler
@@ -80,13 +90,25 @@ class OrthogonalCircuit(nn.Module):
         self.pairs = entangler_pairs(n_qubits, entangler)
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
-        angles = (torch.rand((n_layers, n_qubits), generator=generator, dtype=torch.float64) * 2 - 1) * init_range
+        angles = (
+            torch.rand((n_layers, n_qubits), generator=generator, dtype=torch.float64) * 2 - 1
+        ) * init_range
         self.weights = nn.Parameter(angles.to(dtype))
         self._blocks = sv.wire_blocks(n_qubits)
-        gather = torch.as_tensor(sv.cnot_gather_index(n_qubits, self.pairs)) if entangler_gate == "cnot" and self.pairs else None
-        signs = torch.as_tensor(sv.cz_diagonal(n_qubits, self.pairs), dtype=dtype) if entangler_gate == "cz" and self.pairs else None
+        gather = (
+            torch.as_tensor(sv.cnot_gather_index(n_qubits, self.pairs))
+            if entangler_gate == "cnot" and self.pairs
+            else None
+        )
+        signs = (
+            torch.as_tensor(sv.cz_diagonal(n_qubits, self.pairs), dtype=dtype)
+            if entangler_gate == "cz" and self.pairs
+            else None
+        )
         self.register_buffer("_gather", gather, persistent=False)
-        self.register_buffer("_inverse_gather", gather.argsort() if gather is not None else None, persistent=False)
+        self.register_buffer(
+            "_inverse_gather", gather.argsort() if gather is not None else None, persistent=False
+        )
         self.register_buffer("_cz_signs", signs, persistent=False)
 
     @property
@@ -99,7 +121,9 @@ class OrthogonalCircuit(nn.Module):
 
     def _check(self, x: torch.Tensor, name: str) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.n_features:
-            raise DataError(f"orthogonal circuit {name} has shape {tuple(x.shape)}; expected (batch, {self.n_features})")
+            raise DataError(
+                f"orthogonal circuit {name} has shape {tuple(x.shape)}; expected (batch, {self.n_features})"
+            )
         return x.to(self.weights.dtype)
 
     def _entangle(self, state: torch.Tensor, inverse: bool) -> torch.Tensor:

@@ -16,7 +16,16 @@ import torch
 from qcalo.errors import ConfigError
 from qcalo.quantum.spec import CircuitSpec
 
-DIFF_METHODS = ("best", "backprop", "adjoint", "parameter-shift", "finite-diff", "spsa", "hadamard", "device")
+DIFF_METHODS = (
+    "best",
+    "backprop",
+    "adjoint",
+    "parameter-shift",
+    "finite-diff",
+    "spsa",
+    "hadamard",
+    "device",
+)
 
 
 def circuit_function(spec: CircuitSpec):
@@ -24,7 +33,9 @@ def circuit_function(spec: CircuitSpec):
     import pennylane as qml
 
     embed = {"X": qml.RX, "Y": qml.RY, "Z": qml.RZ}[spec.embedding]
-    two_qubit = {"cnot": qml.CNOT, "cz": qml.CZ, "crz": qml.CRZ, "isingzz": qml.IsingZZ}[spec.entangler_gate]
+    two_qubit = {"cnot": qml.CNOT, "cz": qml.CZ, "crz": qml.CRZ, "isingzz": qml.IsingZZ}[
+        spec.entangler_gate
+    ]
     trainable = spec.entangler_weight_shape is not None
     n = spec.n_qubits
 
@@ -76,25 +87,46 @@ class PennyLaneCircuit:
         import pennylane as qml
 
         if shots is not None and (not isinstance(shots, int) or shots < 1):
-            raise ConfigError(f"pennylane backend: shots={shots!r} is invalid; expected a positive integer or None (exact)")
+            raise ConfigError(
+                f"pennylane backend: shots={shots!r} is invalid; expected a positive integer or None (exact)"
+            )
         if shots is not None and "state" in spec.measurements:
-            raise ConfigError("pennylane backend: the 'state' measurement needs exact simulation; use shots=None or drop 'state'")
+            raise ConfigError(
+                "pennylane backend: the 'state' measurement needs exact simulation; use shots=None or drop 'state'"
+            )
         if diff_method not in DIFF_METHODS:
-            raise ConfigError(f"pennylane backend: diff_method {diff_method!r} is unknown; expected one of {', '.join(DIFF_METHODS)}")
+            raise ConfigError(
+                f"pennylane backend: diff_method {diff_method!r} is unknown; expected one of {', '.join(DIFF_METHODS)}"
+            )
         try:
             device = qml.device(device_name, wires=spec.n_qubits, **(device_options or {}))
         except Exception as exc:  # PennyLane raises DeviceError or plugin-specific errors
-            raise ConfigError(f"pennylane backend: cannot create device {device_name!r}: {exc}") from None
+            raise ConfigError(
+                f"pennylane backend: cannot create device {device_name!r}: {exc}"
+            ) from None
         try:
-            self.qnode = qml.QNode(circuit_function(spec), device, interface="torch", diff_method=diff_method, shots=shots)
+            self.qnode = qml.QNode(
+                circuit_function(spec),
+                device,
+                interface="torch",
+                diff_method=diff_method,
+                shots=shots,
+            )
         except Exception as exc:
-            raise ConfigError(f"pennylane backend: device {device_name!r} rejects diff_method={diff_method!r}, shots={shots!r}: {exc}") from None
+            raise ConfigError(
+                f"pennylane backend: device {device_name!r} rejects diff_method={diff_method!r}, shots={shots!r}: {exc}"
+            ) from None
         self.spec = spec
         self.device_name = device_name
         self.shots = shots
         self.diff_method = diff_method
 
-    def features(self, inputs: torch.Tensor, rotation_weights: torch.Tensor, entangler_weights: torch.Tensor | None) -> torch.Tensor:
+    def features(
+        self,
+        inputs: torch.Tensor,
+        rotation_weights: torch.Tensor,
+        entangler_weights: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Measured features (B, n_outputs) in the spec's order, for inputs (B, n) radians."""
         try:
             raw = self.qnode(inputs, rotation_weights, entangler_weights)
@@ -117,7 +149,11 @@ def _to_features(spec: CircuitSpec, raw: Any, batch: int) -> torch.Tensor:
         if m in ("z", "zz"):
             count = spec.measurement_size(m)
             if count:
-                parts.append(torch.stack([v.reshape(batch) for v in values[position : position + count]], dim=1))
+                parts.append(
+                    torch.stack(
+                        [v.reshape(batch) for v in values[position : position + count]], dim=1
+                    )
+                )
             position += count
         else:
             value = values[position].reshape(batch, spec.dim)

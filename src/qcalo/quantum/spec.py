@@ -78,9 +78,13 @@ class CircuitSpec(BaseModel):
     @model_validator(mode="after")
     def _check_measurements(self) -> CircuitSpec:
         if not self.measurements:
-            raise ValueError("measurements is empty; expected at least one of 'z', 'zz', 'probs', 'state'")
+            raise ValueError(
+                "measurements is empty; expected at least one of 'z', 'zz', 'probs', 'state'"
+            )
         if len(set(self.measurements)) != len(self.measurements):
-            raise ValueError(f"measurements {list(self.measurements)} repeats an entry; expected each at most once")
+            raise ValueError(
+                f"measurements {list(self.measurements)} repeats an entry; expected each at most once"
+            )
         if "zz" in self.measurements and self.n_qubits < 2:
             raise ValueError("measurement 'zz' needs at least 2 qubits; n_qubits is 1")
         return self
@@ -95,7 +99,9 @@ class CircuitSpec(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, "invalid circuit spec", root="circuit")) from None
+            raise ConfigError(
+                format_validation_error(exc, "invalid circuit spec", root="circuit")
+            ) from None
 
     # Derived quantities -------------------------------------------------------------------
     @property

@@ -72,8 +72,14 @@ def _rotation_tables() -> tuple[np.ndarray, np.ndarray]:
     ct, cp, cm, st, sp, sm = range(6)
     picks = np.zeros((36, 8))
     entries = [  # (output index, a, b, sign); outputs: 4 real parts then 4 imaginary parts
-        (0, cp, ct, 1), (1, cm, st, -1), (2, cm, st, 1), (3, cp, ct, 1),
-        (4, sp, ct, -1), (5, sm, st, -1), (6, sm, st, -1), (7, sp, ct, 1),
+        (0, cp, ct, 1),
+        (1, cm, st, -1),
+        (2, cm, st, 1),
+        (3, cp, ct, 1),
+        (4, sp, ct, -1),
+        (5, sm, st, -1),
+        (6, sm, st, -1),
+        (7, sp, ct, 1),
     ]
     for out, x, y, sign in entries:
         picks[x * 6 + y, out] = sign
@@ -90,7 +96,9 @@ def rotation_gates(weights: torch.Tensor, kind: str) -> torch.Tensor:
     closed form with a handful of kernels (this runs every step, and autograd pays per kernel).
     """
     if kind == "ryrz":
-        half = torch.as_tensor(_HALF_ANGLES[1:], dtype=weights.dtype, device=weights.device)  # rows θ, ω
+        half = torch.as_tensor(
+            _HALF_ANGLES[1:], dtype=weights.dtype, device=weights.device
+        )  # rows θ, ω
     elif kind == "rot":
         half = torch.as_tensor(_HALF_ANGLES, dtype=weights.dtype, device=weights.device)
     else:
@@ -123,11 +131,15 @@ def kron_gates(gates: torch.Tensor) -> torch.Tensor:
     for j in range(1, gates.shape[-3]):
         g = gates[..., j, :, :]
         d = out.shape[-1]
-        out = (out[..., :, None, :, None] * g[..., None, :, None, :]).reshape(*out.shape[:-2], 2 * d, 2 * d)
+        out = (out[..., :, None, :, None] * g[..., None, :, None, :]).reshape(
+            *out.shape[:-2], 2 * d, 2 * d
+        )
     return out
 
 
-def apply_product_layer(state: torch.Tensor, gates: torch.Tensor, blocks: Sequence[tuple[int, int]]) -> torch.Tensor:
+def apply_product_layer(
+    state: torch.Tensor, gates: torch.Tensor, blocks: Sequence[tuple[int, int]]
+) -> torch.Tensor:
     """Apply ⊗_i gates_i to every state.
 
     state: (B, 2^n); gates: (n, 2, 2) shared by the batch, or (B, n, 2, 2) one set per sample.
@@ -169,7 +181,9 @@ class _RotatingBlock(torch.autograd.Function):
             conj_block = block.conj().resolve_conj()
             if conj_block.dim() == 2:
                 conj_block = conj_block.expand(batch, d, d)
-            grad_state = torch.bmm(grad.mT, conj_block).reshape(batch, dim)  # (B, rest, d) = input layout
+            grad_state = torch.bmm(grad.mT, conj_block).reshape(
+                batch, dim
+            )  # (B, rest, d) = input layout
         if ctx.needs_input_grad[1]:
             grad_block = torch.matmul(state.reshape(batch, dim // d, d).mH, grad.mT).mT  # (B, d, d)
             if block.dim() == 2:
@@ -181,7 +195,9 @@ class _Gather(torch.autograd.Function):
     """state[:, index] whose backward is the inverse gather (not a scatter-add): index is a permutation."""
 
     @staticmethod
-    def forward(ctx, state: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, state: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor
+    ) -> torch.Tensor:
         ctx.save_for_backward(inverse)
         return state.index_select(1, index)
 
@@ -191,7 +207,9 @@ class _Gather(torch.autograd.Function):
         return grad.index_select(1, inverse), None, None
 
 
-def permute_amplitudes(state: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+def permute_amplitudes(
+    state: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor
+) -> torch.Tensor:
     """state[:, index] for a permutation ``index`` with ``inverse = index.argsort()``: (B, D) -> (B, D)."""
     return _Gather.apply(state, index, inverse)
 
@@ -209,10 +227,16 @@ def product_state(vectors: torch.Tensor) -> torch.Tensor:
         m, d = factors.shape[1], factors.shape[2]
         if m % 2:
             last = factors[:, -1]
-            leftover = last if leftover is None else (last[:, :, None] * leftover[:, None, :]).reshape(batch, -1)
+            leftover = (
+                last
+                if leftover is None
+                else (last[:, :, None] * leftover[:, None, :]).reshape(batch, -1)
+            )
             factors = factors[:, :-1]
             m -= 1
-        factors = (factors[:, 0::2, :, None] * factors[:, 1::2, None, :]).reshape(batch, m // 2, d * d)
+        factors = (factors[:, 0::2, :, None] * factors[:, 1::2, None, :]).reshape(
+            batch, m // 2, d * d
+        )
     state = factors[:, 0]
     if leftover is not None:
         state = (state[:, :, None] * leftover[:, None, :]).reshape(batch, -1)
@@ -243,7 +267,9 @@ class _AngleProductState(torch.autograd.Function):
         for wire in range(n):
             g = grad.reshape(batch, 2**wire, 2, -1)
             e = state.reshape(batch, 2**wire, 2, -1)
-            columns.append((g[:, :, 1] * e[:, :, 0]).sum((1, 2)) - (g[:, :, 0] * e[:, :, 1]).sum((1, 2)))
+            columns.append(
+                (g[:, :, 1] * e[:, :, 0]).sum((1, 2)) - (g[:, :, 0] * e[:, :, 1]).sum((1, 2))
+            )
         return 0.5 * torch.stack(columns, dim=1)
 
 
@@ -306,7 +332,11 @@ def z_signs(n_qubits: int) -> np.ndarray:
 def zz_signs(n_qubits: int, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
     """(2^n, n_pairs) eigenvalues of Z_iZ_j: ⟨Z_iZ_j⟩ = |ψ|² @ signs."""
     z = z_signs(n_qubits)
-    return np.stack([z[:, i] * z[:, j] for i, j in pairs], axis=1) if pairs else np.zeros((2**n_qubits, 0))
+    return (
+        np.stack([z[:, i] * z[:, j] for i, j in pairs], axis=1)
+        if pairs
+        else np.zeros((2**n_qubits, 0))
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,11 +358,17 @@ def von_neumann_entropies(state: torch.Tensor) -> torch.Tensor:
     """Entanglement entropy of every wire with the rest, in nats: (B, 2^n) -> (B, n), 0..ln 2."""
     rho = single_qubit_density_matrices(state)
     eig = torch.linalg.eigvalsh(rho).clamp_min(0)
-    return -torch.where(eig > 0, eig * torch.log(torch.where(eig > 0, eig, torch.ones_like(eig))), torch.zeros_like(eig)).sum(-1)
+    return -torch.where(
+        eig > 0,
+        eig * torch.log(torch.where(eig > 0, eig, torch.ones_like(eig))),
+        torch.zeros_like(eig),
+    ).sum(-1)
 
 
 def bloch_vectors(state: torch.Tensor) -> torch.Tensor:
     """(⟨X_i⟩, ⟨Y_i⟩, ⟨Z_i⟩) of every wire: (B, 2^n) complex -> (B, n, 3) real."""
     rho = single_qubit_density_matrices(state)
     off = rho[..., 0, 1]
-    return torch.stack([2 * off.real, -2 * off.imag, (rho[..., 0, 0] - rho[..., 1, 1]).real], dim=-1)
+    return torch.stack(
+        [2 * off.real, -2 * off.imag, (rho[..., 0, 0] - rho[..., 1, 1]).real], dim=-1
+    )

@@ -62,18 +62,26 @@ class _Constants:
         elif pairs and spec.entangler_gate == "cz":
             self.cz = torch.as_tensor(sv.cz_diagonal(n, pairs), **kw)
         elif pairs:
-            self.phase_coeffs = torch.as_tensor(sv.phase_coefficients(n, pairs, spec.entangler_gate), **kw)
+            self.phase_coeffs = torch.as_tensor(
+                sv.phase_coefficients(n, pairs, spec.entangler_gate), **kw
+            )
         signs = []
         if "z" in spec.measurements:
             signs.append(sv.z_signs(n))
         if "zz" in spec.measurements:
             signs.append(sv.zz_signs(n, spec.zz_pairs))
         self.signs = torch.as_tensor(np.concatenate(signs, axis=1), **kw) if signs else None
-        self.signs_after_gather = self.signs[self.inverse_gather] if self.signs is not None and self.gather is not None else None
+        self.signs_after_gather = (
+            self.signs[self.inverse_gather]
+            if self.signs is not None and self.gather is not None
+            else None
+        )
         # [S; S] for the real path's [Re² | Im²] @ [S; S] readout.
         self.signs_doubled = torch.cat([self.signs, self.signs]) if self.signs is not None else None
         self.signs_doubled_after_gather = (
-            torch.cat([self.signs_after_gather, self.signs_after_gather]) if self.signs_after_gather is not None else None
+            torch.cat([self.signs_after_gather, self.signs_after_gather])
+            if self.signs_after_gather is not None
+            else None
         )
         self.blocks = sv.wire_blocks(n)
         popcount = sv.basis_bits(n).sum(1) % 4
@@ -96,7 +104,13 @@ class TorchCircuit:
         return self._cache[key]
 
     # ------------------------------------------------------------------------------------------
-    def _entangler(self, state: torch.Tensor, layer: int, const: _Constants, entangler_weights: torch.Tensor | None) -> torch.Tensor:
+    def _entangler(
+        self,
+        state: torch.Tensor,
+        layer: int,
+        const: _Constants,
+        entangler_weights: torch.Tensor | None,
+    ) -> torch.Tensor:
         if const.gather is not None:
             return sv.permute_amplitudes(state, const.gather, const.inverse_gather)
         if const.cz is not None:
@@ -128,7 +142,9 @@ class TorchCircuit:
                 transfer = step if transfer is None else transfer @ step
             if layer < n_layers - 1 or final_entangler:
                 if transfer is None:
-                    transfer = torch.eye(self.spec.dim, dtype=rotations.dtype, device=rotations.device)
+                    transfer = torch.eye(
+                        self.spec.dim, dtype=rotations.dtype, device=rotations.device
+                    )
                 transfer = self._entangler(transfer, layer, const, entangler_weights)
         if transfer is None:
             transfer = torch.eye(self.spec.dim, dtype=rotations.dtype, device=rotations.device)
@@ -148,14 +164,22 @@ class TorchCircuit:
         if strategy == "auto":
             strategy = choose_strategy(spec, inputs.shape[0])
         if strategy not in ("unitary", "gates") or (strategy == "unitary" and spec.reupload):
-            raise ValueError(f"strategy {strategy!r} not available for this circuit; expected one of {STRATEGIES} ('unitary' needs reupload=False)")
+            raise ValueError(
+                f"strategy {strategy!r} not available for this circuit; expected one of {STRATEGIES} ('unitary' needs reupload=False)"
+            )
         rotations = sv.rotation_gates(rotation_weights, spec.rotations)  # (L, n, 2, 2)
         n_layers = spec.n_layers
 
-        def run(psi: torch.Tensor, first_layer: int, per_sample_embed: torch.Tensor | None) -> torch.Tensor:
+        def run(
+            psi: torch.Tensor, first_layer: int, per_sample_embed: torch.Tensor | None
+        ) -> torch.Tensor:
             for layer in range(n_layers):
                 if layer >= first_layer:
-                    gates = rotations[layer] if per_sample_embed is None else rotations[layer] @ per_sample_embed
+                    gates = (
+                        rotations[layer]
+                        if per_sample_embed is None
+                        else rotations[layer] @ per_sample_embed
+                    )
                     psi = sv.apply_product_layer(psi, gates, const.blocks)
                 if layer < n_layers - 1 or final_entangler:
                     psi = self._entangler(psi, layer, const, entangler_weights)
@@ -212,21 +236,31 @@ class TorchCircuit:
         needs_state = "state" in spec.measurements
         # A trailing diagonal does not change |ψ|²; a trailing gather is folded into the readout.
         fold = not needs_state and bool(spec.entangler_pairs)
-        amplitudes = self._amplitudes(inputs, rotation_weights, entangler_weights, strategy, not fold)
+        amplitudes = self._amplitudes(
+            inputs, rotation_weights, entangler_weights, strategy, not fold
+        )
         gathered = fold and const.gather is not None
         split = not amplitudes.is_complex()  # [Re ψ | Im ψ] from the real path
         if split:
             squares = amplitudes * amplitudes
-            probs = squares[:, : spec.dim] + squares[:, spec.dim :] if "probs" in spec.measurements else None
+            probs = (
+                squares[:, : spec.dim] + squares[:, spec.dim :]
+                if "probs" in spec.measurements
+                else None
+            )
             state_features = amplitudes
         else:
             probs = amplitudes.real.square() + amplitudes.imag.square()
-            state_features = torch.cat([amplitudes.real, amplitudes.imag], dim=1) if needs_state else None
+            state_features = (
+                torch.cat([amplitudes.real, amplitudes.imag], dim=1) if needs_state else None
+            )
         outputs = {}
         if const.signs is not None:
             # Σ_k (Re²+Im²)_k S_k = [Re² | Im²] @ [S; S]: no slicing on the real path.
             if split:
-                expectations = squares @ (const.signs_doubled_after_gather if gathered else const.signs_doubled)
+                expectations = squares @ (
+                    const.signs_doubled_after_gather if gathered else const.signs_doubled
+                )
             else:
                 expectations = probs @ (const.signs_after_gather if gathered else const.signs)
             n = spec.n_qubits
@@ -236,7 +270,11 @@ class TorchCircuit:
             else:
                 outputs["zz"] = expectations
         if "probs" in spec.measurements:
-            outputs["probs"] = sv.permute_amplitudes(probs, const.gather, const.inverse_gather) if gathered else probs
+            outputs["probs"] = (
+                sv.permute_amplitudes(probs, const.gather, const.inverse_gather)
+                if gathered
+                else probs
+            )
         if needs_state:
             outputs["state"] = state_features
         return torch.cat([outputs[m] for m in spec.measurements], dim=1)

@@ -8,9 +8,22 @@ Public API::
 """
 
 from qcalo.training.checkpoint import load_checkpoint, save_checkpoint
-from qcalo.training.config import RunConfig, config_from_dict, config_path, load_config, shipped_configs
+from qcalo.training.config import (
+    RunConfig,
+    config_from_dict,
+    config_path,
+    load_config,
+    shipped_configs,
+)
 from qcalo.training.data import ShowerDataset, split_indices
-from qcalo.training.trainer import TrainingDiverged, load_run, read_metrics, resolve_device, run_paths, train
+from qcalo.training.trainer import (
+    TrainingDiverged,
+    load_run,
+    read_metrics,
+    resolve_device,
+    run_paths,
+    train,
+)
 
 __all__ = [
     "RunConfig",

@@ -24,7 +24,13 @@ import torch
 from qcalo.errors import DataError
 from qcalo.utils.atomic import atomic_path
 
-__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "capture_rng_state", "restore_rng_state"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "capture_rng_state",
+    "restore_rng_state",
+]
 
 CHECKPOINT_FORMAT = 1
 
@@ -38,7 +44,13 @@ def capture_rng_state() -> dict[str, Any]:
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": [py_version, list(py_internal), py_gauss],
-        "numpy": [np_name, torch.from_numpy(np.asarray(np_keys, dtype=np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)],
+        "numpy": [
+            np_name,
+            torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            int(np_pos),
+            int(np_has_gauss),
+            float(np_gauss),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -51,7 +63,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     py_version, py_internal, py_gauss = state["python"]
     random.setstate((py_version, tuple(py_internal), py_gauss))
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
-    np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    np.random.set_state(
+        (np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss)
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -65,7 +79,9 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``; :class:`DataError` if unusable."""
     path = Path(path)
     if not path.is_file():
@@ -73,7 +89,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-        raise DataError(f"{path}: cannot be read as a qcalo checkpoint ({type(exc).__name__}: {exc})") from None
+        raise DataError(
+            f"{path}: cannot be read as a qcalo checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"{path}: not a qcalo checkpoint of format {CHECKPOINT_FORMAT}")
     return checkpoint

@@ -34,8 +34,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qcalo.errors import ConfigError, DataError
-from qcalo.utils.validation import format_validation_error
 from qcalo.models import ModelConfig
+from qcalo.utils.validation import format_validation_error
 
 __all__ = [
     "RunConfig",
@@ -147,9 +147,11 @@ class RunConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _capture_needs_circuits(self) -> "RunConfig":
+    def _capture_needs_circuits(self) -> RunConfig:
         if self.state_capture.enabled and all(
-            kind == "mlp" for stage in (self.model.stage1, self.model.stage2) for kind in stage.conditioners
+            kind == "mlp"
+            for stage in (self.model.stage1, self.model.stage2)
+            for kind in stage.conditioners
         ):
             raise ValueError(
                 "state_capture.enabled: the model has no circuit layers to capture (every conditioner is 'mlp'); "
@@ -168,7 +170,9 @@ class RunConfig(_Strict):
 def config_from_dict(data: Any, source: str = "config") -> RunConfig:
     """Validate a dict (parsed YAML) into a :class:`RunConfig`, raising :class:`ConfigError`."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a YAML mapping of run settings at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a YAML mapping of run settings at the top level, got {type(data).__name__}"
+        )
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -218,5 +222,7 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     if config.name is None:
         updates["name"] = resolved.stem
     if config.data.path is not None and not Path(config.data.path).is_absolute():
-        updates["data"] = config.data.model_copy(update={"path": str((resolved.parent / config.data.path).resolve())})
+        updates["data"] = config.data.model_copy(
+            update={"path": str((resolved.parent / config.data.path).resolve())}
+        )
     return config.model_copy(update=updates) if updates else config

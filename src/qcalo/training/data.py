@@ -27,7 +27,9 @@ __all__ = ["ShowerDataset", "split_indices"]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def split_indices(n_events: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n_events: int, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split event indices 0..n_events-1 into sorted (train, validation) index arrays.
 
     The split is a permutation drawn from ``numpy.random.default_rng(seed)``; the first
@@ -66,10 +68,14 @@ class ShowerDataset:
         info = inspect_file(self.path, geometry)
         self.n_events = info.n_events
         if self.n_events < 2:
-            raise ConfigError(f"{self.path}: holds {self.n_events} events; training needs at least 2 (1 train, 1 validation)")
+            raise ConfigError(
+                f"{self.path}: holds {self.n_events} events; training needs at least 2 (1 train, 1 validation)"
+            )
         self.chunk_events = int(chunk_events)
         self.shuffle_window = int(shuffle_window)
-        self.train_indices, self.val_indices = split_indices(self.n_events, validation_fraction, self.seed)
+        self.train_indices, self.val_indices = split_indices(
+            self.n_events, validation_fraction, self.seed
+        )
         size_mb = self.n_events * (info.n_voxels + 1) * 4 / 2**20
         self.in_memory = size_mb <= max_in_memory_mb
         self._energies: torch.Tensor | None = None
@@ -97,12 +103,19 @@ class ShowerDataset:
 
     def validation_batches(self, batch_size: int) -> Iterator[Batch]:
         """Validation events in file order, batched."""
-        for chunk in self._subset_chunks(self.val_indices, np.float32, chunk=batch_size if self.in_memory else None):
-            energies, showers = torch.from_numpy(chunk.incident_energies), torch.from_numpy(chunk.showers)
+        for chunk in self._subset_chunks(
+            self.val_indices, np.float32, chunk=batch_size if self.in_memory else None
+        ):
+            energies, showers = (
+                torch.from_numpy(chunk.incident_energies),
+                torch.from_numpy(chunk.showers),
+            )
             for lo in range(0, len(energies), batch_size):
                 yield energies[lo : lo + batch_size], showers[lo : lo + batch_size]
 
-    def _subset_chunks(self, indices: np.ndarray, dtype: type, chunk: int | None = None) -> Iterator[ShowerData]:
+    def _subset_chunks(
+        self, indices: np.ndarray, dtype: type, chunk: int | None = None
+    ) -> Iterator[ShowerData]:
         if self.in_memory:
             assert self._energies is not None and self._showers is not None
             step = chunk or self.chunk_events
@@ -121,8 +134,14 @@ class ShowerDataset:
             if not keep.any():
                 continue
             # Read as float32 like the training batches, so statistics see the values trained on.
-            data = next(iter_showers(self.path, hi - lo, geometry=self.geometry, dtype=np.float32, start=lo, stop=hi))
-            yield ShowerData(data.incident_energies[keep].astype(dtype), data.showers[keep].astype(dtype))
+            data = next(
+                iter_showers(
+                    self.path, hi - lo, geometry=self.geometry, dtype=np.float32, start=lo, stop=hi
+                )
+            )
+            yield ShowerData(
+                data.incident_energies[keep].astype(dtype), data.showers[keep].astype(dtype)
+            )
 
     # ----- shuffled training batches ------------------------------------------------------
     def epoch_rng(self, epoch: int) -> np.random.Generator:
@@ -161,7 +180,16 @@ class ShowerDataset:
                 keep = np.flatnonzero(member[lo:hi])
                 if len(keep) == 0:
                     continue
-                data = next(iter_showers(self.path, hi - lo, geometry=self.geometry, dtype=np.float32, start=lo, stop=hi))
+                data = next(
+                    iter_showers(
+                        self.path,
+                        hi - lo,
+                        geometry=self.geometry,
+                        dtype=np.float32,
+                        start=lo,
+                        stop=hi,
+                    )
+                )
                 window_e.append(torch.from_numpy(data.incident_energies[keep]))
                 window_x.append(torch.from_numpy(data.showers[keep]))
             energies, showers = torch.cat(window_e), torch.cat(window_x)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import shutil
@@ -58,7 +57,15 @@ from qcalo.utils.atomic import atomic_path, write_json
 from qcalo.utils.progress import is_quiet, progress
 from qcalo.utils.seeding import seed_everything
 
-__all__ = ["train", "load_run", "read_metrics", "resolve_device", "TrainingDiverged", "METRIC_COLUMNS", "run_paths"]
+__all__ = [
+    "train",
+    "load_run",
+    "read_metrics",
+    "resolve_device",
+    "TrainingDiverged",
+    "METRIC_COLUMNS",
+    "run_paths",
+]
 
 METRIC_COLUMNS = (
     "epoch",
@@ -87,7 +94,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
+        raise ConfigError(
+            f"device {name!r}: CUDA is not available on this machine; use 'cpu' or 'auto'"
+        )
     if not (name == "cpu" or name.startswith("cuda")):
         raise ConfigError(f"device {name!r}: expected 'cpu', 'cuda' or 'auto'")
     return torch.device(name)
@@ -108,8 +117,8 @@ def run_paths(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------------------------
 def _resolve_config(
-    config: "RunConfig | str | os.PathLike[str]",
-    data: "str | os.PathLike[str] | None",
+    config: RunConfig | str | os.PathLike[str],
+    data: str | os.PathLike[str] | None,
     seed: int | None,
     epochs: int | None,
     device: str | None,
@@ -138,7 +147,11 @@ def _comparable(cfg: RunConfig) -> dict[str, Any]:
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         keys = list(dict.fromkeys([*a, *b]))
-        return [k for key in keys for k in _diff_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)]
+        return [
+            k
+            for key in keys
+            for k in _diff_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        ]
     return [] if a == b else [prefix]
 
 
@@ -152,11 +165,16 @@ def _build(cfg: RunConfig, stats: Any, device: torch.device) -> torch.nn.Module:
 def _make_optimiser(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     opt_cls = torch.optim.AdamW if cfg.optimiser.name == "adamw" else torch.optim.Adam
     return opt_cls(
-        model.parameters(), lr=cfg.optimiser.lr, weight_decay=cfg.optimiser.weight_decay, betas=cfg.optimiser.betas
+        model.parameters(),
+        lr=cfg.optimiser.lr,
+        weight_decay=cfg.optimiser.weight_decay,
+        betas=cfg.optimiser.betas,
     )
 
 
-def _make_scheduler(cfg: RunConfig, optimiser: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def _make_scheduler(
+    cfg: RunConfig, optimiser: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     sched = cfg.schedule
     if sched.name == "one_cycle":
         return torch.optim.lr_scheduler.OneCycleLR(
@@ -179,7 +197,11 @@ def _constant_one(step: int) -> float:
 
 
 def _nll_parts(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {"total": -out["total"], "stage1": -out.get("stage1", out["total"] * 0), "stage2": -out.get("stage2", out["total"] * 0)}
+    return {
+        "total": -out["total"],
+        "stage1": -out.get("stage1", out["total"] * 0),
+        "stage2": -out.get("stage2", out["total"] * 0),
+    }
 
 
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -210,7 +232,10 @@ class _StateCaptures:
         for name, module in model.named_modules():
             if isinstance(module, QuantumLayer):
                 n_qubits = module.spec.n_qubits
-                probe = (torch.rand(cfg.state_capture.probe_events, n_qubits, generator=generator) * 2 - 1) * math.pi
+                probe = (
+                    torch.rand(cfg.state_capture.probe_events, n_qubits, generator=generator) * 2
+                    - 1
+                ) * math.pi
                 capture = StateCapture(probe, cfg.state_capture.every, run_dir, name=name)
                 capture.calls = capture.step = step
                 capture.attach(module)
@@ -232,9 +257,9 @@ class _StateCaptures:
 
 # --------------------------------------------------------------------------------------------
 def train(
-    config: "RunConfig | str | os.PathLike[str]",
-    data: "str | os.PathLike[str] | None" = None,
-    out_dir: "str | os.PathLike[str]" = "run",
+    config: RunConfig | str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] = "run",
     *,
     seed: int | None = None,
     epochs: int | None = None,
@@ -268,7 +293,9 @@ def train(
                 "resume with the run's own config.yaml and options"
             )
     elif out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a directory; expected a run directory for --out")
+        raise ConfigError(
+            f"{out}: exists and is not a directory; expected a run directory for --out"
+        )
 
     dev = resolve_device(cfg.device)
     geometry = load_geometry(cfg.geometry)
@@ -323,7 +350,10 @@ def train(
 
     from torch.utils.tensorboard import SummaryWriter
 
-    tb = SummaryWriter(log_dir=str(paths["tensorboard"]), purge_step=state["epoch"] + 1 if checkpoint is not None else None)
+    tb = SummaryWriter(
+        log_dir=str(paths["tensorboard"]),
+        purge_step=state["epoch"] + 1 if checkpoint is not None else None,
+    )
     capture = _StateCaptures(cfg, model, out, state["step"]) if cfg.state_capture.enabled else None
 
     def make_checkpoint() -> dict[str, Any]:
@@ -362,7 +392,12 @@ def train(
 
     stopped_early = state["epochs_without_improvement"] >= (cfg.early_stopping_patience or math.inf)
     warned_excluded = False
-    epoch_bar = progress(range(state["epoch"], cfg.epochs), desc=f"train {cfg.name or ''}".strip(), initial=state["epoch"], total=cfg.epochs)
+    epoch_bar = progress(
+        range(state["epoch"], cfg.epochs),
+        desc=f"train {cfg.name or ''}".strip(),
+        initial=state["epoch"],
+        total=cfg.epochs,
+    )
     try:
         for epoch in epoch_bar:
             if stopped_early:
@@ -431,14 +466,18 @@ def train(
             _write_metrics(paths["metrics"], state["history"])
             epoch_bar.set_postfix(train=f"{row['train_nll']:.2f}", val=f"{row['val_nll']:.2f}")
 
-            improved = math.isfinite(val["total"]) and (state["best_val_nll"] is None or val["total"] < state["best_val_nll"])
+            improved = math.isfinite(val["total"]) and (
+                state["best_val_nll"] is None or val["total"] < state["best_val_nll"]
+            )
             if improved:
                 state["best_val_nll"] = val["total"]
                 state["best_epoch"] = epoch + 1
                 state["epochs_without_improvement"] = 0
             else:
                 state["epochs_without_improvement"] += 1
-            stopped_early = state["epochs_without_improvement"] >= (cfg.early_stopping_patience or math.inf)
+            stopped_early = state["epochs_without_improvement"] >= (
+                cfg.early_stopping_patience or math.inf
+            )
             finished = epoch + 1 == cfg.epochs or stopped_early
             if improved or finished or (epoch + 1) % cfg.checkpoint_every == 0:
                 ckpt = make_checkpoint()
@@ -464,7 +503,9 @@ def train(
 
 
 @torch.no_grad()
-def _validate(model: torch.nn.Module, dataset: ShowerDataset, cfg: RunConfig, dev: torch.device) -> dict[str, float]:
+def _validate(
+    model: torch.nn.Module, dataset: ShowerDataset, cfg: RunConfig, dev: torch.device
+) -> dict[str, float]:
     """Mean validation NLL (nats per event) overall and per stage, and the excluded events.
 
     Events whose log-density is not finite (e.g. E_tot/E_inc beyond the u-space range fitted on
@@ -501,7 +542,9 @@ def load_run(
     run_dir = Path(run_dir)
     if which in ("best", "last"):
         if not run_dir.is_dir():
-            raise ConfigError(f"{run_dir}: no such run directory; expected the --out folder of `qcalo train`")
+            raise ConfigError(
+                f"{run_dir}: no such run directory; expected the --out folder of `qcalo train`"
+            )
         path = run_paths(run_dir)[which]
     else:
         path = Path(which)
@@ -521,4 +564,3 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
     """The rows of ``RUN_DIR/metrics.csv`` as dicts of floats."""
     with open(run_paths(run_dir)["metrics"], newline="") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-

@@ -7,8 +7,8 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 
 def _current_umask() -> int:

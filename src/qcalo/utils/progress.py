@@ -23,6 +23,10 @@ def is_quiet() -> bool:
     return _QUIET
 
 
-def progress(iterable: Iterable[T] | None = None, *, disable: bool | None = None, **kwargs: Any) -> tqdm:
+def progress(
+    iterable: Iterable[T] | None = None, *, disable: bool | None = None, **kwargs: Any
+) -> tqdm:
     """A tqdm bar, hidden when qcalo is quiet (``--quiet``, ``QCALO_QUIET=1``) or ``disable``."""
-    return tqdm(iterable, disable=_QUIET if disable is None else disable, dynamic_ncols=True, **kwargs)
+    return tqdm(
+        iterable, disable=_QUIET if disable is None else disable, dynamic_ncols=True, **kwargs
+    )

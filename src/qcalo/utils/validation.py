@@ -22,9 +22,12 @@ def format_validation_error(exc: ValidationError, source: str = "", *, root: str
 
     ``source`` (a file name) prefixes the line; ``root`` (e.g. ``"model"``) prefixes every field path.
     """
+
     def clean(loc: tuple[Any, ...]) -> tuple[Any, ...]:
         # pydantic puts the tag of a union member in the location ('list[...]', 'literal[...]').
-        return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        return tuple(
+            p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+        )
 
     errors = [(clean(err["loc"]), err) for err in exc.errors()]
     # When one union member fails deeper inside (conditioner[2]), the other member's failure at
@@ -40,7 +43,11 @@ def format_validation_error(exc: ValidationError, source: str = "", *, root: str
         elif err["type"] == "missing":
             msg = "required key is missing"
         got = err.get("input")
-        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
+        shown = (
+            ""
+            if err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list))
+            else f" (got {got!r})"
+        )
         # Whole-config checks name their fields in the message itself.
         path = ".".join(p for p in (root, _format_loc(loc) if loc else "") if p)
         parts.append(f"{path}: {msg}{shown}" if path else f"{msg}{shown}")

@@ -40,16 +40,29 @@ from qcalo.errors import ConfigError
 from qcalo.utils.progress import progress
 
 __all__ = [
-    "simulate", "simulate_to_file", "iter_simulated", "PhotonModel", "PionModel",
-    "PARTICLES", "BLOCK_EVENTS", "MODEL_VERSION", "normalise_particle",
+    "simulate",
+    "simulate_to_file",
+    "iter_simulated",
+    "PhotonModel",
+    "PionModel",
+    "PARTICLES",
+    "BLOCK_EVENTS",
+    "MODEL_VERSION",
+    "normalise_particle",
 ]
 
 BLOCK_EVENTS = 1000
 MODEL_VERSION = "qcalo-sim 1"
 PARTICLES = ("photon", "pion")
 _PARTICLE_ALIASES = {
-    "photon": "photon", "photons": "photon", "gamma": "photon",
-    "pion": "pion", "pions": "pion", "pi": "pion", "pi+": "pion", "pion+": "pion",
+    "photon": "photon",
+    "photons": "photon",
+    "gamma": "photon",
+    "pion": "pion",
+    "pions": "pion",
+    "pi": "pion",
+    "pi+": "pion",
+    "pion+": "pion",
 }
 _LAYER_IDS = {"photon": PHOTON_LAYER_IDS, "pion": PION_LAYER_IDS}
 _DEFAULT_GEOMETRY = {"photon": "photons", "pion": "pions"}
@@ -59,11 +72,15 @@ def normalise_particle(particle: str) -> str:
     """'photon' or 'pion' from a particle name or alias; ConfigError otherwise."""
     key = str(particle).strip().lower()
     if key not in _PARTICLE_ALIASES:
-        raise ConfigError(f"particle {particle!r} is not simulated; expected one of {list(PARTICLES)}")
+        raise ConfigError(
+            f"particle {particle!r} is not simulated; expected one of {list(PARTICLES)}"
+        )
     return _PARTICLE_ALIASES[key]
 
 
-def _resolve_geometry(particle: str, geometry: "str | os.PathLike[str] | Geometry | None") -> Geometry:
+def _resolve_geometry(
+    particle: str, geometry: str | os.PathLike[str] | Geometry | None
+) -> Geometry:
     geom = load_geometry(_DEFAULT_GEOMETRY[particle] if geometry is None else geometry)
     expected = _LAYER_IDS[particle]
     if geom.layer_ids != expected:
@@ -75,18 +92,30 @@ def _resolve_geometry(particle: str, geometry: "str | os.PathLike[str] | Geometr
     return geom
 
 
-def _check_request(energies_mev: Sequence[float] | np.ndarray, events_per_energy: int, seed: int) -> np.ndarray:
+def _check_request(
+    energies_mev: Sequence[float] | np.ndarray, events_per_energy: int, seed: int
+) -> np.ndarray:
     try:
         energies = np.atleast_1d(np.asarray(energies_mev, dtype=np.float64))
     except (TypeError, ValueError):
         raise ConfigError(f"energies {energies_mev!r} must be numbers in MeV") from None
     if energies.ndim != 1 or energies.size == 0:
-        raise ConfigError(f"energies {energies_mev!r}: expected a non-empty list of incident energies in MeV")
+        raise ConfigError(
+            f"energies {energies_mev!r}: expected a non-empty list of incident energies in MeV"
+        )
     bad = ~np.isfinite(energies) | (energies <= 0)
     if bad.any():
-        raise ConfigError(f"energy {energies[bad][0]:g} MeV is not allowed; incident energies must be finite and > 0 MeV")
-    if isinstance(events_per_energy, bool) or int(events_per_energy) != events_per_energy or events_per_energy < 1:
-        raise ConfigError(f"events per energy {events_per_energy!r} is not allowed; expected an integer ≥ 1")
+        raise ConfigError(
+            f"energy {energies[bad][0]:g} MeV is not allowed; incident energies must be finite and > 0 MeV"
+        )
+    if (
+        isinstance(events_per_energy, bool)
+        or int(events_per_energy) != events_per_energy
+        or events_per_energy < 1
+    ):
+        raise ConfigError(
+            f"events per energy {events_per_energy!r} is not allowed; expected an integer ≥ 1"
+        )
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ConfigError(f"seed {seed!r} is not allowed; expected an integer ≥ 0")
     return energies
@@ -101,9 +130,9 @@ def iter_simulated(
     energies_mev: Sequence[float] | np.ndarray,
     events_per_energy: int,
     seed: int,
-    geometry: "str | os.PathLike[str] | Geometry | None" = None,
+    geometry: str | os.PathLike[str] | Geometry | None = None,
     *,
-    model: "PhotonModel | PionModel | None" = None,
+    model: PhotonModel | PionModel | None = None,
 ) -> Iterator[ShowerData]:
     """Yield the simulated events block by block (≤ BLOCK_EVENTS each), float64 MeV.
 
@@ -132,7 +161,7 @@ def simulate(
     energies_mev: Sequence[float] | np.ndarray,
     events_per_energy: int,
     seed: int,
-    geometry: "str | os.PathLike[str] | Geometry | None" = None,
+    geometry: str | os.PathLike[str] | Geometry | None = None,
 ) -> ShowerData:
     """Simulate showers in memory.
 
@@ -143,12 +172,17 @@ def simulate(
     """
     chunks = list(iter_simulated(particle, energies_mev, events_per_energy, seed, geometry))
     return ShowerData(
-        np.concatenate([c.incident_energies for c in chunks]), np.concatenate([c.showers for c in chunks])
+        np.concatenate([c.incident_energies for c in chunks]),
+        np.concatenate([c.showers for c in chunks]),
     )
 
 
 def simulation_attrs(
-    particle: str, energies_mev: Sequence[float] | np.ndarray, events_per_energy: int, seed: int, geometry: Geometry
+    particle: str,
+    energies_mev: Sequence[float] | np.ndarray,
+    events_per_energy: int,
+    seed: int,
+    geometry: Geometry,
 ) -> dict:
     """HDF5 attributes that record how a simulated file was made."""
     particle = normalise_particle(particle)
@@ -177,8 +211,8 @@ def simulate_to_file(
     energies_mev: Sequence[float] | np.ndarray,
     events_per_energy: int,
     seed: int,
-    geometry: "str | os.PathLike[str] | Geometry | None" = None,
-    dtype: "np.dtype | type" = np.float64,
+    geometry: str | os.PathLike[str] | Geometry | None = None,
+    dtype: np.dtype | type = np.float64,
 ) -> Path:
     """Simulate into a CaloChallenge HDF5 file, streaming block by block; returns its path.
 
@@ -194,9 +228,10 @@ def simulate_to_file(
         raise ConfigError(f"dtype {np.dtype(dtype)} is not supported; expected float32 or float64")
     attrs = simulation_attrs(particle, energies, events_per_energy, seed, geom)
     total = len(energies) * int(events_per_energy)
-    with ShowerWriter(path, geom.n_voxels, dtype=dtype, attrs=attrs) as writer, progress(
-        total=total, unit="ev", desc=f"simulate {particle}"
-    ) as bar:
+    with (
+        ShowerWriter(path, geom.n_voxels, dtype=dtype, attrs=attrs) as writer,
+        progress(total=total, unit="ev", desc=f"simulate {particle}") as bar,
+    ):
         for chunk in iter_simulated(particle, energies, events_per_energy, seed, geom):
             writer.append(chunk.incident_energies, chunk.showers)
             bar.update(len(chunk))

@@ -80,7 +80,21 @@ class PhotonModel:
     # Depth cell boundaries (X0) after the presampler, and the layer each cell belongs to.
     presampler_x0: tuple[float, float] = (1.75, 1.83)
     cell_edges_x0: tuple[float, ...] = (
-        1.83, 2.9, 4.0, 5.1, 6.27, 8.0, 10.0, 12.0, 14.0, 16.0, 18.5, 22.24, 24.31, 29.0, 37.97,
+        1.83,
+        2.9,
+        4.0,
+        5.1,
+        6.27,
+        8.0,
+        10.0,
+        12.0,
+        14.0,
+        16.0,
+        18.5,
+        22.24,
+        24.31,
+        29.0,
+        37.97,
     )
     cell_layer: tuple[int, ...] = (1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 4, 4)
     conversion_length_x0: float = 1.2683
@@ -130,7 +144,9 @@ class PhotonModel:
     satellite_radius_mm: tuple[float, ...] = (50.0, 50.0, 50.0, 50.0, 50.0)
 
 
-def _longitudinal_parameters(e_inc: np.ndarray, model: PhotonModel, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _longitudinal_parameters(
+    e_inc: np.ndarray, model: PhotonModel, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-event shower maximum T (X0) and shape α > 1 with correlated lognormal fluctuations; (n,) each."""
     ln_y = np.log(np.maximum(e_inc / model.critical_energy_mev, 1.0))
     ln_y = np.maximum(ln_y, 2.0)  # the fluctuation formulas are fitted for ln y ≳ 2
@@ -145,7 +161,9 @@ def _longitudinal_parameters(e_inc: np.ndarray, model: PhotonModel, rng: np.rand
     return np.exp(ln_t), np.maximum(np.exp(ln_a), 1.05)
 
 
-def _radial_parameters(tau: np.ndarray, ln_e_gev: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _radial_parameters(
+    tau: np.ndarray, ln_e_gev: np.ndarray, z: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GFlash core radius R_C, tail radius R_T (Molière radii) and core probability p at depth τ."""
     r_core = (0.0251 + 0.00319 * ln_e_gev) + (0.1162 - 0.000381 * z) * tau
     k1, k2, k3 = 0.659 - 0.00309 * z, 0.645, -2.59
@@ -166,7 +184,12 @@ def _ring_fractions(r_edges: np.ndarray, radius: np.ndarray) -> np.ndarray:
 
 
 def _layer_profiles(
-    e_inc: np.ndarray, t_start: np.ndarray, t_max: np.ndarray, alpha: np.ndarray, geometry: Geometry, model: PhotonModel
+    e_inc: np.ndarray,
+    t_start: np.ndarray,
+    t_max: np.ndarray,
+    alpha: np.ndarray,
+    geometry: Geometry,
+    model: PhotonModel,
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Expected core and tail energy per voxel of one angular bin, (n, n_r) MeV each, per layer index ≥ 1."""
     beta = (alpha - 1.0) / t_max
@@ -178,7 +201,10 @@ def _layer_profiles(
     cell_fraction = np.diff(cdf, axis=1)  # (n, C)
     # Energy-weighted mean depth in a cell: (α/β) ΔP(α+1) / ΔP(α).
     mean_depth = (alpha / beta)[:, None] * np.diff(cdf1, axis=1) / np.maximum(cell_fraction, 1e-300)
-    mid_depth = np.maximum(0.5 * (edges[None, 1:] + np.maximum(edges[None, :-1], t_start[:, None])) - t_start[:, None], 0.0)
+    mid_depth = np.maximum(
+        0.5 * (edges[None, 1:] + np.maximum(edges[None, :-1], t_start[:, None])) - t_start[:, None],
+        0.0,
+    )
     mean_depth = np.where(cell_fraction > 1e-12, mean_depth, mid_depth)
     tau = np.minimum(mean_depth / t_max[:, None], model.tau_max)
     ln_e_gev = np.log(e_inc / 1000.0)[:, None]
@@ -194,15 +220,26 @@ def _layer_profiles(
         rc = r_core[:, cells] * (scale * model.core_scale[li])
         rt = r_tail[:, cells] * (scale * model.tail_scale[li])
         p = p_core[:, cells]
-        weight = cell_fraction[:, cells] * (e_inc / layer.n_alpha)[:, None]  # (n, c) MeV per angular bin
-        core_profile = np.einsum("nc,ncr->nr", weight * p, _ring_fractions(layer.r_edges, rc))  # (n, n_r)
-        tail_profile = np.einsum("nc,ncr->nr", weight * (1.0 - p), _ring_fractions(layer.r_edges, rt))
+        weight = (
+            cell_fraction[:, cells] * (e_inc / layer.n_alpha)[:, None]
+        )  # (n, c) MeV per angular bin
+        core_profile = np.einsum(
+            "nc,ncr->nr", weight * p, _ring_fractions(layer.r_edges, rc)
+        )  # (n, n_r)
+        tail_profile = np.einsum(
+            "nc,ncr->nr", weight * (1.0 - p), _ring_fractions(layer.r_edges, rt)
+        )
         out[li] = (core_profile, tail_profile)
     return out
 
 
 def expected_photon_profile(
-    e_inc: np.ndarray, t_start: np.ndarray, t_max: np.ndarray, alpha: np.ndarray, geometry: Geometry, model: PhotonModel
+    e_inc: np.ndarray,
+    t_start: np.ndarray,
+    t_max: np.ndarray,
+    alpha: np.ndarray,
+    geometry: Geometry,
+    model: PhotonModel,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expected energy per voxel of showers with given start, maximum and shape, before readout.
 
@@ -213,7 +250,9 @@ def expected_photon_profile(
     n = len(e_inc)
     core = np.zeros((n, geometry.n_voxels))
     tail = np.zeros((n, geometry.n_voxels))
-    for li, (core_profile, tail_profile) in _layer_profiles(e_inc, t_start, t_max, alpha, geometry, model).items():
+    for li, (core_profile, tail_profile) in _layer_profiles(
+        e_inc, t_start, t_max, alpha, geometry, model
+    ).items():
         reps = (1, geometry.layers[li].n_alpha)
         core[:, geometry.layer_slices[li]] = np.tile(core_profile, reps)
         tail[:, geometry.layer_slices[li]] = np.tile(tail_profile, reps)
@@ -237,7 +276,9 @@ def _spot_sums(n_expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def deposit_spots(expected: np.ndarray, spot_energy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def deposit_spots(
+    expected: np.ndarray, spot_energy: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Energy per voxel from spots thrown onto an expected deposit map, float64 MeV ≥ 0.
 
     ``expected`` (n, V) MeV, ``spot_energy`` (V,) or (n, V) mean spot energy ε (MeV). A voxel
@@ -248,7 +289,9 @@ def deposit_spots(expected: np.ndarray, spot_energy: np.ndarray, rng: np.random.
     return _spot_sums(expected / spot_energy, rng) * spot_energy
 
 
-def simulate_photon_block(e_inc: np.ndarray, geometry: Geometry, model: PhotonModel, rng: np.random.Generator) -> np.ndarray:
+def simulate_photon_block(
+    e_inc: np.ndarray, geometry: Geometry, model: PhotonModel, rng: np.random.Generator
+) -> np.ndarray:
     """Simulate one block of photon showers.
 
     ``e_inc`` (n,) MeV → showers (n, geometry.n_voxels) MeV, float64, all ≥ 0. ``geometry`` must
@@ -265,18 +308,29 @@ def simulate_photon_block(e_inc: np.ndarray, geometry: Geometry, model: PhotonMo
     ps_lo, ps_hi = model.presampler_x0
     beta = (alpha - 1.0) / t_max
     d_ps = np.maximum(0.5 * (ps_lo + ps_hi) - t_start, 0.0)
-    log_pdf = (alpha - 1.0) * np.log(np.maximum(beta * d_ps, 1e-300)) - beta * d_ps + np.log(beta) - gammaln(alpha)
+    log_pdf = (
+        (alpha - 1.0) * np.log(np.maximum(beta * d_ps, 1e-300))
+        - beta * d_ps
+        + np.log(beta)
+        - gammaln(alpha)
+    )
     density = np.where(d_ps > 0, np.exp(log_pdf), 0.0)  # fraction of E per X0 at the presampler
     crossings = np.where(t_start < ps_hi, 2.0 + e_inc * density / model.presampler_ec_mev, 0.0)
     shower_ps = np.minimum(crossings * model.presampler_mip_mev, e_inc)
     backsplash = model.backsplash_mev * e_gev**model.backsplash_power
     layer0 = geometry.layers[0]
-    ps_profile = shower_ps[:, None] * _ring_fractions(layer0.r_edges, np.full(n, model.presampler_radius_mm))
-    ps_profile += backsplash[:, None] * _ring_fractions(layer0.r_edges, np.full(n, model.backsplash_radius_mm))
+    ps_profile = shower_ps[:, None] * _ring_fractions(
+        layer0.r_edges, np.full(n, model.presampler_radius_mm)
+    )
+    ps_profile += backsplash[:, None] * _ring_fractions(
+        layer0.r_edges, np.full(n, model.backsplash_radius_mm)
+    )
     profiles[0] = (ps_profile / layer0.n_alpha, np.zeros_like(ps_profile))
 
     # Readout response per event and layer (energy-dependent calibration × constant term).
-    response = np.asarray(model.response)[None, :] / (1.0 + model.low_e_drop * e_gev[:, None] ** (-model.low_e_power))
+    response = np.asarray(model.response)[None, :] / (
+        1.0 + model.low_e_drop * e_gev[:, None] ** (-model.low_e_power)
+    )
     response *= np.maximum(1.0 + model.constant_term * rng.standard_normal(n), 0.0)[:, None]
 
     # Core and tail spots differ in size; a voxel gets one compound-Poisson draw whose spot
@@ -289,8 +343,12 @@ def simulate_photon_block(e_inc: np.ndarray, geometry: Geometry, model: PhotonMo
     for li, (layer, sl) in enumerate(zip(geometry.layers, geometry.layer_slices)):
         core_profile, tail_profile = profiles[li]
         expected = core_profile + tail_profile
-        half_variance = core_profile * model.spot_energy_mev[li] + tail_profile * (model.tail_spot_energy_mev[li] * tail_growth)
-        spot = np.where(expected > 0, half_variance / np.maximum(expected, 1e-300), model.spot_energy_mev[li])
+        half_variance = core_profile * model.spot_energy_mev[li] + tail_profile * (
+            model.tail_spot_energy_mev[li] * tail_growth
+        )
+        spot = np.where(
+            expected > 0, half_variance / np.maximum(expected, 1e-300), model.spot_energy_mev[li]
+        )
         reps = (1, layer.n_alpha)
         n_spots[:, sl] = np.tile(expected / spot, reps)
         spot_scale[:, sl] = np.tile(spot * response[:, li : li + 1], reps)
@@ -300,7 +358,9 @@ def simulate_photon_block(e_inc: np.ndarray, geometry: Geometry, model: PhotonMo
     return showers
 
 
-def _add_satellites(showers: np.ndarray, geometry: Geometry, model: "PhotonModel", rng: np.random.Generator) -> None:
+def _add_satellites(
+    showers: np.ndarray, geometry: Geometry, model: PhotonModel, rng: np.random.Generator
+) -> None:
     """Move part of some layers' energy into compact far-out deposits, in place.
 
     ``showers`` (n, V) MeV; ``model`` is any model with per-layer ``satellite_rate``,

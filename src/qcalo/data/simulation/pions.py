@@ -53,7 +53,13 @@ class PionModel:
 
     upstream_lambda: float = 0.15
     layer_bounds_lambda: tuple[tuple[float, float], ...] = (
-        (0.15, 0.17), (0.17, 0.35), (0.35, 1.05), (1.05, 1.15), (1.25, 2.75), (2.75, 6.85), (6.85, 8.65),
+        (0.15, 0.17),
+        (0.17, 0.35),
+        (0.35, 1.05),
+        (1.05, 1.15),
+        (1.25, 2.75),
+        (2.75, 6.85),
+        (6.85, 8.65),
     )
     mip_mev_per_lambda: float = 350.0
     f_em_slope: float = 0.11
@@ -78,14 +84,18 @@ class PionModel:
     satellite_radius_mm: tuple[float, ...] = (50.0, 30.0, 60.0, 100.0, 100.0, 120.0, 200.0)
 
 
-def _gamma_layer_fractions(depth_lo: np.ndarray, depth_hi: np.ndarray, alpha: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _gamma_layer_fractions(
+    depth_lo: np.ndarray, depth_hi: np.ndarray, alpha: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
     """Fraction of a Gamma(α, scale) depth profile inside [lo, hi] (depths ≥ 0 from its start); (n, L)."""
     lo = np.maximum(depth_lo, 0.0) / scale[:, None]
     hi = np.maximum(depth_hi, 0.0) / scale[:, None]
     return gammainc(alpha[:, None], hi) - gammainc(alpha[:, None], lo)
 
 
-def simulate_pion_block(e_inc: np.ndarray, geometry: Geometry, model: PionModel, rng: np.random.Generator) -> np.ndarray:
+def simulate_pion_block(
+    e_inc: np.ndarray, geometry: Geometry, model: PionModel, rng: np.random.Generator
+) -> np.ndarray:
     """Simulate one block of toy pion showers: ``e_inc`` (n,) MeV → (n, geometry.n_voxels) MeV ≥ 0.
 
     ``geometry`` must have the DS1 pion layer ids (0, 1, 2, 3, 12, 13, 14) in that order.
@@ -98,7 +108,9 @@ def simulate_pion_block(e_inc: np.ndarray, geometry: Geometry, model: PionModel,
 
     # Minimum-ionising track before the first interaction.
     track = np.clip(np.minimum(hi_abs, t_int[:, None]) - lo_abs, 0.0, None)
-    mip_lost = np.minimum(t_int, bounds[-1, 1]) * model.mip_mev_per_lambda  # incl. upstream material
+    mip_lost = (
+        np.minimum(t_int, bounds[-1, 1]) * model.mip_mev_per_lambda
+    )  # incl. upstream material
     # A low-energy pion that ranges out as a mip deposits at most its energy.
     range_scale = np.minimum(1.0, e_inc / np.maximum(mip_lost, 1e-12))
     mip = track * model.mip_mev_per_lambda * range_scale[:, None]  # (n, L) MeV
@@ -117,8 +129,12 @@ def simulate_pion_block(e_inc: np.ndarray, geometry: Geometry, model: PionModel,
     had_scale = had_mean / had_alpha
     rel_lo, rel_hi = lo_abs - t_int[:, None], hi_abs - t_int[:, None]
     em_layer = e_em[:, None] * _gamma_layer_fractions(rel_lo, rel_hi, em_alpha, em_scale)  # (n, L)
-    had_resp = model.had_response * rng.gamma(1.0 / model.had_response_sigma**2, model.had_response_sigma**2, n)
-    had_layer = (e_had * had_resp)[:, None] * _gamma_layer_fractions(rel_lo, rel_hi, had_alpha, had_scale)
+    had_resp = model.had_response * rng.gamma(
+        1.0 / model.had_response_sigma**2, model.had_response_sigma**2, n
+    )
+    had_layer = (e_had * had_resp)[:, None] * _gamma_layer_fractions(
+        rel_lo, rel_hi, had_alpha, had_scale
+    )
 
     # Radial spread: hadronic radius at the layer's mid depth relative to the interaction.
     mid_rel = np.maximum(0.5 * (rel_lo + rel_hi), 0.0)
