@@ -22,7 +22,10 @@ install: $(VENV)/.installed
 demo: install
 	$(QCALO) demo --out demo_out
 
+# Lint and format check first (seconds), then the type check of src/, then the tests.
 test: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	QCALO_QUIET=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -n 2 --dist loadfile -q
 
 # Benchmarks print tables and write JSON to benchmarks/results/ (about 15 minutes on 2 cores).

@@ -13,12 +13,21 @@ torch.set_num_threads(int(os.environ.get("QCALO_TEST_THREADS", "1")))
 REPO = Path(__file__).resolve().parents[1]
 # CI clones main with ../shared beside it; developers' checkouts have it in the same place.
 SHARED = Path(os.environ.get("QCALO_SHARED", REPO.parent / "shared"))
+# CI sets QCALO_REQUIRE_SHARED=1: there a missing shared file is a failure, not a silent skip.
+REQUIRE_SHARED = os.environ.get("QCALO_REQUIRE_SHARED", "") not in ("", "0")
+
+
+def _missing(what: str) -> None:
+    """Skip the test for a developer without ../shared; fail it where CI requires the data."""
+    if REQUIRE_SHARED:
+        pytest.fail(f"{what} (QCALO_REQUIRE_SHARED is set, so CI must have it)", pytrace=False)
+    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
-        pytest.skip(f"shared data folder {SHARED} not present (set QCALO_SHARED)")
+        _missing(f"shared data folder {SHARED} not present (set QCALO_SHARED)")
     return SHARED
 
 
@@ -27,13 +36,17 @@ def g4_photons_path(shared_dir: Path) -> Path:
     """The Geant4 photon development reference (40,500 showers, 2^8..2^16 MeV)."""
     path = shared_dir / "data" / "g4_photons_dev.h5"
     if not path.is_file():
-        pytest.skip(f"{path} not present")
+        _missing(f"{path} not present")
     return path
 
 
 @pytest.fixture(scope="session")
 def ds1_xml(shared_dir: Path) -> dict[str, Path]:
     """The CaloChallenge DS1 binning XML files by particle ('photons', 'pions')."""
-    return {
+    paths = {
         p: shared_dir / "calochallenge" / f"binning_dataset_1_{p}.xml" for p in ("photons", "pions")
     }
+    for path in paths.values():
+        if not path.is_file():
+            _missing(f"{path} not present")
+    return paths

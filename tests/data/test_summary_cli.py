@@ -112,7 +112,8 @@ def test_cli_features_writes_exactly_the_named_file(small_file, tmp_path, name):
         expected = classifier_columns(
             compute_features(e_inc, showers, PHOTONS, threshold_mev=0.5), PHOTONS
         )
-        np.testing.assert_array_equal(data["features"], expected)
+        # The CLI streams the file in chunks; BLAS results may differ in the last bit by row count.
+        np.testing.assert_allclose(data["features"], expected, rtol=1e-12, atol=1e-9)
         assert list(data["names"]) == classifier_column_names(PHOTONS)
         assert float(data["threshold_mev"]) == 0.5 and str(data["geometry"]) == "photons"
 

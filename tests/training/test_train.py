@@ -155,6 +155,8 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_identical_weights(
 
     train("tiny_photons", train_file, run_dir, seed=3, epochs=EPOCHS, resume=True, device="cpu")
 
+    # Bit-exact on purpose: the resumed and the uninterrupted run execute the same kernels on the
+    # same batch shapes on one machine with one thread count (passed to the subprocess above).
     resumed = load_checkpoint(last)
     reference = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
     assert resumed["epoch"] == reference["epoch"] == EPOCHS and resumed["step"] == reference["step"]
@@ -223,6 +225,7 @@ def test_state_capture_records_every_circuit_without_changing_the_training(
     )
     a = load_checkpoint(plain / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(captured / "checkpoints" / "last.pt")["model"]
+    # Bit-exact on purpose: capturing only reads states; both runs do identical arithmetic.
     assert all(torch.equal(a[k], b[k]) for k in a)
     folders = sorted(p for p in (captured / "quantum_states").iterdir() if p.is_dir())
     # tiny_photons: 2 quantum conditioners in stage 1 and 2 hybrid ones in stage 2.
