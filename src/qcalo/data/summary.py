@@ -78,7 +78,9 @@ def file_info(
         Raises :class:`qcalo.errors.DataError` for unreadable or invalid files.
     """
     path = Path(path)
-    structure = inspect_file(path, geometry)
+    structure = inspect_file(
+        path, os.fspath(geometry) if isinstance(geometry, os.PathLike) else geometry
+    )
     geom: Geometry | None
     if geometry is not None:
         geom = load_geometry(geometry)

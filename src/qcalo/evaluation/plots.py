@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 
 from qcalo.data.geometry import Geometry  # noqa: E402
@@ -212,7 +213,7 @@ def _energy_text(mev: float) -> str:
     return f"{mev:.3g} MeV"
 
 
-def _display_radius(r_mm: np.ndarray) -> np.ndarray:
+def _display_radius(r_mm: npt.ArrayLike) -> np.ndarray:
     # log scale in r so that the 2 mm core and the 2 m tail are both visible
     return np.log10(1.0 + np.asarray(r_mm, dtype=np.float64))
 

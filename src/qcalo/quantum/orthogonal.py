@@ -50,6 +50,10 @@ class OrthogonalCircuit(nn.Module):
     the weights' dtype and the result back to the input's dtype.
     """
 
+    _gather: torch.Tensor | None
+    _inverse_gather: torch.Tensor | None
+    _cz_signs: torch.Tensor | None
+
     def __init__(
         self,
         n_qubits: int,
@@ -127,7 +131,7 @@ class OrthogonalCircuit(nn.Module):
         return x.to(self.weights.dtype)
 
     def _entangle(self, state: torch.Tensor, inverse: bool) -> torch.Tensor:
-        if self._gather is not None:
+        if self._gather is not None and self._inverse_gather is not None:
             if inverse:
                 return sv.permute_amplitudes(state, self._inverse_gather, self._gather)
             return sv.permute_amplitudes(state, self._gather, self._inverse_gather)

@@ -25,8 +25,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -143,17 +144,34 @@ def iter_simulated(
     particle = normalise_particle(particle)
     energies = _check_request(energies_mev, events_per_energy, seed)
     geom = _resolve_geometry(particle, geometry)
+    block_fn: Callable[[np.ndarray, Geometry, np.random.Generator], np.ndarray]
     if particle == "photon":
-        model = PhotonModel() if model is None else model
-        block_fn = simulate_photon_block
+        photon_model = PhotonModel() if model is None else model
+        if not isinstance(photon_model, PhotonModel):
+            raise ConfigError("the photon simulator needs a PhotonModel; pass model=None or one")
+        block_fn = partial(_photon_block, model=photon_model)
     else:
-        model = PionModel() if model is None else model
-        block_fn = simulate_pion_block
+        pion_model = PionModel() if model is None else model
+        if not isinstance(pion_model, PionModel):
+            raise ConfigError("the pion simulator needs a PionModel; pass model=None or one")
+        block_fn = partial(_pion_block, model=pion_model)
     all_energies = np.repeat(energies, int(events_per_energy))
     for block in range(math.ceil(len(all_energies) / BLOCK_EVENTS)):
         e_inc = all_energies[block * BLOCK_EVENTS : (block + 1) * BLOCK_EVENTS]
-        showers = block_fn(e_inc, geom, model, _block_rng(seed, block))
+        showers = block_fn(e_inc, geom, _block_rng(seed, block))
         yield ShowerData(e_inc.copy(), showers)
+
+
+def _photon_block(
+    e_inc: np.ndarray, geometry: Geometry, rng: np.random.Generator, *, model: PhotonModel
+) -> np.ndarray:
+    return simulate_photon_block(e_inc, geometry, model, rng)
+
+
+def _pion_block(
+    e_inc: np.ndarray, geometry: Geometry, rng: np.random.Generator, *, model: PionModel
+) -> np.ndarray:
+    return simulate_pion_block(e_inc, geometry, model, rng)
 
 
 def simulate(

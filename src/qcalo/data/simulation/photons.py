@@ -57,8 +57,10 @@ lengths mm, depths X0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 from scipy.special import gammainc, gammaln
 
 from qcalo.data.geometry import Geometry
@@ -176,7 +178,7 @@ def _radial_parameters(
     return r_core, r_tail, p_core
 
 
-def _ring_fractions(r_edges: np.ndarray, radius: np.ndarray) -> np.ndarray:
+def _ring_fractions(r_edges: npt.ArrayLike, radius: np.ndarray) -> np.ndarray:
     """Fraction of f(r) = 2rR²/(r²+R²)² in each radial bin: (..., ) radii R (mm) → (..., n_r)."""
     r2 = np.asarray(r_edges, dtype=np.float64) ** 2
     cdf = r2 / (r2 + radius[..., None] ** 2)
@@ -358,8 +360,19 @@ def simulate_photon_block(
     return showers
 
 
+class SatelliteModel(Protocol):
+    """Per-layer satellite parameters (the photon model and the pion toy both carry them)."""
+
+    @property
+    def satellite_rate(self) -> tuple[float, ...]: ...
+    @property
+    def satellite_share(self) -> tuple[float, ...]: ...
+    @property
+    def satellite_radius_mm(self) -> tuple[float, ...]: ...
+
+
 def _add_satellites(
-    showers: np.ndarray, geometry: Geometry, model: PhotonModel, rng: np.random.Generator
+    showers: np.ndarray, geometry: Geometry, model: SatelliteModel, rng: np.random.Generator
 ) -> None:
     """Move part of some layers' energy into compact far-out deposits, in place.
 
