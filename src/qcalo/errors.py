@@ -20,3 +20,16 @@ class DataError(QcaloError, ValueError):
 
 class ConfigError(QcaloError, ValueError):
     """A configuration file or option is invalid."""
+
+
+class OutputError(QcaloError):
+    """An output cannot be written where it was asked for (permissions, full disk, an input's
+    path, another process writing it, ...)."""
+
+
+class CheckpointError(DataError):
+    """A checkpoint is missing, corrupted (checksum mismatch) or does not hold what the run needs."""
+
+
+class ResourceError(QcaloError):
+    """A request needs more memory or disk space than the machine has."""

@@ -1,14 +1,54 @@
-"""Write files so that a crash never leaves a partial file under the final name."""
+"""Write files so that a crash never leaves a partial file under the final name.
+
+Temporary files are named ``.NAME.qcalo-tmp-PID-XXXXXXXX`` beside the output; a failed write
+removes its own, and the next write to the same output removes those whose process is dead
+(a SIGKILLed ``qcalo generate`` cannot clean up after itself). Writes that fail because the disk
+is full, the file too large or the file system read-only become one-line
+:class:`qcalo.errors.OutputError`\\ s.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from qcalo.errors import OutputError
+from qcalo.utils.paths import (
+    check_output_path,
+    describe_os_error,
+    make_parent,
+    name_max,
+    output_lock,
+    sidecar_name,
+)
+
+TMP_TAG = "qcalo-tmp-"
+
+# errno values of a write that failed because of where it writes, not because of a bug.
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file is larger than this system allows",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "an input/output error occurred",
+}
+# HDF5 reports the errno of a failed write only in its message text.
+_WRITE_MESSAGES = {
+    "No space left on device": errno.ENOSPC,
+    "errno = 28": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "File too large": errno.EFBIG,
+    "errno = 27": errno.EFBIG,
+    "Read-only file system": errno.EROFS,
+}
 
 
 def _current_umask() -> int:
@@ -17,13 +57,71 @@ def _current_umask() -> int:
     return mask
 
 
+def write_failure(path: str | os.PathLike[str], exc: BaseException) -> OutputError | None:
+    """The :class:`OutputError` for a write to ``path`` that failed with ``exc``, or None if
+    ``exc`` is not a write failure (then it is a bug and must propagate as it is)."""
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code not in _WRITE_ERRNOS:
+        text = str(exc)
+        code = next((c for m, c in _WRITE_MESSAGES.items() if m in text), None)
+    if code is None:
+        return None
+    reason = _WRITE_ERRNOS[code]
+    return OutputError(
+        f"{path}: cannot be written: {reason}; nothing was written under this name "
+        "(free some space or choose another output)"
+        if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        else f"{path}: cannot be written: {reason}; choose another output"
+    )
+
+
+def _tmp_prefix(final: Path) -> str:
+    return sidecar_name(final.name, TMP_TAG, name_max(final.parent))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files of earlier writes to ``path`` whose process is dead."""
+    final = Path(path)
+    prefix = _tmp_prefix(final)
+    removed = []
+    try:
+        names = os.listdir(final.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid_text = name[len(prefix) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            (final.parent / name).unlink()
+            removed.append(final.parent / name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
     The temporary file lives in the same directory (so the final ``os.replace`` is atomic on
-    POSIX) and is named ``.<name>.<random>.tmp``. On any exception it is removed and the
-    exception propagates; an existing file at ``path`` is left untouched.
+    POSIX) and is named ``.<name>.qcalo-tmp-<pid>-<random>``. On any exception it is removed
+    and the exception propagates (a full disk or read-only file system as an
+    :class:`OutputError`); an existing file at ``path`` is left untouched. The output is
+    locked while the block runs: a second process writing the same path gets an
+    :class:`OutputError`.
 
     Example::
 
@@ -31,20 +129,37 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             write_everything_to(tmp)
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        if tmp.exists():
-            # mkstemp creates 0600 files; give the result the permissions of an ordinary new file.
-            os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    check_output_path(final, what="output")
+    make_parent(final)
+    with output_lock(final):
+        remove_stale_temps(final)
+        prefix = _tmp_prefix(final)
+        while True:
+            tmp = final.parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise OutputError(
+                    f"{final}: cannot create a file in {final.parent} ({describe_os_error(exc)}); "
+                    "choose another output"
+                ) from None
+            os.close(fd)
+            break
+        try:
+            yield tmp
+            if tmp.exists():
+                # Temp files are created 0600; give the result the permissions of an ordinary new file.
+                os.chmod(tmp, 0o666 & ~_current_umask())
+            os.replace(tmp, final)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            clean = write_failure(final, exc)
+            if clean is not None:
+                raise clean from None
+            raise
 
 
 def _json_default(value: Any) -> Any:
