@@ -12,6 +12,8 @@ what was expected.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,7 +25,8 @@ import numpy as np
 
 from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.errors import DataError
-from qcalo.utils.atomic import atomic_path
+from qcalo.utils.atomic import atomic_path, write_failure
+from qcalo.utils.paths import check_input_file
 
 __all__ = [
     "ShowerData",
@@ -38,6 +41,12 @@ __all__ = [
 ENERGY_KEY = "incident_energies"
 SHOWER_KEY = "showers"
 DEFAULT_CHUNK = 10_000
+# The float types a CaloChallenge file may hold (float16 loses the precision of low-energy
+# voxels; float128 is neither portable nor what the challenge's tools read).
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# No calorimeter deposit or incident energy comes near 10^12 MeV (1 PeV); values beyond are
+# garbage, and their squares overflow float32 in the feature and model computations.
+MAX_ENERGY_MEV = 1e12
 
 
 @dataclass
@@ -63,15 +72,13 @@ class ShowerFileInfo:
 
 
 def _open(path: Path) -> h5py.File:
-    if not path.exists():
-        raise DataError(f"{path}: file not found; expected a CaloChallenge HDF5 file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory; expected a CaloChallenge HDF5 file")
+    # stat before open: a FIFO would block forever, a symlink loop would surface as a traceback.
+    check_input_file(path, "CaloChallenge HDF5 file")
     try:
         return h5py.File(path, "r")
     except OSError as exc:
         raise DataError(
-            f"{path}: cannot be opened as HDF5 (truncated or not an HDF5 file: {exc})"
+            f"{path}: cannot be opened as HDF5 (truncated or not an HDF5 file: {' '.join(str(exc).split())})"
         ) from None
 
 
@@ -111,7 +118,7 @@ def _check_structure_unguarded(
             )
     energies, showers = f[ENERGY_KEY], f[SHOWER_KEY]
     for key, ds in ((ENERGY_KEY, energies), (SHOWER_KEY, showers)):
-        if ds.dtype.kind != "f":
+        if ds.dtype not in FLOAT_DTYPES:
             raise DataError(
                 f"{path}: dataset {key!r} has dtype {ds.dtype}; expected float32 or float64"
             )
@@ -122,6 +129,11 @@ def _check_structure_unguarded(
     if showers.ndim != 2:
         raise DataError(
             f"{path}: dataset '{SHOWER_KEY}' has shape {showers.shape}; expected (N, n_voxels)"
+        )
+    if showers.shape[1] == 0:
+        raise DataError(
+            f"{path}: dataset '{SHOWER_KEY}' has 0 voxels per event; expected (N, n_voxels) with "
+            "the geometry's voxel count (368 for photons, 533 for pions)"
         )
     if energies.shape[0] != showers.shape[0]:
         raise DataError(
@@ -160,6 +172,12 @@ def validate_values(
         raise DataError(
             f"{path}: incident energy of event {i} is {energies[i - offset]:g}; expected > 0 MeV"
         )
+    if np.any(energies > MAX_ENERGY_MEV):
+        i = offset + int(np.flatnonzero(energies > MAX_ENERGY_MEV)[0])
+        raise DataError(
+            f"{path}: incident energy of event {i} is {energies[i - offset]:g} MeV; expected at most "
+            f"{MAX_ENERGY_MEV:g} MeV (values this large are not physical and overflow)"
+        )
     finite = np.isfinite(showers)
     if not finite.all():
         i = offset + int(np.flatnonzero(~finite.all(axis=1))[0])
@@ -170,6 +188,12 @@ def validate_values(
         i = offset + int(np.flatnonzero((showers < 0).any(axis=1))[0])
         raise DataError(
             f"{path}: shower of event {i} has negative voxel energies; expected ≥ 0 MeV"
+        )
+    if np.any(showers > MAX_ENERGY_MEV):
+        i = offset + int(np.flatnonzero((showers > MAX_ENERGY_MEV).any(axis=1))[0])
+        raise DataError(
+            f"{path}: shower of event {i} has a voxel energy above {MAX_ENERGY_MEV:g} MeV; expected "
+            "physical energies (values this large overflow)"
         )
 
 
@@ -262,8 +286,10 @@ class ShowerWriter:
         attrs: Mapping[str, Any] | None = None,
         chunk_rows: int = 1000,
         compression_level: int = 4,
+        expected_events: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self.expected_events = expected_events
         self.n_voxels = int(n_voxels)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -274,8 +300,19 @@ class ShowerWriter:
         self.n_events = 0
         self._ctx: Any = None
         self._file: h5py.File | None = None
+        self._sink: _Sink | None = None
 
     def __enter__(self) -> ShowerWriter:
+        if self.expected_events is not None:
+            # HDF5 has crashed (segfault) on a full disk: refuse before writing the first byte.
+            from qcalo.utils.memory import check_disk_space
+
+            check_disk_space(
+                self.path,
+                self.expected_events * (self.n_voxels + 1) * self.dtype.itemsize,
+                f"{self.expected_events} events × {self.n_voxels} voxels ({self.dtype}, uncompressed)",
+                "free some space, write elsewhere, or ask for fewer events",
+            )
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
         try:
@@ -283,15 +320,40 @@ class ShowerWriter:
         except BaseException as exc:
             # __exit__ is not called when __enter__ fails: close and remove the temp file here
             # rather than relying on garbage collection to do it.
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            error = self._close()
+            if error is not None and exc is not error:
+                clean = write_failure(self.path, self._sink.error or error) if self._sink else None
+                exc = clean or exc
             self._ctx.__exit__(type(exc), exc, exc.__traceback__)
-            raise
+            raise exc from None
         return self
 
+    def _close(self) -> BaseException | None:
+        """Close the HDF5 file and its sink; the error closing raised, if any (not raised here)."""
+        file, self._file = self._file, None
+        error: BaseException | None = None
+        if self._sink is not None and self._sink.error is not None:
+            self._sink.discard = True  # a write already failed: let HDF5 close without writing
+        if file is not None:
+            try:
+                file.close()
+            except BaseException as exc:  # noqa: BLE001 - the sink must be closed in every case
+                error = exc
+        if self._sink is not None:
+            if error is not None or self._sink.error is not None:
+                self._sink.discard = True
+                if file is not None:
+                    with contextlib.suppress(Exception):
+                        file.close()  # again, now that writes cannot fail
+            self._sink.close()
+        return error or (self._sink.error if self._sink is not None else None)
+
     def _create(self, tmp: Path) -> None:
-        self._file = h5py.File(tmp, "w")
+        # HDF5 writes through a Python file object: once a write has failed (full disk) the
+        # sink drops HDF5's remaining writes, so that HDF5 can still release the file instead of
+        # retrying the flush at exit (where it has crashed with a segmentation fault).
+        self._sink = _Sink(open(tmp, "w+b"))  # noqa: SIM115 - closed in _close
+        self._file = h5py.File(self._sink, "w")
         opts = dict(compression="gzip", compression_opts=self.compression_level, dtype=self.dtype)
         self._file.create_dataset(
             ENERGY_KEY,
@@ -320,17 +382,97 @@ class ShowerWriter:
         if len(energies) != len(showers):
             raise ValueError(f"{len(energies)} incident energies for {len(showers)} showers")
         n = len(showers)
-        for key, values in ((ENERGY_KEY, energies), (SHOWER_KEY, showers)):
-            ds = self._file[key]
-            ds.resize(self.n_events + n, axis=0)
-            ds[self.n_events :] = values
+        try:
+            for key, values in ((ENERGY_KEY, energies), (SHOWER_KEY, showers)):
+                ds = self._file[key]
+                ds.resize(self.n_events + n, axis=0)
+                ds[self.n_events :] = values
+                # Push the data to the file now: a full disk is then reported here, as an error,
+                # rather than inside HDF5's close, which has crashed on it.
+                ds.flush()
+        except (OSError, RuntimeError) as exc:
+            failure = self._sink.error if self._sink is not None and self._sink.error else exc
+            clean = write_failure(self.path, failure)
+            if clean is None:
+                raise
+            raise clean from None
         self.n_events += n
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         assert self._file is not None
-        self._file.close()
-        self._file = None
+        error = self._close()
+        if exc is None and error is not None:
+            clean = write_failure(self.path, error)
+            failure: BaseException = clean if clean is not None else error
+            # Removes the temp file (and raises the OutputError of a full disk).
+            self._ctx.__exit__(type(failure), failure, failure.__traceback__)
+            raise failure
         return bool(self._ctx.__exit__(exc_type, exc, tb))
+
+
+class _Sink(io.RawIOBase):
+    """The file object HDF5 writes through: records the first failed write and, once told to
+    ``discard``, accepts and drops every further write."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        self.raw = raw
+        self.error: OSError | None = None
+        self.discard = False
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return int(self.raw.readinto(buffer))
+
+    def write(self, data: Any) -> int:
+        if self.discard:
+            return len(memoryview(data))
+        try:
+            return int(self.raw.write(data))
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self.raw.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.raw.tell())
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.discard:
+            return int(size if size is not None else self.raw.tell())
+        try:
+            return int(self.raw.truncate(size))
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        if self.discard or self.raw.closed:
+            return
+        try:
+            self.raw.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def close(self) -> None:
+        if not self.raw.closed:
+            if self.discard:
+                with contextlib.suppress(OSError):
+                    self.raw.close()
+            else:
+                self.raw.close()
+        super().close()
 
 
 def write_showers(
