@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 
 from qcalo.errors import ConfigError
+from qcalo.utils.seeding import seed_argument
 
 HELP = "run benchmarks (circuits, ...)"
 
@@ -60,16 +61,30 @@ def _add_circuits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="2 repeats and more extrapolation: about a minute"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs")
+    parser.add_argument(
+        "--seed", type=seed_argument, default=0, help="seed for weights and inputs, 0 to 2**63-1"
+    )
 
 
 def _run_circuits(args: argparse.Namespace) -> int:
-    from qcalo.quantum.bench import bench_circuits
 
     if args.repeats < 1 or args.threads < 1 or args.max_step_s <= 0:
         raise ConfigError(
             "bench circuits: --repeats and --threads must be ≥ 1 and --max-step-s > 0"
         )
+    from qcalo.utils.paths import check_output_path, claim_output
+
+    if args.markdown is not None:
+        check_output_path(args.markdown, what="--markdown")
+    with claim_output(args.out):
+        _bench(args)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from qcalo.quantum.bench import bench_circuits
+
     bench_circuits(
         args.out,
         repeats=args.repeats,
@@ -82,8 +97,6 @@ def _run_circuits(args: argparse.Namespace) -> int:
         markdown=args.markdown,
         verbose=True,
     )
-    print(f"wrote {args.out}")
-    return 0
 
 
 KINDS: dict[

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from qcalo.errors import ConfigError
+from qcalo.utils.seeding import MAX_SEED, seed_argument
+
 HELP = "run the whole chain end to end on built-in data"
 
 
@@ -20,12 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder for every output (default: demo_out)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of every random step (default: 0)"
+        "--seed",
+        type=seed_argument,
+        default=0,
+        help="seed of every random step, 0 to 2**63-2 (default: 0)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from qcalo.evaluation.demo_chain import demo
+    from qcalo.utils.paths import claim_output
 
-    demo(args.out, seed=args.seed)
+    if args.seed >= MAX_SEED:  # the reference sample uses seed + 1
+        raise ConfigError(f"--seed {args.seed}: expected an integer between 0 and {MAX_SEED - 1}")
+    with claim_output(args.out, kind="dir") as out:
+        demo(out, seed=args.seed)
     return 0

@@ -10,7 +10,7 @@ import argparse
 
 import numpy as np
 
-from qcalo.cli.info import positive_int
+from qcalo.cli.checks import finite_float, geometry_input, positive_int
 from qcalo.data.features import DEFAULT_THRESHOLD_MEV, write_features
 from qcalo.data.io import DEFAULT_CHUNK
 
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output .npz file")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         default=DEFAULT_THRESHOLD_MEV,
         help="voxels below this energy count as 0, MeV (default 1)",
     )
@@ -38,9 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = write_features(
-        args.file, args.out, args.geometry, threshold_mev=args.threshold, chunk_size=args.chunk_size
-    )
+    from qcalo.utils.paths import check_input_file, claim_output
+
+    check_input_file(args.file, "CaloChallenge HDF5 file")
+    with claim_output(args.out, inputs=[args.file, *geometry_input(args.geometry)]) as target:
+        out = write_features(
+            args.file,
+            target,
+            args.geometry,
+            threshold_mev=args.threshold,
+            chunk_size=args.chunk_size,
+        )
     if not args.quiet:
         with np.load(out) as data:
             n, k = data["features"].shape

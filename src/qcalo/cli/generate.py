@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from qcalo.cli.checks import positive_int, run_inputs
+from qcalo.utils.seeding import seed_argument
 
 HELP = "generate showers from a trained run"
 
@@ -34,13 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="take the incident energies of this CaloChallenge file, one event each",
     )
     parser.add_argument(
-        "--events-per-energy", type=int, metavar="N", help="events per energy (with --energies)"
+        "--events-per-energy",
+        type=positive_int,
+        metavar="N",
+        help="events per energy (with --energies)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=10_000, help="showers sampled per batch (default 10000)"
+        "--batch-size",
+        type=positive_int,
+        default=10_000,
+        help="showers sampled per batch (default 10000)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="random seed (default 0); same seed, same showers"
+        "--seed",
+        type=seed_argument,
+        default=0,
+        help="random seed, 0 to 2**63-1 (default 0); same seed, same showers",
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument(
@@ -57,21 +70,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_request(args: argparse.Namespace, out: Path) -> None:
+    """Refuse a request that cannot fit in memory or on disk before loading anything big."""
+    import numpy as np
+
+    from qcalo.data.geometry import load_geometry
+    from qcalo.data.io import inspect_file
+    from qcalo.errors import ConfigError, DataError
+    from qcalo.training.checkpoint import load_checkpoint
+    from qcalo.utils.memory import check_allocation, check_disk_space, model_memory_bytes
+
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise ConfigError(
+            f"{run}: no such run directory; expected the --out folder of `qcalo train`"
+        )
+    # Verifies the checksum and the format once, up front.
+    checkpoint = load_checkpoint(run / "checkpoints" / f"{args.checkpoint}.pt")
+    try:
+        n_voxels = load_geometry(str(checkpoint.get("geometry", "pions"))).n_voxels
+    except DataError:
+        n_voxels = 533  # the largest built-in geometry: a safe overestimate
+    if args.energies_from is not None:
+        n_events = inspect_file(args.energies_from).n_events
+        source = f"--energies-from {args.energies_from} ({n_events} events)"
+    else:
+        if args.events_per_energy is None:
+            return  # the generator names what is missing
+        n_events = len(args.energies) * args.events_per_energy
+        source = f"--events-per-energy {args.events_per_energy} × {len(args.energies)} energies"
+    batch = min(args.batch_size, max(n_events, 1))
+    config = checkpoint.get("config")
+    model = model_memory_bytes(
+        config.get("model", {}) if isinstance(config, dict) else {}, batch, training=False
+    )
+    # Incident energies of every event (a few copies), a batch of showers through the model.
+    check_allocation(
+        24.0 * n_events + 64.0 * batch * n_voxels + model,
+        f"{source} at --batch-size {args.batch_size}",
+        "ask for fewer events or a smaller --batch-size",
+    )
+    check_disk_space(
+        out,
+        float(n_events) * (n_voxels + 1) * np.dtype(args.dtype).itemsize,
+        f"{n_events} events × {n_voxels} voxels ({args.dtype}, uncompressed)",
+        "free some space, write elsewhere or ask for fewer events",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from qcalo.generation import generate
+    from qcalo.utils.paths import check_input_file, claim_output
 
-    path = generate(
-        args.run_dir,
+    if args.energies_from is not None:
+        check_input_file(args.energies_from, "CaloChallenge HDF5 file")
+    with claim_output(
         args.out,
-        energies=args.energies,
-        events_per_energy=args.events_per_energy,
-        energies_from=args.energies_from,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        device=args.device,
-        dtype=args.dtype,
-        which=args.checkpoint,
-    )
+        inputs=[args.energies_from, *run_inputs(args.run_dir)],
+        reserved=[Path(args.run_dir) / "checkpoints"],
+    ) as out:
+        check_request(args, out)
+        path = generate(
+            args.run_dir,
+            out,
+            energies=args.energies,
+            events_per_energy=args.events_per_energy,
+            energies_from=args.energies_from,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            dtype=args.dtype,
+            which=args.checkpoint,
+        )
     if not args.quiet:
         print(f"wrote {path}")
     return 0

@@ -5,20 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from qcalo.cli.checks import finite_float, geometry_input, positive_int
 from qcalo.data.summary import file_info, format_file_info
 
+__all__ = ["positive_int", "add_arguments", "run"]
+
 HELP = "summarise a CaloChallenge HDF5 file"
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be ≥ 1")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         default=1.0,
         help="also report the fraction of voxels below this energy, MeV (default 1)",
     )
@@ -47,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    geometry_input(args.geometry)
     info = file_info(
         args.file, args.geometry, threshold_mev=args.threshold, chunk_size=args.chunk_size
     )

@@ -24,6 +24,7 @@ import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from typing import NoReturn  # noqa: E402
 
 from qcalo import __version__  # noqa: E402
 from qcalo.errors import QcaloError  # noqa: E402
@@ -56,8 +57,15 @@ def _available() -> dict[str, tuple[str, str]]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qcalo",
         description="Fast calorimeter shower simulation with quantum-enhanced invertible models.",
     )
@@ -96,6 +104,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `qcalo info f.h5 | head`: the reader went away; that is not an error of ours.
         sys.stderr.close()
         return 0
+    except MemoryError:
+        # The size guards (qcalo.utils.memory) should catch requests this big first.
+        print(
+            f"qcalo {args.command}: error: out of memory; ask for fewer events, a smaller "
+            "--batch-size or a smaller model",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as exc:
+        # The machine refused (permissions, a full disk, a vanished file) where no check could
+        # foresee it: still one line, naming the file.
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = " ".join(str(exc.strerror or exc).split())
+        print(f"qcalo {args.command}: error: {where}{reason}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"qcalo {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -28,9 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from qcalo.evaluation.report import make_report
+    from qcalo.utils.paths import claim_output
 
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
-    path = make_report(args.eval_dirs, args.out, labels=labels)
+    # The evaluations' own files: the report must never be written over them.
+    inputs = [
+        Path(d) / name
+        for d in args.eval_dirs
+        for name in ("metrics.json", "histograms.npz", "report.html")
+    ]
+    with claim_output(
+        args.out,
+        kind="dir",
+        inputs=inputs,
+        writes=("report.html", "summary.json", "overlay_*.png"),
+    ) as out:
+        path = make_report(args.eval_dirs, out, labels=labels)
     print(f"wrote {path}")
     return 0

@@ -12,7 +12,9 @@ import argparse
 
 import numpy as np
 
+from qcalo.cli.checks import geometry_input, positive_int
 from qcalo.errors import ConfigError
+from qcalo.utils.seeding import seed_argument
 
 HELP = "simulate reference showers with the built-in parametric simulator"
 
@@ -44,15 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events-per-energy",
         required=True,
-        type=int,
+        type=positive_int,
         metavar="N",
         help="events simulated at each energy",
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_argument,
         default=0,
-        help="random seed; the same seed gives an identical file (default 0)",
+        help="random seed, 0 to 2**63-1; the same seed gives an identical file (default 0)",
     )
     parser.add_argument(
         "--out", required=True, metavar="FILE.h5", help="CaloChallenge HDF5 file to write"
@@ -72,18 +74,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qcalo.data.simulation import simulate_to_file
+    from qcalo.data.geometry import load_geometry
+    from qcalo.data.simulation import normalise_particle, simulate_to_file
+    from qcalo.utils.memory import check_allocation, check_disk_space
+    from qcalo.utils.paths import claim_output
 
-    path = simulate_to_file(
-        args.out,
-        args.particle,
-        parse_energies(args.energies),
-        args.events_per_energy,
-        args.seed,
-        geometry=args.geometry,
-        dtype=np.dtype(args.dtype),
-    )
+    energies = parse_energies(args.energies)
+    particle = normalise_particle(args.particle)
+    n = len(energies) * args.events_per_energy
+    with claim_output(args.out, inputs=geometry_input(args.geometry)) as out:
+        geometry = args.geometry or ("photons" if particle == "photon" else "pions")
+        n_voxels = load_geometry(geometry).n_voxels
+        fix = "lower --events-per-energy or split the request over several files"
+        # The simulator holds every event's incident energy (8 bytes) and one block of showers.
+        check_allocation(
+            16.0 * n + 8.0 * min(n, 10_000) * n_voxels,
+            f"--events-per-energy {args.events_per_energy} × {len(energies)} energies",
+            fix,
+        )
+        check_disk_space(
+            out,
+            float(n) * (n_voxels + 1) * np.dtype(args.dtype).itemsize,
+            f"{n} events × {n_voxels} voxels ({args.dtype}, uncompressed)",
+            "free some space, write elsewhere or " + fix,
+        )
+        path = simulate_to_file(
+            out,
+            particle,
+            energies,
+            args.events_per_energy,
+            args.seed,
+            geometry=args.geometry,
+            dtype=np.dtype(args.dtype),
+        )
     if not args.quiet:
-        n = len(parse_energies(args.energies)) * args.events_per_energy
         print(f"wrote {n} {args.particle} showers to {path}")
     return 0

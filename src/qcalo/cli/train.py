@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from pathlib import Path
+from typing import Any
+
+from qcalo.cli.checks import RUN_FOLDERS, positive_int, read_config_text
+from qcalo.utils.seeding import seed_argument
 
 HELP = "train a shower model from a YAML config"
 
@@ -26,10 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
-        help="override the config's seed (split, shuffles, initialisation, noise)",
+        type=seed_argument,
+        help="override the config's seed, 0 to 2**63-1 (split, shuffles, initialisation, noise)",
     )
-    parser.add_argument("--epochs", type=int, help="override the config's number of epochs")
+    parser.add_argument(
+        "--epochs", type=positive_int, help="override the config's number of epochs"
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -40,28 +48,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from qcalo.errors import ConfigError
-    from qcalo.training import train
+def check_config(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """Read and check the config before anything is written; returns (config file, data file)."""
+    from qcalo.training.config import load_config
+    from qcalo.utils.memory import check_allocation, model_memory_bytes
+    from qcalo.utils.paths import check_input_file
+    from qcalo.utils.seeding import check_seed
 
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs {args.epochs}: expected an integer ≥ 1")
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError(f"--seed {args.seed}: expected an integer ≥ 0")
-    run_dir = train(
-        args.config,
-        args.data,
-        args.out,
-        seed=args.seed,
-        epochs=args.epochs,
-        resume=args.resume,
-        device=args.device,
+    config_file = read_config_text(args.config)
+    cfg = load_config(config_file)
+    if args.seed is None:
+        check_seed(cfg.seed, f"{config_file}: seed")
+    data = args.data if args.data is not None else cfg.data.path
+    if data is not None:
+        check_input_file(data, "CaloChallenge HDF5 training file")
+    settings: dict[str, Any] = cfg.to_dict()
+    batch = int(settings.get("batch_size", 1) or 1)
+    check_allocation(
+        model_memory_bytes(settings.get("model", {}), batch, training=True),
+        f"{config_file}: the model (hidden widths, qubit counts) at batch_size {batch}",
+        "use smaller hidden widths, fewer qubits or a smaller batch_size",
     )
+    return config_file, None if data is None else Path(data)
+
+
+def format_result(run_dir: Path, summary: dict[str, Any]) -> str:
+    """The line printed at the end of a run; copes with runs that never had a finite validation NLL."""
+    best = summary.get("best_val_nll")
+    if isinstance(best, (int, float)) and math.isfinite(best):
+        nll = f"best validation NLL {best:.3f} nats at epoch {summary.get('best_epoch')}"
+    else:
+        nll = (
+            "no finite validation NLL (no epoch improved; checkpoints/best.pt holds the last state)"
+        )
+    seconds = summary.get("training_time_s")
+    took = f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "unknown time"
+    return (
+        f"{run_dir}: {summary.get('epochs_run')} epochs in {took}, {nll}, "
+        f"parameters {summary.get('parameter_counts')}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from qcalo.training import train
+    from qcalo.utils.paths import claim_output
+
+    config_file, data = check_config(args)
+    with claim_output(
+        args.out,
+        kind="dir",
+        inputs=[config_file, data],
+        writes=[*RUN_FOLDERS, "metrics.csv", "summary.json"],
+    ) as out:
+        run_dir = train(
+            args.config,
+            args.data,
+            out,
+            seed=args.seed,
+            epochs=args.epochs,
+            resume=args.resume,
+            device=args.device,
+        )
     summary = json.loads((run_dir / "summary.json").read_text())
     if not args.quiet:
-        print(
-            f"{run_dir}: {summary['epochs_run']} epochs in {summary['training_time_s']:.1f} s, "
-            f"best validation NLL {summary['best_val_nll']:.3f} nats at epoch {summary['best_epoch']}, "
-            f"parameters {summary['parameter_counts']}"
-        )
+        print(format_result(run_dir, summary))
     return 0
