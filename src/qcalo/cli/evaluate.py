@@ -11,6 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from qcalo.cli.checks import geometry_input, run_inputs
+from qcalo.utils.seeding import seed_argument
+
+# What `qcalo evaluate` writes into its --out folder.
+WRITES = ("metrics.json", "report.html", "histograms.npz", "*.png")
+
 HELP = "compare generated showers with a reference (CaloChallenge metrics)"
 
 
@@ -52,9 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_argument,
         default=0,
-        help="seed for classifier splits/initialisation and bootstraps",
+        help="seed for classifier splits/initialisation and bootstraps, 0 to 2**63-1",
     )
     parser.add_argument(
         "--run",
@@ -66,21 +72,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qcalo.evaluation.pipeline import evaluate
+    from qcalo.utils.paths import check_input_file, claim_output
     from qcalo.utils.progress import is_quiet
 
     quiet = getattr(args, "quiet", False) or is_quiet()
     log = None if quiet else (lambda message: print(message, flush=True))
-    metrics = evaluate(
-        args.generated,
-        args.reference,
-        args.geometry,
-        args.out,
-        metrics=args.metrics,
-        profile=args.profile,
-        seed=args.seed,
-        run_dir=args.run,
-        log=log,
-    )
+    # Every input is checked before the output folder is created or anything is written.
+    for path in (args.generated, args.reference):
+        check_input_file(path, "CaloChallenge HDF5 file")
+    inputs = [args.generated, args.reference, *geometry_input(args.geometry), *run_inputs(args.run)]
+    with claim_output(args.out, kind="dir", inputs=inputs, writes=WRITES) as out:
+        metrics = evaluate(
+            args.generated,
+            args.reference,
+            args.geometry,
+            out,
+            metrics=args.metrics,
+            profile=args.profile,
+            seed=args.seed,
+            run_dir=args.run,
+            log=log,
+        )
     print(format_summary(metrics))
     print(f"wrote {args.out}/metrics.json and {args.out}/report.html")
     return 0

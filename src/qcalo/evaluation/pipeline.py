@@ -111,6 +111,27 @@ def _check_pair(generated, reference, geometry: Geometry) -> None:
         )
 
 
+def _read_run_summary(run_dir: str | os.PathLike[str] | None, timing: bool) -> Any:
+    """The run's summary.json (None without one), read before any output is written; with
+    ``timing``, the checkpoint the timing will load is checked too."""
+    if run_dir is None:
+        return None
+    if timing:
+        from qcalo.training.checkpoint import load_checkpoint
+
+        load_checkpoint(Path(run_dir) / "checkpoints" / "best.pt")
+    summary_path = Path(run_dir) / "summary.json"
+    if not summary_path.is_file():
+        return None
+    try:
+        return json.loads(summary_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{summary_path}: not valid JSON ({' '.join(str(exc).split())}); expected the summary "
+            "written by `qcalo train`"
+        ) from None
+
+
 def _fpd_settings(n_events: int) -> dict[str, int]:
     """jetnet's batch sizes (20k–50k, KPD 5k) when each sample has ≥ 20k events, scaled down otherwise."""
     scale = min(1.0, n_events / 20_000)
@@ -162,7 +183,6 @@ def evaluate(
     chosen = parse_metrics(metrics, have_run=run_dir is not None)
     prof = get_profile(profile)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if run_dir is not None and not Path(run_dir).is_dir():
         raise DataError(
             f"{run_dir}: run directory not found; expected the output folder of `qcalo train`"
@@ -180,6 +200,9 @@ def evaluate(
             f"{gen_name if len(gen) < 10 else ref_name}: fewer than 10 showers; the classifier tests need at least "
             "10 per sample (drop cls-* from --metrics or give more events)"
         )
+    model_summary = _read_run_summary(run_dir, "timing" in chosen)
+    # Only now, with every input checked, does anything get written.
+    out.mkdir(parents=True, exist_ok=True)
     # The CaloChallenge DS1 readout threshold: below 1 MeV a voxel counts as empty, in every metric.
     gen_showers = np.where(gen.showers >= THRESHOLD_MEV, gen.showers, 0.0)
     ref_showers = np.where(ref.showers >= THRESHOLD_MEV, ref.showers, 0.0)
@@ -289,16 +312,7 @@ def evaluate(
             seconds["kpd"] = time.perf_counter() - start
 
     if run_dir is not None:
-        summary_path = Path(run_dir) / "summary.json"
-        if summary_path.is_file():
-            try:
-                result["model"] = json.loads(summary_path.read_text())
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{summary_path}: not valid JSON ({exc}); expected the summary written by `qcalo train`"
-                ) from None
-        else:
-            result["model"] = None
+        result["model"] = model_summary
         result["run_dir"] = str(run_dir)
 
     if "timing" in chosen:
