@@ -69,16 +69,10 @@ def test_run_directory_holds_config_metrics_checkpoints_and_summary(
     last = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
     best = load_checkpoint(tiny_run / "checkpoints" / "best.pt")
     assert last["epoch"] == EPOCHS and best["epoch"] == summary["best_epoch"]
-    assert set(last) >= {
-        "model",
-        "optimiser",
-        "scheduler",
-        "rng",
-        "config",
-        "stats",
-        "step",
-        "best_val_nll",
-    }
+    assert set(last) >= {"kind", "model", "objective", "rng", "config", "stats", "step"}
+    assert last["kind"] == "flow" and last["best_metric"] == summary["best_val_nll"]
+    assert set(last["objective"]["optimisers"]) == set(last["objective"]["schedulers"]) == {"model"}
+    assert summary["monitor"] == "val_nll" and summary["kind"] == "flow"
 
 
 def test_load_run_reproduces_the_recorded_best_validation_nll(
@@ -113,6 +107,14 @@ def test_existing_runs_are_not_overwritten_and_resume_needs_the_same_config(
         train("tiny_photons", train_file, tiny_run, seed=4, epochs=EPOCHS, resume=True)
     with pytest.raises(ConfigError, match="no training data"):
         train("tiny_photons", None, tiny_run.parent / "nodata")
+
+
+def _assert_same_optimiser_states(a: dict, b: dict) -> None:
+    for name, optimiser in b["objective"]["optimisers"].items():
+        for key, state in optimiser["state"].items():
+            for slot, value in state.items():
+                got = a["objective"]["optimisers"][name]["state"][key][slot]
+                assert torch.equal(torch.as_tensor(got), torch.as_tensor(value)), (name, key, slot)
 
 
 _KILLABLE_RUN = """
@@ -163,16 +165,12 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_identical_weights(
     assert resumed["model"].keys() == reference["model"].keys()
     for name, tensor in reference["model"].items():
         assert torch.equal(resumed["model"][name], tensor), f"parameter {name} differs after resume"
-    for key, state in reference["optimiser"]["state"].items():
-        for slot, value in state.items():
-            assert torch.equal(
-                torch.as_tensor(resumed["optimiser"]["state"][key][slot]), torch.as_tensor(value)
-            )
+    _assert_same_optimiser_states(resumed, reference)
     columns = [c for c in METRIC_COLUMNS if c != "seconds"]
     assert [[r[c] for c in columns] for r in read_metrics(run_dir)] == [
         [r[c] for c in columns] for r in read_metrics(tiny_run)
     ]
-    assert resumed["best_val_nll"] == reference["best_val_nll"]
+    assert resumed["best_metric"] == reference["best_metric"]
 
     # Resuming a finished run changes nothing.
     train("tiny_photons", train_file, run_dir, seed=3, epochs=EPOCHS, resume=True, device="cpu")
@@ -257,7 +255,12 @@ def test_early_stopping_keeps_the_best_epoch(
     monkeypatch.setattr(
         trainer,
         "_validate",
-        lambda *a, **k: {"total": next(scripted), "stage1": 0.0, "stage2": 0.0, "excluded": 0.0},
+        lambda *a, **k: {
+            "val_nll": next(scripted),
+            "val_nll_stage1": 0.0,
+            "val_nll_stage2": 0.0,
+            "val_excluded": 0.0,
+        },
     )
     base = load_config("tiny_photons").to_dict() | {
         "epochs": 6,

@@ -47,12 +47,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from qcalo.data.geometry import Geometry
 from qcalo.errors import DataError
 
 __all__ = [
+    "PreprocessingConfig",
     "PreprocessingStats",
     "fit_preprocessing",
     "ShowerPreprocessing",
@@ -61,6 +63,25 @@ __all__ = [
     "energies_to_u",
     "u_to_energies",
 ]
+
+
+class PreprocessingConfig(BaseModel):
+    """The preprocessing's settings (DESIGN.md §2), the ``model.preprocessing`` section of a config.
+
+    It lives here, beside the transforms it configures, so that the data layer never imports
+    the model layer; :mod:`qcalo.models.config` re-exports it.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    alpha: float = Field(1e-6, gt=0.0, lt=0.5, description="logit(alpha + (1 - 2 alpha) x)")
+    fraction_noise: float = Field(
+        1e-6, ge=0.0, lt=0.1, description="uniform noise on voxel fractions"
+    )
+    energy_noise_mev: float = Field(
+        1e-3, ge=0.0, description="uniform noise on layer energies, MeV"
+    )
+    u0_margin: float = Field(1.05, gt=1.0, le=10.0, description="f = margin × max E_tot/E_inc")
 
 
 @dataclass
@@ -103,15 +124,17 @@ def fit_preprocessing(
 ) -> PreprocessingStats:
     """Stream over training chunks (``qcalo.data.io.ShowerData``) and fit :class:`PreprocessingStats`.
 
-    ``config`` is a :class:`qcalo.models.PreprocessingConfig`, a :class:`qcalo.models.ModelConfig`
-    (its ``preprocessing`` is used) or ``None`` for the defaults.
+    ``config`` is a :class:`PreprocessingConfig`, a model config holding one as its
+    ``preprocessing`` field (e.g. :class:`qcalo.models.ModelConfig`) or ``None`` for the defaults.
     """
-    from qcalo.models.config import ModelConfig, PreprocessingConfig
-
     if config is None:
         config = PreprocessingConfig()
-    elif isinstance(config, ModelConfig):
+    elif not isinstance(config, PreprocessingConfig):
         config = config.preprocessing
+        if not isinstance(config, PreprocessingConfig):
+            raise TypeError(
+                f"fit_preprocessing: config.preprocessing is a {type(config).__name__}; expected a PreprocessingConfig"
+            )
     e_min, e_max, ratio_max, n = math.inf, -math.inf, 0.0, 0
     for chunk in chunks:
         e_inc = np.asarray(chunk.incident_energies, dtype=np.float64).reshape(-1)

@@ -21,6 +21,7 @@ import torch
 
 from qcalo.data.io import ENERGY_KEY, ShowerWriter, inspect_file
 from qcalo.errors import ConfigError, DataError, QcaloError
+from qcalo.models.generator import ShowerGenerator
 from qcalo.utils.progress import progress
 
 __all__ = ["generate", "resolve_energies", "sample_showers"]
@@ -65,7 +66,7 @@ def resolve_energies(
 
 
 @torch.no_grad()
-def sample_showers(model: torch.nn.Module, incident_energies: torch.Tensor) -> torch.Tensor:
+def sample_showers(model: ShowerGenerator, incident_energies: torch.Tensor) -> torch.Tensor:
     """Showers (B, V) MeV for incident energies (B,) MeV; non-negative, checked finite."""
     showers = model.sample(incident_energies)
     if not torch.isfinite(showers).all():
@@ -109,13 +110,8 @@ def generate(
     e_inc = resolve_energies(energies, events_per_energy, energies_from)
     dev = resolve_device(device)
     model, cfg = load_run(run_dir, which=which, device=dev)
-    stats = getattr(model, "stats", None)
-    lo, hi = getattr(stats, "e_inc_min", None), getattr(stats, "e_inc_max", None)
-    if (
-        lo is not None
-        and hi is not None
-        and (e_inc.min() < lo * (1 - 1e-6) or e_inc.max() > hi * (1 + 1e-6))
-    ):
+    lo, hi = model.incident_energy_range()
+    if e_inc.min() < lo * (1 - 1e-6) or e_inc.max() > hi * (1 + 1e-6):
         warnings.warn(
             f"incident energies {e_inc.min():g}–{e_inc.max():g} MeV reach outside the training range "
             f"{lo:g}–{hi:g} MeV; the model extrapolates there",

@@ -129,19 +129,11 @@ def build_conditioner(
     raise ValueError(f"unknown conditioner {kind!r}; expected 'mlp', 'quantum' or 'hybrid'")
 
 
-def _quantum_modules() -> tuple[type, ...]:
-    from qcalo.quantum import OrthogonalCircuit, QuantumLayer
-
-    return (QuantumLayer, OrthogonalCircuit)
-
-
 def quantum_parameters(module: nn.Module) -> Iterable[nn.Parameter]:
-    """The circuit weights (rotation / entangler angles) inside ``module``, each once."""
-    kinds = _quantum_modules()
-    seen: set[int] = set()
-    for sub in module.modules():
-        if isinstance(sub, kinds):
-            for p in sub.parameters():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    yield p
+    """The circuit weights (rotation / entangler angles) inside ``module``, each once.
+
+    The answer to "which modules are circuits" is :mod:`qcalo.quantum.registry`'s.
+    """
+    from qcalo.quantum.registry import circuit_parameters
+
+    return circuit_parameters(module)

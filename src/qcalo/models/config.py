@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from qcalo.data.preprocessing import PreprocessingConfig
 from qcalo.errors import ConfigError
 from qcalo.quantum.spec import MAX_QUBITS, Embedding, EntanglerGate, EntanglerPattern, Rotations
 from qcalo.utils.validation import format_validation_error
@@ -154,19 +155,6 @@ class FlowConfig(_Strict):
         return any(c != "mlp" for c in self.conditioners) or self.mixer == "quantum"
 
 
-class PreprocessingConfig(_Strict):
-    """Invertible preprocessing (DESIGN.md §2)."""
-
-    alpha: float = Field(1e-6, gt=0.0, lt=0.5, description="logit(alpha + (1 - 2 alpha) x)")
-    fraction_noise: float = Field(
-        1e-6, ge=0.0, lt=0.1, description="uniform noise on voxel fractions"
-    )
-    energy_noise_mev: float = Field(
-        1e-3, ge=0.0, description="uniform noise on layer energies, MeV"
-    )
-    u0_margin: float = Field(1.05, gt=1.0, le=10.0, description="f = margin × max E_tot/E_inc")
-
-
 def _default_stage1() -> FlowConfig:
     return FlowConfig(n_blocks=6, coupling="spline", hidden=[64, 64])
 
@@ -176,11 +164,23 @@ def _default_stage2() -> FlowConfig:
 
 
 class ModelConfig(_Strict):
-    """Both stages of a :class:`~qcalo.models.ShowerFlow` and its preprocessing."""
+    """Both stages of a :class:`~qcalo.models.ShowerFlow` and its preprocessing.
 
+    ``kind: flow`` (the default, so configs and checkpoints written before model kinds existed
+    read as flows) selects this model kind among those :mod:`qcalo.training.kinds` registers.
+    """
+
+    kind: Literal["flow"] = "flow"
     stage1: FlowConfig = Field(default_factory=_default_stage1)
     stage2: FlowConfig = Field(default_factory=_default_stage2)
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+
+    @property
+    def captures_circuits(self) -> bool:
+        """Whether the model holds angle-input circuits (``QuantumLayer``) that state capture records."""
+        return any(
+            kind != "mlp" for stage in (self.stage1, self.stage2) for kind in stage.conditioners
+        )
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "model") -> ModelConfig:

@@ -1,7 +1,9 @@
-"""The interface every shower model implements (today: the coupling flows).
+"""The interface every shower model implements, whatever its kind.
 
-Born machines and the seed's WGAN-GP baseline (DESIGN.md §3) are planned as peers behind this
-same interface; they are not implemented yet.
+Generation (:mod:`qcalo.generation`), timing (:mod:`qcalo.evaluation.timing`) and evaluation use
+only these members of the model ``qcalo.training.load_run`` returns; every registered model
+kind (:mod:`qcalo.training.kinds`: coupling flows, the Born machine with a flow stage 2, and
+later WGAN-GP and QINN) builds models that implement them.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ __all__ = ["ShowerGenerator"]
 class ShowerGenerator(Protocol):
     """A trained model that turns incident energies into showers.
 
-    Implemented by :class:`qcalo.models.ShowerFlow` (two-stage coupling flow). Generation, timing
-    and evaluation code use only these three members, so the planned Born machine and WGAN-GP
-    generators will plug in unchanged.
+    Implemented by :class:`qcalo.models.ShowerFlow` (two-stage coupling flow) and
+    :class:`qcalo.models.BornShowerModel` (Born-machine stage 1). Generation, timing and
+    evaluation code use only these members.
 
     * ``geometry``: the :class:`qcalo.data.geometry.Geometry` whose voxels the showers fill.
     * ``sample(incident_energies)``: (B,) MeV tensor → (B, V) MeV tensor of showers, every voxel
@@ -30,6 +32,8 @@ class ShowerGenerator(Protocol):
       on the model's device.
     * ``parameter_counts()``: ``{"classical": int, "quantum": int, "total": int}``, where quantum
       counts the circuit weights (rotation / entangler angles) and classical everything else.
+    * ``incident_energy_range()``: ``(lowest, highest)`` incident energy in MeV of the events
+      the model was fitted on, so callers can warn when asked to extrapolate.
     """
 
     geometry: Geometry
@@ -37,3 +41,5 @@ class ShowerGenerator(Protocol):
     def sample(self, incident_energies: Tensor) -> Tensor: ...
 
     def parameter_counts(self) -> dict[str, int]: ...
+
+    def incident_energy_range(self) -> tuple[float, float]: ...

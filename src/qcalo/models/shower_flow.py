@@ -277,16 +277,16 @@ class ShowerFlow(nn.Module):
         """{"classical", "quantum", "total"}: quantum = circuit rotation / entangler weights."""
         return count_parameters(self)
 
+    def incident_energy_range(self) -> tuple[float, float]:
+        """(lowest, highest) incident energy, MeV, of the events the preprocessing was fitted on."""
+        return float(self.stats.e_inc_min), float(self.stats.e_inc_max)
+
     def named_circuits(self) -> list[tuple[str, nn.Module]]:
         """Every circuit in the model as (dotted module name, ``QuantumLayer`` | ``OrthogonalCircuit``),
         e.g. for state capture or per-circuit plots; conditioner circuits end in ``.features.circuit``."""
-        from qcalo.quantum import OrthogonalCircuit, QuantumLayer
+        from qcalo.quantum.registry import named_circuits
 
-        return [
-            (name, m)
-            for name, m in self.named_modules()
-            if isinstance(m, (QuantumLayer, OrthogonalCircuit))
-        ]
+        return named_circuits(self)
 
 
 def build_model(

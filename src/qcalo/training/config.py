@@ -28,10 +28,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from qcalo.errors import ConfigError, DataError
 from qcalo.models import ModelConfig
@@ -39,6 +48,8 @@ from qcalo.utils.validation import format_validation_error
 
 __all__ = [
     "RunConfig",
+    "AnyModelConfig",
+    "MODEL_CONFIG_TYPES",
     "DataConfig",
     "OptimiserConfig",
     "ScheduleConfig",
@@ -58,6 +69,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: The ``model:`` config of every model kind, by kind name (see :mod:`qcalo.training.kinds`).
+MODEL_CONFIG_TYPES: dict[str, type[BaseModel]] = {"flow": ModelConfig}
+
+
+def _model_kind_tag(value: Any) -> str | None:
+    # The tag carries brackets so that error paths read model.stage1..., not model.kind[flow]...
+    # (qcalo.utils.validation drops union tags from field paths).
+    kind = value.get("kind", "flow") if isinstance(value, dict) else getattr(value, "kind", None)
+    return f"kind[{kind}]" if kind in MODEL_CONFIG_TYPES else None
+
+
+_KIND_ERROR = (
+    "expected a mapping whose kind is one of "
+    + ", ".join(repr(k) for k in MODEL_CONFIG_TYPES)
+    + " (kind may be omitted for a flow)"
+)
+
+#: Any registered kind's model config, chosen by its ``kind`` key (default ``flow``).
+if TYPE_CHECKING:
+    AnyModelConfig = ModelConfig
+else:
+    AnyModelConfig = Annotated[
+        Union[tuple(Annotated[t, Tag(f"kind[{k}]")] for k, t in MODEL_CONFIG_TYPES.items())],  # noqa: UP007
+        Discriminator(
+            _model_kind_tag, custom_error_type="model_kind", custom_error_message=_KIND_ERROR
+        ),
+    ]
+
+
 class DataConfig(_Strict):
     """Where the training showers come from and how they are held in memory.
 
@@ -67,15 +107,15 @@ class DataConfig(_Strict):
     """
 
     path: str | None = None
-    max_in_memory_mb: float = Field(2048.0, gt=0)
-    chunk_events: int = Field(4096, ge=1)
-    shuffle_window: int = Field(8, ge=1)
+    max_in_memory_mb: float = Field(default=2048.0, gt=0)
+    chunk_events: int = Field(default=4096, ge=1)
+    shuffle_window: int = Field(default=8, ge=1)
 
 
 class OptimiserConfig(_Strict):
     name: Literal["adam", "adamw"] = "adamw"
-    lr: float = Field(1e-3, gt=0, le=1.0)
-    weight_decay: float = Field(0.0, ge=0)
+    lr: float = Field(default=1e-3, gt=0, le=1.0)
+    weight_decay: float = Field(default=0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
 
     @field_validator("betas")
@@ -95,17 +135,17 @@ class ScheduleConfig(_Strict):
     """
 
     name: Literal["one_cycle", "cosine", "constant"] = "one_cycle"
-    warmup_fraction: float = Field(0.1, gt=0, lt=1)
-    final_div_factor: float = Field(1e3, ge=1)
-    min_lr_factor: float = Field(1e-2, ge=0, le=1)
+    warmup_fraction: float = Field(default=0.1, gt=0, lt=1)
+    final_div_factor: float = Field(default=1e3, ge=1)
+    min_lr_factor: float = Field(default=1e-2, ge=0, le=1)
 
 
 class StateCaptureConfig(_Strict):
     """Save circuit statevectors for a fixed probe batch every ``every`` forward calls."""
 
     enabled: bool = False
-    every: int = Field(100, ge=1)
-    probe_events: int = Field(16, ge=1)
+    every: int = Field(default=100, ge=1)
+    probe_events: int = Field(default=16, ge=1)
 
 
 class RunConfig(_Strict):
@@ -114,16 +154,16 @@ class RunConfig(_Strict):
     name: str | None = None
     data: DataConfig = DataConfig()
     geometry: str = "photons"
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: AnyModelConfig = Field(default_factory=ModelConfig)
     optimiser: OptimiserConfig = OptimiserConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    batch_size: int = Field(512, ge=1)
-    epochs: int = Field(10, ge=1)
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
-    early_stopping_patience: int | None = Field(None, ge=1)
-    checkpoint_every: int = Field(1, ge=1)
-    grad_clip: float | None = Field(10.0, gt=0)
-    seed: int = Field(0, ge=0)
+    batch_size: int = Field(default=512, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    checkpoint_every: int = Field(default=1, ge=1)
+    grad_clip: float | None = Field(default=10.0, gt=0)
+    seed: int = Field(default=0, ge=0)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     state_capture: StateCaptureConfig = StateCaptureConfig()
 
@@ -148,11 +188,7 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _capture_needs_circuits(self) -> RunConfig:
-        if self.state_capture.enabled and all(
-            kind == "mlp"
-            for stage in (self.model.stage1, self.model.stage2)
-            for kind in stage.conditioners
-        ):
+        if self.state_capture.enabled and not self.model.captures_circuits:
             raise ValueError(
                 "state_capture.enabled: the model has no circuit layers to capture (every conditioner is 'mlp'); "
                 "use quantum or hybrid conditioners, or set state_capture.enabled: false"

@@ -1,10 +1,17 @@
-"""Maximum-likelihood training of a shower model, with exact resumption.
+"""Training of any registered model kind, with exact resumption.
 
-:func:`train` fits the preprocessing on the training events, builds the model from the run
-config, and minimises ``-mean(log_prob(E_inc, shower)["total"])`` (nats per event) with
-gradient-norm clipping. Each epoch logs train and validation NLL (and the stage-1 / stage-2
-parts) to ``RUN_DIR/metrics.csv`` and TensorBoard, keeps ``checkpoints/best.pt`` (lowest
-validation NLL) and, every ``checkpoint_every`` epochs and at the end, ``checkpoints/last.pt``.
+:func:`train` is the loop every model kind shares: it resolves the run config, splits and
+streams the data, fits the kind's preprocessing on the training events, builds the model and
+the kind's :class:`~qcalo.training.objectives.Objective` (see :mod:`qcalo.training.kinds`), and
+runs epochs of ``objective.train_step`` over shuffled minibatches followed by
+``objective.validate``. It owns seeding, checkpoints, resumption, early stopping on the
+objective's monitored metric (lower is better), logs, progress bars and state capture. For the
+likelihood kinds (flows, the Born machine) the objective minimises
+``-mean(log_prob(E_inc, shower)["total"])`` (nats per event) and monitors ``val_nll``.
+
+Each epoch logs the objective's columns to ``RUN_DIR/metrics.csv`` and TensorBoard, keeps
+``checkpoints/best.pt`` (lowest monitored value) and, every ``checkpoint_every`` epochs and at
+the end, ``checkpoints/last.pt``.
 
 Resumption is exact: checkpoints are taken at epoch boundaries, an epoch's shuffle is a
 function of (seed, epoch), validation draws from a forked generator with a fixed seed, and all
@@ -16,13 +23,18 @@ Run directory::
 
     RUN_DIR/config.yaml            the resolved run config
     RUN_DIR/checkpoints/last.pt    latest epoch-boundary state (resume from here)
-    RUN_DIR/checkpoints/best.pt    state at the best validation NLL
-    RUN_DIR/metrics.csv            one row per epoch (METRIC_COLUMNS; NLLs in nats per event)
+    RUN_DIR/checkpoints/best.pt    state at the best monitored validation value
+    RUN_DIR/metrics.csv            one row per epoch (the objective's columns; NLLs in nats per event)
     RUN_DIR/tensorboard/           the same scalars for TensorBoard
-    RUN_DIR/summary.json           parameter counts, time, best NLL/epoch, seed, data, geometry
+    RUN_DIR/summary.json           parameter counts, time, monitor and best value/epoch, seed, data
     RUN_DIR/quantum_states/        circuit statevector snapshots (state_capture.enabled only)
 
-NLLs are those of ``ShowerFlow.log_prob`` (its preprocessed space, preprocessing log-dets
+Checkpoints (:mod:`qcalo.training.checkpoint`) hold ``kind``, ``model`` (weights),
+``objective`` (optimiser / scheduler states by name, and counters), ``best_metric`` and the
+loop's counters. Checkpoints written before model kinds existed (format 1 with top-level
+``optimiser`` / ``scheduler`` / ``best_val_nll``) are read as flow checkpoints.
+
+NLLs are those of the model's ``log_prob`` (its preprocessed space, preprocessing log-dets
 excluded; see qcalo.models). Validation events with a non-finite log-density (outside the
 support fitted on the training events) are left out of ``val_nll`` and counted in
 ``val_excluded``, with a warning.
@@ -36,14 +48,13 @@ import math
 import os
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from qcalo.data.geometry import load_geometry
-from qcalo.errors import ConfigError, QcaloError
+from qcalo.errors import ConfigError, DataError
 from qcalo.training.checkpoint import (
     CHECKPOINT_FORMAT,
     capture_rng_state,
@@ -53,6 +64,8 @@ from qcalo.training.checkpoint import (
 )
 from qcalo.training.config import RunConfig, config_from_dict, load_config
 from qcalo.training.data import ShowerDataset
+from qcalo.training.kinds import model_kind
+from qcalo.training.objectives import LikelihoodObjective, Objective, TrainingDiverged
 from qcalo.utils.atomic import atomic_path, write_json
 from qcalo.utils.progress import is_quiet, progress
 from qcalo.utils.seeding import seed_everything
@@ -67,25 +80,11 @@ __all__ = [
     "run_paths",
 ]
 
-METRIC_COLUMNS = (
-    "epoch",
-    "train_nll",
-    "train_nll_stage1",
-    "train_nll_stage2",
-    "val_nll",
-    "val_nll_stage1",
-    "val_nll_stage2",
-    "val_excluded",
-    "lr",
-    "seconds",
-)
+#: metrics.csv columns of the likelihood kinds (flow, born); other objectives have their own.
+METRIC_COLUMNS = LikelihoodObjective.metric_columns()
 # Validation noise (dequantisation) comes from its own stream so that it neither depends on
 # nor disturbs the training stream.
 _VALIDATION_SEED_OFFSET = 1_000_003
-
-
-class TrainingDiverged(QcaloError):
-    """The loss became NaN or infinite; the message says where and what to change."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -155,61 +154,18 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix]
 
 
-def _build(cfg: RunConfig, stats: Any, device: torch.device) -> torch.nn.Module:
-    from qcalo.models import build_model
-
-    model = build_model(cfg.model, load_geometry(cfg.geometry), stats)
+def _build(cfg: RunConfig, stats: Any, device: torch.device) -> Any:
+    """The untrained model of the config's kind (a ShowerGenerator nn.Module) on ``device``."""
+    model = model_kind(cfg.model).build(cfg.model, load_geometry(cfg.geometry), stats)
     return model.to(device)
 
 
-def _make_optimiser(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    opt_cls = torch.optim.AdamW if cfg.optimiser.name == "adamw" else torch.optim.Adam
-    return opt_cls(
-        model.parameters(),
-        lr=cfg.optimiser.lr,
-        weight_decay=cfg.optimiser.weight_decay,
-        betas=cfg.optimiser.betas,
-    )
-
-
-def _make_scheduler(
-    cfg: RunConfig, optimiser: torch.optim.Optimizer, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    sched = cfg.schedule
-    if sched.name == "one_cycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimiser,
-            max_lr=cfg.optimiser.lr,
-            total_steps=max(total_steps, 2),
-            pct_start=sched.warmup_fraction,
-            final_div_factor=sched.final_div_factor,
-            cycle_momentum=False,
-        )
-    if sched.name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimiser, T_max=max(total_steps, 1), eta_min=cfg.optimiser.lr * sched.min_lr_factor
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda=_constant_one)
-
-
-def _constant_one(step: int) -> float:
-    return 1.0
-
-
-def _nll_parts(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {
-        "total": -out["total"],
-        "stage1": -out.get("stage1", out["total"] * 0),
-        "stage2": -out.get("stage2", out["total"] * 0),
-    }
-
-
-def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+def _write_metrics(path: Path, history: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: row[k] for k in METRIC_COLUMNS})
+        writer.writerow({k: row[k] for k in columns})
     with atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue())
 
@@ -225,21 +181,20 @@ class _StateCaptures:
     """
 
     def __init__(self, cfg: RunConfig, model: torch.nn.Module, run_dir: Path, step: int) -> None:
-        from qcalo.quantum import QuantumLayer, StateCapture
+        from qcalo.quantum import StateCapture
+        from qcalo.quantum.registry import capturable_circuits
 
         self.layers: list[tuple[Any, Any]] = []
         generator = torch.Generator().manual_seed(cfg.seed)
-        for name, module in model.named_modules():
-            if isinstance(module, QuantumLayer):
-                n_qubits = module.spec.n_qubits
-                probe = (
-                    torch.rand(cfg.state_capture.probe_events, n_qubits, generator=generator) * 2
-                    - 1
-                ) * math.pi
-                capture = StateCapture(probe, cfg.state_capture.every, run_dir, name=name)
-                capture.calls = capture.step = step
-                capture.attach(module)
-                self.layers.append((module, capture))
+        for name, module in capturable_circuits(model):
+            n_qubits = module.spec.n_qubits
+            probe = (
+                torch.rand(cfg.state_capture.probe_events, n_qubits, generator=generator) * 2 - 1
+            ) * math.pi
+            capture = StateCapture(probe, cfg.state_capture.every, run_dir, name=name)
+            capture.calls = capture.step = step
+            capture.attach(module)
+            self.layers.append((module, capture))
         if not self.layers:
             raise ConfigError(
                 "state_capture.enabled: the model has no circuit layers to capture; "
@@ -256,6 +211,49 @@ class _StateCaptures:
 
 
 # --------------------------------------------------------------------------------------------
+_LEGACY_FORMAT = (
+    "format 1 as written before model kinds (top-level 'optimiser', 'scheduler', 'best_val_nll')"
+)
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """:func:`load_checkpoint`, with checkpoints of the pre-kind layout converted to the current one.
+
+    Before model kinds, a checkpoint held one optimiser and one scheduler at the top level and
+    the best value as ``best_val_nll``; it was always a flow. Such files keep working: they
+    become ``objective = {"optimisers": {"model": ...}, "schedulers": {"model": ...}}``,
+    ``best_metric`` and ``kind = "flow"``.
+    """
+    checkpoint = load_checkpoint(path)
+    if "objective" in checkpoint:
+        return checkpoint
+    if not {"optimiser", "scheduler", "best_val_nll"} <= set(checkpoint):
+        raise DataError(
+            f"{path}: checkpoint has neither 'objective' (current layout) nor 'optimiser'/'scheduler' "
+            f"({_LEGACY_FORMAT}); expected a file written by `qcalo train`"
+        )
+    upgraded = dict(checkpoint)
+    upgraded["objective"] = {
+        "optimisers": {"model": upgraded.pop("optimiser")},
+        "schedulers": {"model": upgraded.pop("scheduler")},
+        "extra": {},
+    }
+    upgraded["best_metric"] = upgraded.pop("best_val_nll")
+    upgraded.setdefault("kind", "flow")
+    return upgraded
+
+
+def _checkpoint_config(checkpoint: dict[str, Any], path: Path) -> RunConfig:
+    cfg = config_from_dict(checkpoint["config"], source=f"{path} config")
+    kind = checkpoint.get("kind", "flow")
+    if kind != cfg.model.kind:
+        raise DataError(
+            f"{path}: checkpoint says model kind {kind!r} but its config is of kind {cfg.model.kind!r}; "
+            "expected a file written by `qcalo train`"
+        )
+    return cfg
+
+
 def train(
     config: RunConfig | str | os.PathLike[str],
     data: str | os.PathLike[str] | None = None,
@@ -266,7 +264,7 @@ def train(
     resume: bool = False,
     device: str | None = None,
 ) -> Path:
-    """Train a model by maximum likelihood; returns the run directory.
+    """Train a model of the config's kind; returns the run directory.
 
     ``config`` is a :class:`RunConfig`, a YAML path or a shipped config name; ``data`` a
     CaloChallenge HDF5 file (default: the config's ``data.path``); ``seed``, ``epochs`` and
@@ -275,6 +273,7 @@ def train(
     checkpoint); the config must then equal the run's saved config (device aside).
     """
     cfg = _resolve_config(config, data, seed, epochs, device)
+    kind = model_kind(cfg.model)
     out = Path(out_dir)
     paths = run_paths(out)
     checkpoint: dict[str, Any] | None = None
@@ -284,8 +283,8 @@ def train(
                 f"{out}: already holds a training run (checkpoints/last.pt); pass --resume to continue it "
                 "or choose another --out"
             )
-        checkpoint = load_checkpoint(paths["last"])
-        saved = config_from_dict(checkpoint["config"], source=f"{paths['last']} config")
+        checkpoint = _read_checkpoint(paths["last"])
+        saved = _checkpoint_config(checkpoint, paths["last"])
         differing = _diff_keys(_comparable(saved), _comparable(cfg))
         if differing:
             raise ConfigError(
@@ -311,23 +310,21 @@ def train(
         shuffle_window=cfg.data.shuffle_window,
     )
 
-    from qcalo.models import PreprocessingStats, fit_preprocessing
-
     if checkpoint is not None:
-        stats = PreprocessingStats.from_dict(checkpoint["stats"])
+        stats = kind.stats_from_dict(checkpoint["stats"])
     else:
-        stats = fit_preprocessing(dataset.train_chunks(), geometry, cfg.model.preprocessing)
+        stats = kind.fit(dataset.train_chunks, geometry, cfg.model)
     seed_everything(cfg.seed)
     model = _build(cfg, stats, dev)
-    optimiser = _make_optimiser(cfg, model)
     steps_per_epoch = dataset.n_train_batches(cfg.batch_size)
-    scheduler = _make_scheduler(cfg, optimiser, cfg.epochs * steps_per_epoch)
+    objective: Objective = kind.objective(model, cfg, steps_per_epoch)
+    columns = objective.metric_columns()
     parameter_counts = {k: int(v) for k, v in model.parameter_counts().items()}
 
     state: dict[str, Any] = {
         "epoch": 0,
         "step": 0,
-        "best_val_nll": None,
+        "best_metric": None,
         "best_epoch": 0,
         "epochs_without_improvement": 0,
         "history": [],
@@ -335,8 +332,7 @@ def train(
     }
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
-        optimiser.load_state_dict(checkpoint["optimiser"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
+        objective.load_state_dict(checkpoint["objective"])
         for key in state:
             state[key] = checkpoint[key]
         restore_rng_state(checkpoint["rng"])
@@ -359,10 +355,10 @@ def train(
     def make_checkpoint() -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,
+            "kind": kind.name,
             **{k: v for k, v in state.items()},
             "model": model.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            "objective": objective.state_dict(),
             "rng": capture_rng_state(),
             "config": cfg.to_dict(),
             "stats": stats.to_dict(),
@@ -371,27 +367,29 @@ def train(
         }
 
     def write_summary() -> None:
-        write_json(
-            paths["summary"],
-            {
-                "parameter_counts": parameter_counts,
-                "training_time_s": float(state["training_time_s"]),
-                "best_val_nll": state["best_val_nll"],
-                "best_epoch": int(state["best_epoch"]),
-                "epochs_run": int(state["epoch"]),
-                "seed": int(cfg.seed),
-                "data": str(cfg.data.path),
-                "geometry": geometry.name,
-                "config_name": cfg.name or "",
-                "n_train": dataset.n_train,
-                "n_val": dataset.n_val,
-                "device": str(dev),
-                "torch_threads": torch.get_num_threads(),
-            },
-        )
+        summary: dict[str, Any] = {
+            "kind": kind.name,
+            "parameter_counts": parameter_counts,
+            "training_time_s": float(state["training_time_s"]),
+            "monitor": objective.monitor,
+            "best_metric": state["best_metric"],
+            "best_epoch": int(state["best_epoch"]),
+            "epochs_run": int(state["epoch"]),
+            "seed": int(cfg.seed),
+            "data": str(cfg.data.path),
+            "geometry": geometry.name,
+            "config_name": cfg.name or "",
+            "n_train": dataset.n_train,
+            "n_val": dataset.n_val,
+            "device": str(dev),
+            "torch_threads": torch.get_num_threads(),
+        }
+        if objective.monitor == "val_nll":  # the key readers of likelihood runs know
+            summary["best_val_nll"] = state["best_metric"]
+        write_json(paths["summary"], summary)
 
-    stopped_early = state["epochs_without_improvement"] >= (cfg.early_stopping_patience or math.inf)
-    warned_excluded = False
+    patience = cfg.early_stopping_patience or math.inf
+    stopped_early = state["epochs_without_improvement"] >= patience
     epoch_bar = progress(
         range(state["epoch"], cfg.epochs),
         desc=f"train {cfg.name or ''}".strip(),
@@ -404,7 +402,7 @@ def train(
                 break
             t0 = time.perf_counter()
             model.train()
-            sums = {"total": 0.0, "stage1": 0.0, "stage2": 0.0}
+            sums = dict.fromkeys(objective.train_columns, 0.0)
             n_seen = 0
             batches = progress(
                 dataset.train_batches(epoch, cfg.batch_size),
@@ -415,69 +413,48 @@ def train(
             )
             for energies, showers in batches:
                 energies, showers = energies.to(dev), showers.to(dev)
-                nll = _nll_parts(model.log_prob(energies, showers))
-                loss = nll["total"].mean()
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"training diverged: the loss became {loss.item()} at epoch {epoch + 1}, step {state['step'] + 1}; "
-                        "expected a finite NLL (lower optimiser.lr, set grad_clip, or check the data)"
-                    )
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimiser.step()
-                scheduler.step()
+                parts = objective.train_step(energies, showers, epoch=epoch, step=state["step"])
                 state["step"] += 1
                 if capture is not None:
                     capture.set_step(state["step"])
                 for key in sums:
-                    sums[key] += float(nll[key].detach().sum())
+                    sums[key] += parts[key]
                 n_seen += len(energies)
-            val = _validate(model, dataset, cfg, dev)
-            if val["excluded"] and not warned_excluded:
-                warned_excluded = True
-                warnings.warn(
-                    f"{int(val['excluded'])} of {dataset.n_val} validation events have a non-finite log-density "
-                    "(outside the range the preprocessing was fitted on); they are left out of val_nll "
-                    "and counted in metrics.csv column val_excluded",
-                    stacklevel=2,
-                )
+            val = _validate(objective, dataset, cfg, dev)
             seconds = time.perf_counter() - t0
             state["training_time_s"] += seconds
             state["epoch"] = epoch + 1
-            row = {
+            row: dict[str, Any] = {
                 "epoch": epoch + 1,
-                "train_nll": sums["total"] / n_seen,
-                "train_nll_stage1": sums["stage1"] / n_seen,
-                "train_nll_stage2": sums["stage2"] / n_seen,
-                "val_nll": val["total"],
-                "val_nll_stage1": val["stage1"],
-                "val_nll_stage2": val["stage2"],
-                "val_excluded": int(val["excluded"]),
-                "lr": optimiser.param_groups[0]["lr"],
+                **{key: value / n_seen for key, value in sums.items()},
+                **{key: val[key] for key in objective.val_columns},
+                "lr": objective.learning_rate(),
                 "seconds": seconds,
             }
+            if "val_excluded" in row:
+                row["val_excluded"] = int(row["val_excluded"])
             state["history"].append(row)
             for key, value in row.items():
                 if key != "epoch":
                     tb.add_scalar(key, value, epoch + 1)
             tb.flush()
-            _write_metrics(paths["metrics"], state["history"])
-            epoch_bar.set_postfix(train=f"{row['train_nll']:.2f}", val=f"{row['val_nll']:.2f}")
+            _write_metrics(paths["metrics"], state["history"], columns)
+            first_train = objective.train_columns[0]
+            epoch_bar.set_postfix(
+                train=f"{row[first_train]:.2f}", val=f"{row[objective.monitor]:.2f}"
+            )
 
-            improved = math.isfinite(val["total"]) and (
-                state["best_val_nll"] is None or val["total"] < state["best_val_nll"]
+            monitored = float(val[objective.monitor])
+            improved = math.isfinite(monitored) and (
+                state["best_metric"] is None or monitored < state["best_metric"]
             )
             if improved:
-                state["best_val_nll"] = val["total"]
+                state["best_metric"] = monitored
                 state["best_epoch"] = epoch + 1
                 state["epochs_without_improvement"] = 0
             else:
                 state["epochs_without_improvement"] += 1
-            stopped_early = state["epochs_without_improvement"] >= (
-                cfg.early_stopping_patience or math.inf
-            )
+            stopped_early = state["epochs_without_improvement"] >= patience
             finished = epoch + 1 == cfg.epochs or stopped_early
             if improved or finished or (epoch + 1) % cfg.checkpoint_every == 0:
                 ckpt = make_checkpoint()
@@ -494,50 +471,42 @@ def train(
         if capture is not None:
             capture.detach()
     if not paths["best"].is_file():
-        # No epoch had a finite validation NLL: keep the final state as "best" so that
-        # `load_run(which="best")` still works; summary.json says best_val_nll is null.
+        # No epoch had a finite monitored value: keep the final state as "best" so that
+        # `load_run(which="best")` still works; summary.json says best_metric is null.
         save_checkpoint(paths["best"], make_checkpoint())
     if not paths["summary"].is_file() or checkpoint is not None:
         write_summary()
     return out
 
 
-@torch.no_grad()
 def _validate(
-    model: torch.nn.Module, dataset: ShowerDataset, cfg: RunConfig, dev: torch.device
+    objective: Objective, dataset: ShowerDataset, cfg: RunConfig, dev: torch.device
 ) -> dict[str, float]:
-    """Mean validation NLL (nats per event) overall and per stage, and the excluded events.
+    """The objective's validation columns, with torch's RNG forked and seeded for the pass.
 
-    Events whose log-density is not finite (e.g. E_tot/E_inc beyond the u-space range fitted on
-    the training events, where the model has no support) are left out of the means and
-    counted in ``"excluded"``, so that one outlier does not turn the whole metric into NaN.
+    Validation draws (dequantisation noise) come from a generator seeded with
+    ``seed + _VALIDATION_SEED_OFFSET`` inside a fork, so they neither depend on nor disturb the
+    training stream, and every epoch's validation sees the same noise.
     """
+    model = objective.model
     model.eval()
-    sums = {"total": 0.0, "stage1": 0.0, "stage2": 0.0}
-    n, excluded = 0, 0
     devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(cfg.seed + _VALIDATION_SEED_OFFSET)
-        for energies, showers in dataset.validation_batches(max(cfg.batch_size, 1024)):
-            nll = _nll_parts(model.log_prob(energies.to(dev), showers.to(dev)))
-            finite = torch.isfinite(nll["total"])
-            for key in sums:
-                sums[key] += float(nll[key][finite].sum())
-            n += int(finite.sum())
-            excluded += int((~finite).sum())
-    model.train()
-    out = {k: (v / n if n else math.nan) for k, v in sums.items()}
-    out["excluded"] = float(excluded)
-    return out
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(cfg.seed + _VALIDATION_SEED_OFFSET)
+            return objective.validate(dataset.validation_batches(max(cfg.batch_size, 1024)), dev)
+    finally:
+        model.train()
 
 
 # --------------------------------------------------------------------------------------------
 def load_run(
     run_dir: str | os.PathLike[str], which: str = "best", device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, RunConfig]:
+) -> tuple[Any, RunConfig]:
     """The trained model (in eval mode, on ``device``) and config of a run directory.
 
-    ``which`` is ``"best"`` (lowest validation NLL) or ``"last"``, or a checkpoint path.
+    The model is of the run's kind and implements :class:`qcalo.models.ShowerGenerator`.
+    ``which`` is ``"best"`` (lowest monitored validation value) or ``"last"``, or a checkpoint path.
     """
     run_dir = Path(run_dir)
     if which in ("best", "last"):
@@ -548,11 +517,9 @@ def load_run(
         path = run_paths(run_dir)[which]
     else:
         path = Path(which)
-    checkpoint = load_checkpoint(path)
-    cfg = config_from_dict(checkpoint["config"], source=f"{path} config")
-    from qcalo.models import PreprocessingStats
-
-    stats = PreprocessingStats.from_dict(checkpoint["stats"])
+    checkpoint = _read_checkpoint(path)
+    cfg = _checkpoint_config(checkpoint, path)
+    stats = model_kind(cfg.model).stats_from_dict(checkpoint["stats"])
     dev = resolve_device(device)
     model = _build(cfg, stats, torch.device("cpu"))
     model.load_state_dict(checkpoint["model"])

@@ -1,0 +1,109 @@
+"""Model kinds: the one place that says which models qcalo can train and how each plugs in.
+
+A :class:`ModelKind` brings four things; the training loop, ``load_run``, generation, timing
+and evaluation use nothing else:
+
+* ``config_type``: its pydantic config (the ``model:`` section of a run config), whose
+  ``kind`` field (a one-value Literal) names the kind; ``kind`` may be omitted for flows;
+* ``fit(chunks, geometry, config)``: its preprocessing fit on the training events
+  (``chunks()`` returns a fresh iterator of :class:`qcalo.data.io.ShowerData`, so a fit may
+  pass over the data more than once), returning stats with ``to_dict()``;
+  ``stats_from_dict`` reads them back from a checkpoint;
+* ``build(config, geometry, stats)``: the untrained model (float32, CPU), a
+  :class:`qcalo.models.ShowerGenerator`;
+* ``objective``: the :class:`qcalo.training.objectives.Objective` subclass that trains it.
+
+Registered kinds: ``flow`` (two-stage coupling flow). A new kind (WGAN-GP, QINN) adds its config class to ``AnyModelConfig`` in
+:mod:`qcalo.training.config` and one :func:`register_kind` call here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from qcalo.data.geometry import Geometry
+from qcalo.data.io import ShowerData
+from qcalo.errors import ConfigError, DataError
+from qcalo.training.objectives import LikelihoodObjective, Objective
+
+__all__ = ["ModelKind", "KINDS", "register_kind", "model_kind", "kind_of"]
+
+Chunks = Callable[[], Iterable[ShowerData]]
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One trainable model kind; see the module docstring."""
+
+    name: str
+    config_type: type
+    fit: Callable[[Chunks, Geometry, Any], Any]
+    stats_from_dict: Callable[[dict[str, Any]], Any]
+    build: Callable[[Any, Geometry, Any], nn.Module]
+    objective: type[Objective]
+
+
+KINDS: dict[str, ModelKind] = {}
+
+
+def register_kind(kind: ModelKind) -> ModelKind:
+    """Add ``kind`` to :data:`KINDS` (a name may be registered once)."""
+    if kind.name in KINDS:
+        raise ValueError(f"model kind {kind.name!r} is already registered")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_of(config: Any) -> str:
+    """The kind name of a model config (``config.kind``)."""
+    name = getattr(config, "kind", None)
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"model config of type {type(config).__name__} names no kind; expected one of {sorted(KINDS)}"
+        )
+    return name
+
+
+def model_kind(config_or_name: Any) -> ModelKind:
+    """The registered :class:`ModelKind` of a model config or kind name."""
+    name = config_or_name if isinstance(config_or_name, str) else kind_of(config_or_name)
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise DataError(
+            f"model kind {name!r} is unknown to this qcalo; expected one of {sorted(KINDS)}"
+        ) from None
+
+
+# ----- the registered kinds ---------------------------------------------------------------
+def _fit_flow(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
+    from qcalo.data.preprocessing import fit_preprocessing
+
+    return fit_preprocessing(chunks(), geometry, config.preprocessing)
+
+
+def _flow_stats(data: dict[str, Any]) -> Any:
+    from qcalo.data.preprocessing import PreprocessingStats
+
+    return PreprocessingStats.from_dict(data)
+
+
+def _build_flow(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
+    from qcalo.models.shower_flow import ShowerFlow
+
+    return ShowerFlow(config, geometry, stats)
+
+
+def _register_builtin() -> None:
+    from qcalo.models.config import ModelConfig
+
+    register_kind(
+        ModelKind("flow", ModelConfig, _fit_flow, _flow_stats, _build_flow, LikelihoodObjective)
+    )
+
+
+_register_builtin()
