@@ -1,26 +1,54 @@
 """The CaloChallenge classifier test: can a neural network tell generated from reference showers?
 
 A fully connected network (LeakyReLU, one logit out, BCE with logits, Adam) is trained to
-separate the two samples. Following the CaloChallenge 2022 evaluation:
+separate the two samples. Following the CaloChallenge 2022 ``code/evaluate.py``
+(github.com/CaloChallenge/homepage; functions ``ttv_split``, ``DNN``, ``train_and_evaluate_cls``,
+``evaluate_cls``, ``calibrate_classifier``):
 
-* the larger sample is subsampled (seeded) to the size of the smaller one; each is split
-  60/20/20 into train/test/validation and the classes are merged and shuffled;
-* after every epoch the test accuracy is measured; the weights with the best test accuracy are
-  kept (training stops early at accuracy 1);
-* an isotonic regression (sklearn, clipped to [1e-6, 1−1e-6]) fitted on the test set calibrates
-  the probabilities; the AUC and the JSD = (ln 2 − BCE)/ln 2 of the calibrated probabilities on
-  the validation set are the results. AUC 0.5 and JSD 0 mean indistinguishable.
+* each sample is shuffled and split into train/test/validation with ``ttv_split``'s rule for
+  split fractions: sizes ``(n * [0.6, 0.2, 0.2]).astype(int)`` for train and test, the rest
+  (``np.split``) for validation; the classes are merged and shuffled (:func:`split_sizes`);
+* after every epoch the test accuracy (sigmoid rounded at 0.5) is measured; the weights of the
+  first epoch with the best test accuracy are kept (training stops early at accuracy 1);
+* an isotonic regression (sklearn, clipped to [1e-6, 1−1e-6]) fitted on the test set's
+  probabilities calibrates the validation probabilities; the AUC and the JSD = (ln 2 − BCE)/ln 2
+  of the calibrated probabilities on the validation set are the results. AUC 0.5 and JSD 0 mean
+  indistinguishable.
 
-Two profiles: ``calochallenge`` (input → 2048 → 2048 → 2048 → 1, Adam 2e-4, batch 1000,
-50 epochs, float64, raw inputs — the settings of DESIGN.md §5; hours on 2 CPU cores at full DS1
-size) and ``fast`` (the default: 256-wide, at most 20 epochs, stopping 5 epochs after the best test
-accuracy, Adam 1e-3, batch 250, float32, inputs standardised with the training split's mean and
-spread, so 20k vs 20k takes about a minute per
-classifier on 2 cores; see benchmarks/bench_evaluation.py).
+Two profiles. Every AUC qcalo prints or writes names its profile (:func:`format_auc`); only
+``calochallenge`` numbers are comparable with the CaloChallenge tables.
 
-Inputs (:func:`classifier_inputs`): ``low`` = log10 E_inc and voxels/E_inc; ``low_normed`` =
-log10 E_inc, voxels divided by their layer energy, log10(E_layer + 1e-8); ``high`` = the 30/46
-high-level classifier columns of :func:`qcalo.data.features.classifier_columns`.
+* ``calochallenge``: evaluate.py's defaults — input → 2048 → 2048 → 2048 → 1 (its ``DNN`` with
+  ``cls_n_layer=2``, dropout 0), Adam lr 2e-4, batch 1000, 50 epochs, float64 (evaluate.py sets
+  ``torch.set_default_dtype(torch.float64)``), raw inputs (no standardisation), no early stop
+  except at test accuracy 1. Inputs from :func:`calochallenge_inputs`, which reproduces
+  evaluate.py's ``prepare_*_data_for_classifier``. Duration on this project's 2-core CPU at
+  19,200 vs 19,200 (cls-high): about 22 minutes, the same as evaluate.py itself (~25 min; see
+  benchmarks/results/classifier_vs_evaluate_py.md), growing linearly with N.
+* ``fast`` (the default): a quick check, not the CaloChallenge test — 256-wide (3 hidden
+  layers), at most 20 epochs, stopping 5 epochs after the best test accuracy, Adam 1e-3, batch
+  250, float32, inputs standardised with the training split's mean and spread. 20k vs 20k takes
+  about a minute per classifier on 2 cores (benchmarks/bench_evaluation.py). It separates more
+  strongly than evaluate.py's settings (one pair of files: 0.919 against evaluate.py's 0.838).
+
+Remaining differences from evaluate.py, all deliberate:
+
+* evaluate.py asserts both files have the same N; qcalo subsamples (seeded) the larger sample to
+  the smaller one's size;
+* evaluate.py, run on DS1, splits by fixed counts (80,000/20,000/21,000 photons) which only fit
+  the full CaloChallenge files; qcalo always uses its split-fraction rule (0.6/0.2/0.2);
+* evaluate.py draws from the unseeded global RNGs; qcalo's shuffles and initialisation follow
+  ``seed``. Batches are gathered from one tensor (no per-sample ``DataLoader``), and the test and
+  validation logits are computed in batches of 10,000 rather than 1,000 (same values up to
+  rounding);
+* evaluate.py computes the high-level features in the file's precision (float32 for the
+  CaloChallenge files), qcalo in float64: the inputs agree to ~1e-6 (widths of nearly empty
+  layers to ~1e-4).
+
+Inputs (:func:`classifier_inputs`, used by ``fast``): ``low`` = log10 E_inc and voxels/E_inc;
+``low_normed`` = log10 E_inc, voxels divided by their layer energy, log10(E_layer + 1e-8);
+``high`` = the 30/46 high-level classifier columns of
+:func:`qcalo.data.features.classifier_columns`, identical to evaluate.py's cls-high inputs.
 """
 
 from __future__ import annotations
@@ -45,6 +73,9 @@ __all__ = [
     "PROFILES",
     "get_profile",
     "classifier_inputs",
+    "calochallenge_inputs",
+    "format_auc",
+    "split_sizes",
     "run_classifier_test",
     "low_level_inputs",
 ]
@@ -121,6 +152,60 @@ def classifier_inputs(
     raise ValueError(f"unknown classifier kind {kind!r}; expected one of {CLASSIFIER_KINDS}")
 
 
+def calochallenge_inputs(
+    kind: str,
+    incident_energies: np.ndarray,
+    raw_showers: np.ndarray,
+    geometry: Geometry,
+    features=None,
+    *,
+    threshold_mev: float = 1.0,
+) -> np.ndarray:
+    """evaluate.py's classifier inputs (``prepare_low_data_for_classifier`` /
+    ``prepare_high_data_for_classifier``), built from the showers as read from the file.
+
+    ``low``: voxels below ``threshold_mev`` set to 0, then [log10 E_inc, voxels/E_inc].
+    ``low_normed``: [log10 E_inc, voxels/(E_layer + 1e-16), log10(E_layer + 1e-8)] where, as in
+    evaluate.py, the voxels are *not* thresholded but the layer energies are (they come from its
+    ``HighLevelFeatures`` of the thresholded showers). ``high``: the 30/46 high-level columns of
+    the thresholded showers (:func:`qcalo.data.features.classifier_columns`; pass ``features``
+    computed with the same threshold to avoid recomputing them).
+    """
+    e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+    raw = np.asarray(raw_showers, dtype=np.float64)
+    thresholded = np.where(raw < threshold_mev, 0.0, raw)
+    if kind == "low":
+        return low_level_inputs(e_inc, thresholded, geometry, normed=False)
+    if kind == "low_normed":
+        e_layer = geometry.layer_energies(thresholded)
+        per_voxel = e_layer[:, geometry.layer_index_of_voxel]
+        return np.concatenate(
+            [np.log10(e_inc)[:, None], raw / (per_voxel + 1e-16), np.log10(e_layer + 1e-8)],
+            axis=1,
+        )
+    if kind == "high":
+        from qcalo.data.features import classifier_columns, compute_features
+
+        if features is None:
+            features = compute_features(e_inc, thresholded, geometry, threshold_mev=threshold_mev)
+        return np.asarray(classifier_columns(features, geometry), dtype=np.float64)
+    raise ValueError(f"unknown classifier kind {kind!r}; expected one of {CLASSIFIER_KINDS}")
+
+
+def format_auc(kind: str, details: dict, profile: str | None = None) -> str:
+    """One line naming the profile, e.g. ``AUC high (fast profile, N=19200): 0.9190, JSD 0.4101``.
+
+    ``details``: a :func:`run_classifier_test` result (its ``profile`` and ``n_per_sample`` are
+    used) or any dict with ``auc`` (and optionally ``jsd``, ``n_per_sample``)."""
+    name = profile or details.get("profile") or "unknown"
+    n = details.get("n_per_sample")
+    where = f"{name} profile" + (f", N={n}" if n is not None else "")
+    line = f"AUC {kind} ({where}): {details['auc']:.4f}"
+    if details.get("jsd") is not None:
+        line += f", JSD {details['jsd']:.4f}"
+    return line
+
+
 def _network(n_inputs: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
     layers: list[torch.nn.Module] = []
     width = n_inputs
@@ -131,14 +216,18 @@ def _network(n_inputs: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
     return torch.nn.Sequential(*layers)
 
 
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """Train/test/validation sizes of one sample of ``n`` events, as evaluate.py's ``ttv_split``
+    computes them from split fractions: ``(n * [0.6, 0.2, 0.2]).astype(int)`` for train and test,
+    and ``np.split`` leaves the remainder to validation."""
+    n_train, n_test, _ = (n * np.array([0.6, 0.2, 0.2])).astype(int)
+    return int(n_train), int(n_test), n - int(n_train) - int(n_test)
+
+
 def _split(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = rng.permutation(n)
-    n_train, n_test = int(0.6 * n), int(0.2 * n)
-    return (
-        order[:n_train],
-        order[n_train : n_train + n_test],
-        order[n_train + n_test : n_train + 2 * n_test],
-    )
+    n_train, n_test, _ = split_sizes(n)
+    return order[:n_train], order[n_train : n_train + n_test], order[n_train + n_test :]
 
 
 def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
@@ -167,10 +256,12 @@ def run_classifier_test(
 ) -> dict:
     """Train a classifier to separate ``generated`` (label 0) from ``reference`` (label 1).
 
-    ``generated``, ``reference``: (N_g, D) and (N_r, D) inputs. Returns ``{"auc", "jsd",
-    "auc_uncalibrated", "accuracy", "best_epoch", "epochs_run", "n_train", "n_test", "n_val",
-    "n_parameters", "seconds"}`` (AUC/JSD/accuracy of the calibrated classifier on the validation
-    split). Same seed → same result (on the same machine and thread count).
+    ``generated``, ``reference``: (N_g, D) and (N_r, D) inputs. Returns ``{"profile",
+    "n_per_sample", "auc", "jsd", "auc_uncalibrated", "accuracy", "best_epoch", "epochs_run",
+    "test_accuracy", "test_accuracy_per_epoch", "n_train", "n_test", "n_val", "n_parameters",
+    "seconds"}`` (AUC/JSD/accuracy of the calibrated classifier on the validation split;
+    ``test_accuracy`` of the kept weights, the best of ``test_accuracy_per_epoch``). Same seed →
+    same result (on the same machine and thread count).
     """
     prof = get_profile(profile)
     start = time.perf_counter()
@@ -223,6 +314,7 @@ def run_classifier_test(
         loss_fn = torch.nn.BCEWithLogitsLoss()
         generator = torch.Generator().manual_seed(seed)
         best_accuracy, best_epoch, best_state, epochs_run = -math.inf, 0, None, 0
+        history: list[float] = []
         for epoch in progress(range(prof.epochs), desc=desc, leave=False):
             model.train()
             order = torch.randperm(len(tx_train), generator=generator)
@@ -234,6 +326,7 @@ def run_classifier_test(
                 optimiser.step()
             epochs_run = epoch + 1
             accuracy = float(np.mean((_logits(model, tx_test, 10_000) > 0) == (y_test > 0.5)))
+            history.append(accuracy)
             if accuracy > best_accuracy:
                 best_accuracy, best_epoch, best_state = (
                     accuracy,
@@ -255,12 +348,16 @@ def run_classifier_test(
     p_cal = calibrator.predict(p_val)
     bce = -float(np.mean(y_val * np.log(p_cal) + (1 - y_val) * np.log(1 - p_cal)))
     return {
+        "profile": prof.name,
+        "n_per_sample": n,
         "auc": float(roc_auc_score(y_val, p_cal)),
         "jsd": (math.log(2.0) - bce) / math.log(2.0),
         "auc_uncalibrated": float(roc_auc_score(y_val, p_val)),
         "accuracy": float(np.mean((p_cal > 0.5) == (y_val > 0.5))),
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
+        "test_accuracy": float(np.mean((p_test > 0.5) == (y_test > 0.5))),
+        "test_accuracy_per_epoch": history,
         "n_train": len(x_train),
         "n_test": len(x_test),
         "n_val": len(x_val),
