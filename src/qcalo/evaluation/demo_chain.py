@@ -142,7 +142,8 @@ def demo(
     auc = metrics.get("auc", {})
     done(
         token,
-        f"AUC low {auc.get('low', float('nan')):.3f}, high {auc.get('high', float('nan')):.3f}; "
+        f"AUC ({metrics.get('auc_profile', 'fast')} profile, N={min(metrics['n_generated'], metrics['n_reference'])}) "
+        f"low {auc.get('low', float('nan')):.3f}, high {auc.get('high', float('nan')):.3f}; "
         f"FPD×10³ {metrics['fpd'][0]:.2f} ± {metrics['fpd'][1]:.2f}",
     )
 

@@ -14,7 +14,8 @@ metrics.json::
     {"profile": "fast", "n_generated": N, "n_reference": N, "geometry": "photons", "seed": 0,
      "separation_power": {"etot_einc": x, "etot_einc_256MeV": x, "e_layer_0": x, ...},
      "auc": {"low": x, "low_normed": x, "high": x}, "jsd": {...},
-     "classifier": {"low": {details}, ...}, "classifier_profile": {...},
+     "auc_profile": "fast",   # the classifier profile every AUC/JSD here was measured with
+     "classifier": {"low": {details}, ...}, "classifier_profile": {settings of that profile},
      "fpd": [value, error], "kpd": [value, error],          # both ×10³
      "timing_ms_per_shower": {"1": x, "100": x, "10000": x},
      "model": {summary.json of the run}, ...}
@@ -174,7 +175,13 @@ def evaluate(
         The metrics dictionary written to ``out_dir/metrics.json``.
     """
     from qcalo.data.features import classifier_columns, compute_features
-    from qcalo.evaluation.classifier import classifier_inputs, get_profile, run_classifier_test
+    from qcalo.evaluation.classifier import (
+        calochallenge_inputs,
+        classifier_inputs,
+        format_auc,
+        get_profile,
+        run_classifier_test,
+    )
     from qcalo.evaluation.histograms import compare_features
     from qcalo.evaluation.report import save_histograms, write_evaluation_page
 
@@ -269,18 +276,31 @@ def evaluate(
     classifier_metrics = [m for m in chosen if m in _CLASSIFIER_OF_METRIC]
     if classifier_metrics:
         result["auc"], result["jsd"], result["classifier"] = {}, {}, {}
+        result["auc_profile"] = prof.name
         result["classifier_profile"] = prof.to_dict()
         for metric in classifier_metrics:
             kind = _CLASSIFIER_OF_METRIC[metric]
             start = time.perf_counter()
             say(f"classifier {kind}: training ({prof.name} profile)")
-            x_gen = classifier_inputs(kind, gen.incident_energies, gen_showers, geom, gen_features)
-            x_ref = classifier_inputs(kind, ref.incident_energies, ref_showers, geom, ref_features)
+            if prof.name == "calochallenge":  # evaluate.py's inputs, from the unthresholded showers
+                x_gen = calochallenge_inputs(
+                    kind, gen.incident_energies, gen.showers, geom, gen_features
+                )
+                x_ref = calochallenge_inputs(
+                    kind, ref.incident_energies, ref.showers, geom, ref_features
+                )
+            else:
+                x_gen = classifier_inputs(
+                    kind, gen.incident_energies, gen_showers, geom, gen_features
+                )
+                x_ref = classifier_inputs(
+                    kind, ref.incident_energies, ref_showers, geom, ref_features
+                )
             details = run_classifier_test(x_gen, x_ref, profile=prof, seed=seed, desc=f"cls-{kind}")
             result["auc"][kind], result["jsd"][kind] = details["auc"], details["jsd"]
             result["classifier"][kind] = details
             seconds[metric] = time.perf_counter() - start
-            say(f"classifier {kind}: AUC {details['auc']:.3f}, JSD {details['jsd']:.3f}")
+            say(format_auc(kind, details))
 
     if "fpd" in chosen or "kpd" in chosen:
         from qcalo.evaluation.fpd_kpd import fpd, kpd
@@ -320,6 +340,7 @@ def evaluate(
 
         start = time.perf_counter()
         say("timing: generation speed at batch 1, 100, 10000")
+        assert run_dir is not None  # parse_metrics refuses "timing" without a run
         timing = generation_timing(run_dir, ref.incident_energies, seed=seed)
         result["timing_ms_per_shower"] = timing["ms_per_shower"]
         result["timing"] = timing
