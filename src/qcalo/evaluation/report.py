@@ -6,14 +6,18 @@ REPORT_DIR/report.html with one table of every metric (AUCs, JSDs, FPD, KPD, sep
 parameter counts, training time, generation speed), the key histograms with every model overlaid
 on the common reference, and links to each evaluation's own page. Pages use only relative links
 to PNGs next to them, so they read offline and can be copied as a folder.
+
+Pages are rendered from ``templates/page.html.j2`` with Jinja2, autoescape on: labels, file
+names and values from ``metrics.json`` are always text in the page, never markup.
 """
 
 from __future__ import annotations
 
-import html
 import io
 import json
+import math
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,21 +35,6 @@ __all__ = [
     "load_histograms",
     "comparison_table",
 ]
-
-_CSS = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 1.5em auto; max-width: 1180px;
-       color: #222; background: #fff; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead th { background: #f0f0f0; }
-.plots { display: flex; flex-wrap: wrap; gap: 10px; }
-.plots figure { margin: 0; } .plots img { width: 380px; height: auto; border: 1px solid #eee; }
-img.wide { max-width: 100%; height: auto; }
-.note { color: #666; font-size: .9em; }
-"""
-
 
 # ---------------------------------------------------------------------------------------------
 # histograms on disk
@@ -81,28 +70,60 @@ def save_histograms(
 
 
 def load_histograms(path: str | os.PathLike[str]) -> list[HistogramComparison]:
-    """Inverse of :func:`save_histograms`."""
+    """Inverse of :func:`save_histograms`; :class:`DataError` (one line) if the file is damaged."""
     path = Path(path)
     if not path.is_file():
         raise DataError(
             f"{path}: histogram file not found; re-run `qcalo evaluate` with the 'hist' metric"
         )
-    with np.load(path) as data:
-        meta = json.loads(bytes(data["__meta__"]).decode())
-        return [
-            HistogramComparison(
-                m["name"],
-                m["label"],
-                data[f"{m['name']}__edges"],
-                data[f"{m['name']}__generated"],
-                data[f"{m['name']}__reference"],
-                m["separation_power"],
-                m["log_x"],
-                m["group"],
-                {k: tuple(v) if isinstance(v, list) else v for k, v in m["extra"].items()},
-            )
-            for m in meta
-        ]
+    fix = "re-run `qcalo evaluate` with the 'hist' metric"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["__meta__"]).decode("utf-8"))
+            if not isinstance(meta, list):
+                raise ValueError("its index is not a list")
+            out = []
+            for m in meta:
+                if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+                    raise ValueError("an index entry has no name")
+                edges, generated, reference = (
+                    np.asarray(data[f"{m['name']}__{part}"], dtype=np.float64)
+                    for part in ("edges", "generated", "reference")
+                )
+                if (
+                    edges.ndim != 1
+                    or generated.shape != (len(edges) - 1,)
+                    or reference.shape != generated.shape
+                ):
+                    raise ValueError(f"histogram {m['name']!r} has inconsistent bins")
+                extra = m.get("extra") or {}
+                if not isinstance(extra, dict):
+                    raise ValueError(f"histogram {m['name']!r} has a malformed 'extra'")
+                out.append(
+                    HistogramComparison(
+                        m["name"],
+                        str(m.get("label", m["name"])),
+                        edges,
+                        generated,
+                        reference,
+                        float(m["separation_power"]),
+                        bool(m.get("log_x", False)),
+                        str(m.get("group", "")),
+                        {k: tuple(v) if isinstance(v, list) else v for k, v in extra.items()},
+                    )
+                )
+            return out
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        zipfile.BadZipFile,
+        EOFError,
+        UnicodeDecodeError,
+    ) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: damaged histogram file ({reason[:160]}); {fix}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,8 +140,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
             return "0"
         if abs(value) >= 1e4 or abs(value) < 1e-3:
             return f"{value:.{digits}g}"
+        if not math.isfinite(value):
+            return str(value)
         return f"{value:.{digits}f}" if abs(value) < 10 else f"{value:.1f}"
-    return html.escape(str(value))
+    return str(value)
 
 
 def _get(metrics: dict, *keys: str) -> Any:
@@ -161,7 +184,7 @@ def comparison_table(all_metrics: Sequence[dict]) -> list[tuple[str, list[Any]]]
             [
                 None
                 if _get(m, "separation_power_summary", "max") is None
-                else f"{_fmt(_get(m, 'separation_power_summary', 'max'))} ({html.escape(str(_get(m, 'separation_power_summary', 'max_feature')))})"
+                else f"{_fmt(_get(m, 'separation_power_summary', 'max'))} ({_get(m, 'separation_power_summary', 'max_feature')})"
                 for m in all_metrics
             ],
         ),
@@ -188,35 +211,55 @@ def comparison_table(all_metrics: Sequence[dict]) -> list[tuple[str, list[Any]]]
     return [(name, values) for name, values in rows if any(v is not None for v in values)]
 
 
-def _table_html(header: Sequence[str], rows: Sequence[tuple[str, Sequence[Any]]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr><td>"
-        + html.escape(name)
-        + "</td>"
-        + "".join(
-            f"<td>{v if isinstance(v, str) and v.endswith(')') and '(' in v else _fmt(v)}</td>"
-            for v in values
-        )
-        + "</tr>"
-        for name, values in rows
+def auc_profile(metrics: dict) -> str:
+    """The classifier profile the AUCs of ``metrics`` were measured with, as shown next to them."""
+    for key in ("auc_profile", "classifier_profile"):
+        value = metrics.get(key)
+        if isinstance(value, dict):
+            value = value.get("name")
+        if isinstance(value, str) and value:
+            return f"{value} profile"
+    return "profile unknown"
+
+
+def _table(
+    header: Sequence[str],
+    rows: Sequence[tuple[str, Sequence[Any]]],
+    all_metrics: Sequence[dict] | None = None,
+) -> dict:
+    """Rows of text cells for the template; AUCs carry the profile they were measured with."""
+    out = []
+    for name, values in rows:
+        cells = []
+        for i, value in enumerate(values):
+            text = _fmt(value)
+            if all_metrics is not None and name.startswith("AUC ") and value is not None:
+                text = f"{text} ({auc_profile(all_metrics[i])})"
+            cells.append(text)
+        out.append({"name": str(name), "cells": cells})
+    return {"header": [str(h) for h in header], "rows": out}
+
+
+def _figure(src: str, caption: str, wide: bool = False) -> dict:
+    return {"src": str(src), "caption": str(caption), "wide": wide}
+
+
+def _section(heading: str, *, notes=(), table=None, figures=()) -> dict:
+    return {"heading": heading, "notes": list(notes), "table": table, "figures": list(figures)}
+
+
+def render_page(title: str, **context: Any) -> str:
+    """The HTML of one page from the shipped template (autoescape on)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("qcalo.evaluation", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
-    )
-
-
-def _figure(src: str, caption: str, wide: bool = False) -> str:
-    cls = ' class="wide"' if wide else ""
-    return (
-        f'<figure><img{cls} src="{html.escape(src)}" alt="{html.escape(caption)}">'
-        f'<figcaption class="note">{html.escape(caption)}</figcaption></figure>'
-    )
+    defaults: dict[str, Any] = {"intro": [], "links": [], "cautions": [], "sections": []}
+    return env.get_template("page.html.j2").render(title=title, **{**defaults, **context})
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -231,28 +274,37 @@ def _write_text(path: Path, text: str) -> None:
 def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``out_dir/report.html`` for one evaluation (the PNGs named in ``metrics['plots']``)."""
     out = Path(out_dir)
-    parts = [
-        f'<p class="note">generated: {html.escape(str(metrics.get("generated")))}<br>'
-        f"reference: {html.escape(str(metrics.get('reference')))}<br>"
-        f"geometry: {html.escape(str(metrics.get('geometry')))}, classifier profile: "
-        f"{html.escape(str(metrics.get('profile')))}, seed {html.escape(str(metrics.get('seed')))}; "
-        f"voxels below {metrics.get('threshold_mev', 1.0):g} MeV count as empty.</p>"
+    threshold = metrics.get("threshold_mev", 1.0)
+    intro = [
+        f"generated: {metrics.get('generated')}",
+        f"reference: {metrics.get('reference')}",
+        f"geometry: {metrics.get('geometry')}, classifier profile: {metrics.get('profile')}, "
+        f"seed {metrics.get('seed')}; voxels below {_fmt(threshold)} MeV count as empty.",
     ]
-    parts.append(
-        "<h2>Summary</h2>"
-        + _table_html(["metric", "value"], [(n, v) for n, v in comparison_table([metrics])])
-    )
-    if "separation_power" in metrics:
-        seps = metrics["separation_power"]
-        parts.append(
-            '<h2>Separation power per histogram</h2><p class="note">½ Σ (h₁−h₂)²/(h₁+h₂) of the normalised '
-            "histograms: 0 = identical, 1 = disjoint.</p>"
-            + _table_html(["histogram", "separation power"], [(k, [v]) for k, v in seps.items()])
+    sections = [
+        _section(
+            "Summary",
+            table=_table(["metric", "value"], comparison_table([metrics]), [metrics]),
         )
-    if metrics.get("classifier"):
+    ]
+    seps = metrics.get("separation_power")
+    if isinstance(seps, dict) and seps:
+        sections.append(
+            _section(
+                "Separation power per histogram",
+                notes=[
+                    "½ Σ (h₁−h₂)²/(h₁+h₂) of the normalised histograms: 0 = identical, 1 = disjoint."
+                ],
+                table=_table(
+                    ["histogram", "separation power"], [(k, [v]) for k, v in seps.items()]
+                ),
+            )
+        )
+    classifier = metrics.get("classifier")
+    if isinstance(classifier, dict) and classifier:
         header = [
             "classifier",
-            "AUC",
+            f"AUC ({auc_profile(metrics)})",
             "JSD",
             "AUC before calibration",
             "accuracy",
@@ -261,62 +313,59 @@ def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Pat
             "train events",
             "seconds",
         ]
+        keys = ("auc", "jsd", "auc_uncalibrated", "accuracy", "best_epoch", "epochs_run", "n_train")
         rows = [
-            (
-                kind,
-                [
-                    d["auc"],
-                    d["jsd"],
-                    d["auc_uncalibrated"],
-                    d["accuracy"],
-                    d["best_epoch"],
-                    d["epochs_run"],
-                    d["n_train"],
-                    d["seconds"],
-                ],
-            )
-            for kind, d in metrics["classifier"].items()
+            (kind, [d.get(k) for k in (*keys, "seconds")])
+            for kind, d in classifier.items()
+            if isinstance(d, dict)
         ]
-        parts.append("<h2>Classifier tests</h2>" + _table_html(header, rows))
-    if metrics.get("timing"):
-        timing = metrics["timing"]
-        parts.append(
-            '<h2>Generation speed</h2><p class="note">'
-            + html.escape(
-                f"device {timing.get('device')}, torch threads {timing.get('torch_threads')}, "
-                f"load average {timing.get('load_average')}"
-            )
-            + "</p>"
-            + _table_html(
-                ["batch size", "ms per shower"],
-                [(b, [v]) for b, v in timing["ms_per_shower"].items()],
+        sections.append(_section("Classifier tests", table=_table(header, rows)))
+    timing = metrics.get("timing")
+    if isinstance(timing, dict) and isinstance(timing.get("ms_per_shower"), dict):
+        sections.append(
+            _section(
+                "Generation speed",
+                notes=[
+                    f"device {timing.get('device')}, torch threads {timing.get('torch_threads')}, "
+                    f"load average {timing.get('load_average')}"
+                ],
+                table=_table(
+                    ["batch size", "ms per shower"],
+                    [(b, [v]) for b, v in timing["ms_per_shower"].items()],
+                ),
             )
         )
-    plots = metrics.get("plots", {})
-    if plots:
-        parts.append("<h2>Average showers</h2>")
+    plots = metrics.get("plots")
+    if isinstance(plots, dict) and plots:
         if "average_shower" in plots:
-            parts.append(
-                _figure(
-                    plots["average_shower"],
-                    "mean voxel energy per layer: reference, generated, difference",
-                    wide=True,
+            caption = "mean voxel energy per layer: reference, generated, difference"
+            sections.append(
+                _section(
+                    "Average showers", figures=[_figure(plots["average_shower"], caption, True)]
                 )
             )
         if "etot_einc_per_energy" in plots:
-            parts.append(
-                "<h2>E_tot / E_inc per incident energy</h2>"
-                + _figure(
-                    plots["etot_einc_per_energy"], "E_tot/E_inc per incident-energy bin", wide=True
+            sections.append(
+                _section(
+                    "E_tot / E_inc per incident energy",
+                    figures=[
+                        _figure(
+                            plots["etot_einc_per_energy"],
+                            "E_tot/E_inc per incident-energy bin",
+                            True,
+                        )
+                    ],
                 )
             )
-        parts.append('<h2>High-level features</h2><div class="plots">')
-        for name, file in plots.items():
-            if name not in ("average_shower", "etot_einc_per_energy"):
-                parts.append(_figure(file, name))
-        parts.append("</div>")
+        features = [
+            _figure(file, name)
+            for name, file in plots.items()
+            if name not in ("average_shower", "etot_einc_per_energy")
+        ]
+        if features:
+            sections.append(_section("High-level features", figures=features))
     path = out / "report.html"
-    _write_text(path, _page("qcalo evaluation", "\n".join(parts)))
+    _write_text(path, render_page("qcalo evaluation", intro=intro, sections=sections))
     return path
 
 
@@ -326,18 +375,50 @@ def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Pat
 KEY_GROUPS = ("etot_einc", "e_layer", "width_eta", "ec_r", "sparsity", "voxel_energy")
 
 
+# Sections of metrics.json the pages read, and the JSON type each must have when present.
+_METRIC_TYPES: dict[str, tuple[type, ...]] = {
+    "auc": (dict,),
+    "jsd": (dict,),
+    "classifier": (dict,),
+    "separation_power": (dict,),
+    "separation_power_summary": (dict,),
+    "timing": (dict,),
+    "timing_ms_per_shower": (dict,),
+    "plots": (dict,),
+    "model": (dict, type(None)),
+    "fpd": (list,),
+    "kpd": (list,),
+}
+
+
 def _load_metrics(eval_dir: Path) -> dict:
     path = eval_dir / "metrics.json"
     if not path.is_file():
         raise DataError(
             f"{eval_dir}: no metrics.json; expected a folder written by `qcalo evaluate`"
         )
+    fix = "expected metrics written by `qcalo evaluate` (re-run it)"
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: not valid JSON ({exc}); expected metrics written by `qcalo evaluate`"
-        ) from None
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({' '.join(str(exc).split())}); {fix}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}); {fix}") from None
+    if not isinstance(metrics, dict):
+        raise DataError(f"{path}: holds a JSON {type(metrics).__name__}, not an object; {fix}")
+    for key, types in _METRIC_TYPES.items():
+        if key in metrics and not isinstance(metrics[key], types):
+            raise DataError(
+                f"{path}: {key!r} is a JSON {type(metrics[key]).__name__}, not "
+                f"{'an object' if dict in types else 'a list'}; {fix}"
+            )
+    for key in ("fpd", "kpd"):
+        if key in metrics and len(metrics[key]) != 2:
+            raise DataError(f"{path}: {key!r} must be [value, error]; {fix}")
+    plots = metrics.get("plots", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in plots.items()):
+        raise DataError(f"{path}: 'plots' must map names to PNG file names; {fix}")
+    return metrics
 
 
 def make_report(
@@ -350,7 +431,8 @@ def make_report(
 
     Also writes ``out_dir/summary.json`` (the table as data) and overlay PNGs of the key
     histograms (E_tot/E_inc overall and per energy, E_layer, width_η, EC_r, sparsity, voxel
-    energies) for the histograms every evaluation has.
+    energies) for the histograms every evaluation has. Every input is read and checked before
+    anything is written.
     """
     from qcalo.evaluation.plots import plot_comparison, plot_energy_grid
 
@@ -366,95 +448,95 @@ def make_report(
             )
     if labels is None:
         labels = [d.resolve().name or str(d) for d in dirs]
-    labels = list(labels)
+    labels = [str(label) for label in labels]
     if len(labels) != len(dirs):
         raise ConfigError(
             f"{len(labels)} labels for {len(dirs)} evaluation folders; expected one label per folder"
         )
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"labels {labels} are not unique; expected one distinct label per folder")
+    if len(set(labels)) != len(labels) or not all(label.strip() for label in labels):
+        raise ConfigError(
+            f"labels {labels} are not unique and non-empty; expected one distinct label per folder"
+        )
     all_metrics = [_load_metrics(d) for d in dirs]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    parts = [
-        '<p class="note">Evaluations: '
-        + ", ".join(
-            f'<a href="{html.escape(os.path.relpath(d / "report.html", out))}">{html.escape(label)}</a>'
-            for d, label in zip(dirs, labels)
-        )
-        + "</p>"
-    ]
-    geometries = {m.get("geometry") for m in all_metrics}
-    references = {m.get("reference") for m in all_metrics}
-    if len(geometries) > 1 or len(references) > 1:
-        parts.append(
-            '<p class="note"><b>Caution:</b> these evaluations use different references or geometries '
-            f"({html.escape(', '.join(sorted(map(str, references))))}); their numbers are not directly comparable.</p>"
-        )
-    rows = comparison_table(all_metrics)
-    parts.append("<h2>Metrics</h2>" + _table_html(["metric", *labels], rows))
-
     all_hists: list[dict[str, HistogramComparison] | None] = []
     for d in dirs:
         path = d / "histograms.npz"
         all_hists.append({c.name: c for c in load_histograms(path)} if path.is_file() else None)
-    overlays: list[tuple[str, str]] = []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    links = [
+        {"href": os.path.relpath(d / "report.html", out), "label": label}
+        for d, label in zip(dirs, labels)
+    ]
+    cautions = []
+    geometries = {m.get("geometry") for m in all_metrics}
+    references = {m.get("reference") for m in all_metrics}
+    if len(geometries) > 1 or len(references) > 1:
+        cautions.append(
+            "these evaluations use different references or geometries "
+            f"({', '.join(sorted(map(str, references)))}); their numbers are not directly comparable."
+        )
+    rows = comparison_table(all_metrics)
+    sections = [_section("Metrics", table=_table(["metric", *labels], rows, all_metrics))]
+
+    overlays: list[dict] = []
     if all(h is not None for h in all_hists):
-        common = [name for name in all_hists[0] if all(name in h for h in all_hists[1:])]  # type: ignore[operator]
-        first = all_hists[0]
+        hists = [h for h in all_hists if h is not None]
+        first = hists[0]
+        common = [name for name in first if all(name in h for h in hists[1:])]
         same_reference = all(
             np.array_equal(first[n].edges, h[n].edges)
-            and np.allclose(first[n].reference, h[n].reference)  # type: ignore[index]
-            for h in all_hists[1:]
+            and np.allclose(first[n].reference, h[n].reference)
+            for h in hists[1:]
             for n in common
-        )  # type: ignore[union-attr]
+        )
         if not same_reference:
-            parts.append(
-                '<p class="note"><b>Caution:</b> the evaluations\' reference histograms differ; overlays show the '
-                f"first one's reference ({html.escape(labels[0])}).</p>"
+            cautions.append(
+                "the evaluations' reference histograms differ; overlays show the first one's "
+                f"reference ({labels[0]})."
             )
-        sep_names = [n for n in common if first[n].group != "etot_einc_per_energy"]  # type: ignore[index]
+        sep_names = [n for n in common if first[n].group != "etot_einc_per_energy"]
         if sep_names:
-            parts.append(
-                "<h2>Separation power per histogram</h2>"
-                + _table_html(
-                    ["histogram", *labels],
-                    [(n, [h[n].separation_power for h in all_hists]) for n in sep_names],
+            sections.append(
+                _section(
+                    "Separation power per histogram",
+                    table=_table(
+                        ["histogram", *labels],
+                        [(n, [h[n].separation_power for h in hists]) for n in sep_names],
+                    ),
                 )
-            )  # type: ignore[index]
+            )
         for name in common:
-            group = first[name].group  # type: ignore[index]
-            if group in KEY_GROUPS:
-                entries = [(label, h[name]) for label, h in zip(labels, all_hists)]  # type: ignore[index]
+            if first[name].group in KEY_GROUPS:
+                entries = [(label, h[name]) for label, h in zip(labels, hists)]
                 file = plot_comparison(
                     first[name], out / f"overlay_{name}.png", generated=entries
-                ).name  # type: ignore[index]
-                overlays.append((file, name))
-        per_energy = [n for n in common if first[n].group == "etot_einc_per_energy"]  # type: ignore[index]
+                ).name
+                overlays.append(_figure(file, name))
+        per_energy = [n for n in common if first[n].group == "etot_einc_per_energy"]
         if per_energy:
             grid = plot_energy_grid(
                 [first[n] for n in per_energy],
-                out / "overlay_etot_einc_per_energy.png",  # type: ignore[index]
-                generated=[
-                    (label, [h[n] for n in per_energy]) for label, h in zip(labels, all_hists)
-                ],
-            )  # type: ignore[index]
-            parts.append(
-                "<h2>E_tot / E_inc per incident energy</h2>"
-                + _figure(grid.name, "E_tot/E_inc per incident energy", wide=True)
+                out / "overlay_etot_einc_per_energy.png",
+                generated=[(label, [h[n] for n in per_energy]) for label, h in zip(labels, hists)],
+            )
+            sections.append(
+                _section(
+                    "E_tot / E_inc per incident energy",
+                    figures=[_figure(grid.name, "E_tot/E_inc per incident energy", True)],
+                )
             )
     else:
         missing = [label for label, h in zip(labels, all_hists) if h is None]
-        parts.append(
-            f"<p class=\"note\">No overlays: {html.escape(', '.join(missing))} ran without the 'hist' metric.</p>"
+        sections.append(
+            _section(
+                "Histograms",
+                notes=[f"No overlays: {', '.join(missing)} ran without the 'hist' metric."],
+            )
         )
     if overlays:
-        parts.append(
-            '<h2>Key histograms, all models on the reference</h2><div class="plots">'
-            + "".join(_figure(f, n) for f, n in overlays)
-            + "</div>"
-        )
+        sections.append(_section("Key histograms, all models on the reference", figures=overlays))
 
     summary = {
         "labels": labels,
@@ -465,5 +547,6 @@ def make_report(
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     path = out / "report.html"
-    _write_text(path, _page("qcalo model comparison", "\n".join(parts)))
+    page = render_page("qcalo model comparison", links=links, cautions=cautions, sections=sections)
+    _write_text(path, page)
     return path
