@@ -1,0 +1,250 @@
+"""A quantum invertible neural network (QINN) for stage 1: p(layer energies | E_inc).
+
+Following Rousselot & Spannowsky, "Generative invertible quantum neural networks",
+SciPost Phys. 16, 146 (2024), arXiv:2302.12906: data enter a parametrised circuit, the measured
+expectation values are the latent, and the inverse runs the adjoint circuit. Measurement is not
+invertible, so training combines the exact negative log-likelihood of the data→latent map with an
+MMD term that pulls the latent batch towards N(0, 1) and a reconstruction term
+‖f⁻¹(f(x)) − x‖² that makes the adjoint circuit a good inverse.
+
+The map, for d stage-1 variables x (B, d) and a condition c (B, 1) in [0, 1] (log E_inc scaled)::
+
+    y = exp(a) ⊙ x                                  learned input scale (d weights)
+    |ψ⟩ = U(θ, c) [⊗_i RY(φ_i)|0⟩ ⊗ |0⟩_c],         φ_i = 2·atan(exp(−y_i)), so ⟨Z_i⟩ = tanh(y_i)
+    m_i = ⟨ψ|Z_i|ψ⟩ on the d data wires
+    z = exp(b) ⊙ atanh(m)                           learned output scale (d weights)
+
+``U(θ, c)`` has ``n_layers`` layers of: RY(α_l·c + β_l) on the condition wire (the condition is
+re-uploaded, so one circuit serves every energy), RY on every wire, and a ring of controlled
+RY(φ) entanglers (trainable φ, zero at initialisation, so that training starts near U = 1 and
+decides how much entanglement the data need: a fixed CNOT ring makes the measured map far from
+invertible from the first step). With U the identity, z = exp(a + b) ⊙ x exactly. The inverse ``g(z)`` encodes atanh⁻¹ of the scaled latent
+the same way, applies U(θ, c)† and reads x = exp(−a) ⊙ atanh(⟨Z⟩). ``g(f(x)) = x`` holds exactly
+only when U maps the encoded product states to product states; the reconstruction term trains
+towards it, and :meth:`QINN.invertibility_error` measures it.
+
+The log-density is exact: log p(x|c) = log N(z; 0, I) + log|det ∂z/∂x|, with the d×d Jacobian
+from d reverse-mode passes (d = 5 for photons, 7 for pions). Its training gradient is a second
+derivative through the circuit, so the circuit is simulated here with plain differentiable torch
+operations on d + 1 wires (2^(d+1) amplitudes: 64 for photons): every gate is real (RY, CRY), so
+U is a real orthogonal matrix, built once per step from the weights as one 2^(d+1)-square matrix per
+layer, and a batch costs one matrix product per layer plus the per-event condition rotation. That
+is several times faster under double backward than gate-by-gate application (measured on the
+photon size while writing this), and the gates are tested against PennyLane.
+
+Example::
+
+    >>> import torch
+    >>> qinn = QINN(QINNConfig(n_layers=2), n_features=3)
+    >>> x, c = torch.randn(4, 3, dtype=torch.float64), torch.rand(4, 1, dtype=torch.float64)
+    >>> z, log_det = qinn(x, c)
+    >>> z.shape, log_det.shape
+    (torch.Size([4, 3]), torch.Size([4]))
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+__all__ = ["QINNConfig", "QINN", "mmd_to_normal", "qinn_losses"]
+
+_EDGE = 1e-7  # ⟨Z⟩ is clamped to (−1 + _EDGE, 1 − _EDGE) before atanh
+
+
+class QINNConfig(BaseModel):
+    """Settings of the QINN. ``lambda_mmd``/``lambda_reconstruction`` weight the extra losses
+    against the NLL (nats per event); ``mmd_bandwidths`` are the Gaussian-kernel widths in latent
+    units."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_layers: int = Field(4, ge=1, le=64)
+    lambda_mmd: float = Field(1.0, ge=0.0)
+    lambda_reconstruction: float = Field(10.0, ge=0.0)
+    mmd_bandwidths: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
+    init_scale: float = Field(0.1, gt=0.0, le=math.pi)
+
+
+def _ry(theta: Tensor) -> Tensor:
+    """RY(θ) = [[cos θ/2, −sin θ/2], [sin θ/2, cos θ/2]]; θ of any shape → (..., 2, 2)."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+def _kron_all(factors: list[Tensor]) -> Tensor:
+    out = factors[0]
+    for factor in factors[1:]:
+        out = torch.kron(out, factor)
+    return out
+
+
+class QINN(nn.Module):
+    """The QINN map for ``n_features`` stage-1 variables and one condition (module docstring).
+
+    Wires 0 … d−1 carry the data, wire d the condition (PennyLane's wire order). Parameters:
+    ``input_log_scale`` (d), ``output_log_scale`` (d), ``rotations`` (L, d + 1: RY angles), ``entanglers`` (L, n_pairs: CRY angles), ``condition_map`` (L, 2: α, β of the
+    condition re-upload).
+    """
+
+    def __init__(self, config: QINNConfig, n_features: int, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        if not 1 <= n_features <= 12:
+            raise ValueError(f"a QINN takes 1..12 features; got {n_features}")
+        self.config = config
+        self.n_features = n_features
+        self.n_wires = n_features + 1
+        self.input_log_scale = nn.Parameter(torch.zeros(n_features, dtype=dtype))
+        self.output_log_scale = nn.Parameter(torch.zeros(n_features, dtype=dtype))
+        self.rotations = nn.Parameter(
+            config.init_scale * torch.randn(config.n_layers, self.n_wires, dtype=dtype)
+        )
+        self.entanglers = nn.Parameter(torch.zeros(config.n_layers, len(self._ring()), dtype=dtype))
+        self.condition_map = nn.Parameter(
+            torch.tensor([[math.pi, 0.0]] * config.n_layers, dtype=dtype)
+        )
+
+    # -- the circuit ----------------------------------------------------------------------
+    def _encode(self, values: Tensor) -> Tensor:
+        """Product state (B, 2^(d+1)) with ⟨Z_i⟩ = tanh(values_i) on the data wires and |0⟩ on
+        the condition wire (the last, least significant)."""
+        half = torch.atan(torch.exp(-values))  # φ/2 with φ = 2·atan(exp(−y))
+        amps = torch.stack([torch.cos(half), torch.sin(half)], dim=-1)  # (B, d, 2)
+        batch = values.shape[0]
+        state = amps[:, 0]
+        for wire in range(1, self.n_features):
+            state = (state.unsqueeze(-1) * amps[:, wire].unsqueeze(1)).reshape(batch, -1)
+        return torch.stack([state, torch.zeros_like(state)], dim=-1).reshape(batch, -1)
+
+    def _ring(self) -> list[tuple[int, int]]:
+        n = self.n_wires
+        pairs = [(i, i + 1) for i in range(n - 1)]
+        return pairs + [(n - 1, 0)] if n > 2 else pairs
+
+    def _layer_matrices(self) -> Tensor:
+        """The condition-independent part of each layer, RY on every wire then the CRY ring, as
+        real orthogonal matrices (L, 2^(d+1), 2^(d+1)) (wire 0 most significant)."""
+        eye = torch.eye(2, dtype=self.rotations.dtype, device=self.rotations.device)
+        p0, p1 = torch.diag(eye[0]), torch.diag(eye[1])
+        out = []
+        for layer in range(self.config.n_layers):
+            matrix = _kron_all([_ry(self.rotations[layer, w]) for w in range(self.n_wires)])
+            for k, (control, target) in enumerate(self._ring()):
+                idle = [eye] * self.n_wires
+                active = list(idle)
+                idle[control], active[control] = p0, p1
+                active[target] = _ry(self.entanglers[layer, k])
+                matrix = (_kron_all(idle) + _kron_all(active)) @ matrix
+            out.append(matrix)
+        return torch.stack(out)
+
+    def _condition_rotation(self, state: Tensor, angles: Tensor) -> Tensor:
+        """RY(angles) (B,) on the condition wire of ``state`` (B, 2^(d+1))."""
+        pairs = state.reshape(state.shape[0], -1, 2)
+        return torch.bmm(pairs, _ry(angles).transpose(1, 2)).reshape(state.shape)
+
+    def _circuit(self, state: Tensor, cond: Tensor, adjoint: bool) -> Tensor:
+        """U(θ, c)|state⟩ or U(θ, c)†|state⟩ for ``state`` (B, 2^(d+1)), ``cond`` (B, 1)."""
+        cond_angles = self.condition_map[:, 0] * cond + self.condition_map[:, 1]  # (B, L)
+        matrices = self._layer_matrices()
+        if not adjoint:
+            for layer in range(self.config.n_layers):
+                state = self._condition_rotation(state, cond_angles[:, layer])
+                state = state @ matrices[layer].T
+            return state
+        for layer in reversed(range(self.config.n_layers)):
+            state = state @ matrices[layer]
+            state = self._condition_rotation(state, -cond_angles[:, layer])
+        return state
+
+    def _expect_z(self, state: Tensor) -> Tensor:
+        """⟨Z_i⟩ on the data wires: (B, 2^(d+1)) → (B, d), clamped inside (−1, 1)."""
+        prob = (state**2).reshape(state.shape[0], *([2] * self.n_wires))
+        out = []
+        for wire in range(self.n_features):
+            marginal = prob.movedim(1 + wire, 1).reshape(prob.shape[0], 2, -1).sum(-1)
+            out.append(marginal[:, 0] - marginal[:, 1])
+        return torch.stack(out, dim=1).clamp(-1 + _EDGE, 1 - _EDGE)
+
+    # -- the map and its inverse ------------------------------------------------------------
+    def encode(self, x: Tensor, cond: Tensor) -> Tensor:
+        """f: data x (B, d) → latent z (B, d), given ``cond`` (B, 1)."""
+        state = self._encode(x * torch.exp(self.input_log_scale))
+        m = self._expect_z(self._circuit(state, cond, adjoint=False))
+        return torch.atanh(m) * torch.exp(self.output_log_scale)
+
+    def decode(self, z: Tensor, cond: Tensor) -> Tensor:
+        """g: latent z (B, d) → data (B, d) through the adjoint circuit."""
+        state = self._encode(z * torch.exp(-self.output_log_scale))
+        m = self._expect_z(self._circuit(state, cond, adjoint=True))
+        return torch.atanh(m) * torch.exp(-self.input_log_scale)
+
+    def jacobian(self, x: Tensor, cond: Tensor, create_graph: bool = True) -> tuple[Tensor, Tensor]:
+        """z = f(x) (B, d) and ∂z/∂x (B, d, d) from d reverse-mode passes (samples independent)."""
+        with torch.enable_grad():
+            x = x if x.requires_grad else x.detach().requires_grad_(True)
+            z = self.encode(x, cond)
+            rows = [
+                torch.autograd.grad(z[:, i].sum(), x, create_graph=create_graph)[0]
+                for i in range(self.n_features)
+            ]
+        return z, torch.stack(rows, dim=1)
+
+    def forward(self, x: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """z (B, d) and log|det ∂z/∂x| (B,) in nats."""
+        z, jac = self.jacobian(x, cond, create_graph=self.training)
+        return z, torch.linalg.slogdet(jac).logabsdet
+
+    def log_prob(self, x: Tensor, cond: Tensor) -> Tensor:
+        """log p(x | c) (B,) in nats, in the space of ``x``."""
+        z, log_det = self(x, cond)
+        return _standard_normal_log_prob(z) + log_det
+
+    def sample(self, cond: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x = g(z) with z ~ N(0, I): one sample (B, d) per row of ``cond`` (B, 1)."""
+        z = torch.randn(cond.shape[0], self.n_features, generator=generator, dtype=cond.dtype).to(
+            cond.device
+        )
+        return self.decode(z, cond)
+
+    def invertibility_error(self, x: Tensor, cond: Tensor) -> Tensor:
+        """‖g(f(x)) − x‖₂ per event (B,), in the units of ``x``."""
+        with torch.no_grad():
+            return (self.decode(self.encode(x, cond), cond) - x).norm(dim=1)
+
+
+def _standard_normal_log_prob(z: Tensor) -> Tensor:
+    return -0.5 * (z**2).sum(dim=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+
+
+def mmd_to_normal(
+    z: Tensor, bandwidths: tuple[float, ...], generator: torch.Generator | None = None
+) -> Tensor:
+    """Biased MMD² between the batch ``z`` (B, d) and as many N(0, I) draws, with a sum of
+    Gaussian kernels exp(−‖a − b‖²/(2h²)) over ``bandwidths`` h (Gretton et al. 2012)."""
+    reference = torch.randn(z.shape, generator=generator, dtype=z.dtype).to(z.device)
+    both = torch.cat([z, reference])
+    dist2 = torch.cdist(both, both).pow(2)
+    kernel = sum(torch.exp(-dist2 / (2 * h * h)) for h in bandwidths)
+    assert isinstance(kernel, Tensor)
+    n = z.shape[0]
+    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+
+
+def qinn_losses(
+    model: QINN, x: Tensor, cond: Tensor, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """The QINN's training losses on a batch: ``nll`` (nats per event), ``mmd``,
+    ``reconstruction`` (mean ‖g(f(x)) − x‖²) and their weighted sum ``total``."""
+    z, jac = model.jacobian(x, cond, create_graph=True)
+    log_det = torch.linalg.slogdet(jac).logabsdet
+    nll = -(_standard_normal_log_prob(z) + log_det).mean()
+    mmd = mmd_to_normal(z, model.config.mmd_bandwidths, generator)
+    reconstruction = (model.decode(z, cond) - x).pow(2).sum(dim=1).mean()
+    total = (
+        nll + model.config.lambda_mmd * mmd + model.config.lambda_reconstruction * reconstruction
+    )
+    return {"total": total, "nll": nll, "mmd": mmd, "reconstruction": reconstruction}
