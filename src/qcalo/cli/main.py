@@ -46,6 +46,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("qcalo.cli.report", "put several evaluations side by side in an HTML report"),
     "bench": ("qcalo.cli.bench", "run benchmarks (circuits, ...)"),
     "demo": ("qcalo.cli.demo", "run the whole chain end to end on built-in data"),
+    "download": (
+        "qcalo.cli.download",
+        "download the CaloChallenge dataset-1 files (checksummed, resumable)",
+    ),
+    "study": (
+        "qcalo.cli.study",
+        "run a grid of train → generate → evaluate cells over seeds (locally, on Ray or HTCondor)",
+    ),
 }
 
 
@@ -57,11 +65,20 @@ def _available() -> dict[str, tuple[str, str]]:
     return out
 
 
+# Control characters (a newline in a file name, say) would break the one-line promise.
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127] if c != 9}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped, so that it prints as exactly one line."""
+    return str(text).translate(_CONTROL)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block), like every other user error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -98,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except QcaloError as exc:
-        print(f"qcalo {args.command}: error: {exc}", file=sys.stderr)
+        print(f"qcalo {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # `qcalo info f.h5 | head`: the reader went away; that is not an error of ours.
@@ -117,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # foresee it: still one line, naming the file.
         where = f"{exc.filename}: " if exc.filename else ""
         reason = " ".join(str(exc.strerror or exc).split())
-        print(f"qcalo {args.command}: error: {where}{reason}", file=sys.stderr)
+        print(f"qcalo {args.command}: error: {one_line(where + reason)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"qcalo {args.command}: interrupted", file=sys.stderr)
