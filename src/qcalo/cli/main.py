@@ -88,7 +88,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     parser.add_argument("--version", action="version", version=f"qcalo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    parsers = {}
+    parsers: dict[str, argparse.ArgumentParser] = {}
     for name, (_, help_) in _available().items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("-q", "--quiet", action="store_true", help="hide progress bars and chatter")

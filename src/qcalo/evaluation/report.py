@@ -44,7 +44,7 @@ def save_histograms(
     comparisons: Sequence[HistogramComparison], path: str | os.PathLike[str]
 ) -> Path:
     """Store comparisons (bins, both normalised histograms, labels) in one ``.npz``, atomically."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     meta = []
     for c in comparisons:
         arrays[f"{c.name}__edges"] = c.edges

@@ -95,7 +95,7 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files of earlier writes to ``path`` whose process is dead."""
     final = Path(path)
     prefix = _tmp_prefix(final)
-    removed = []
+    removed: list[Path] = []
     try:
         names = os.listdir(final.parent)
     except OSError:

@@ -7,8 +7,8 @@
   block forever, a device is never a data file) and is not a symbolic-link loop.
 * :func:`output_lock` — one writer per output at a time: a second process writing the same
   output refuses at once instead of silently losing one of the two results.
-* :func:`sidecar_name` — the names of the temporary and lock files kept beside an output
-  (``.NAME.qcalo-tmp-PID-XXXX``, ``.NAME.qcalo-lock``), shortened when NAME is long.
+* :func:`sidecar_name` — the name of the temporary files kept beside an output
+  (``.NAME.qcalo-tmp-PID-XXXX``), shortened when NAME is long.
 
 Every problem is a :class:`qcalo.errors.OutputError` or :class:`qcalo.errors.DataError` with one
 line naming the path, the problem and the fix.
@@ -256,18 +256,30 @@ def check_input_file(path: str | os.PathLike[str], what: str = "file") -> Path:
     return p
 
 
+def _lock_file(target: Path) -> Path:
+    """Where the lock of output ``target`` lives: a per-user folder under the temp directory,
+    keyed by the output's resolved path, so that the output's own folder need not exist yet
+    and is never littered."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"qcalo-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    key = hashlib.sha256(os.fsencode(os.path.realpath(target))).hexdigest()[:32]
+    return folder / f"{key}.lock"
+
+
 @contextlib.contextmanager
 def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (an output) while the block runs.
 
-    The lock is ``flock`` on a sidecar ``.NAME.qcalo-lock`` beside the output, removed on
-    release. A second process asking for the same output gets an :class:`OutputError` at once;
-    the lock dies with its process, so a killed writer never blocks the next one. Re-entrant
-    within one process.
+    The lock is ``flock`` on a file named after the output's resolved path in a per-user
+    folder of the temp directory, removed on release. A second process asking for the same
+    output gets an :class:`OutputError` at once; the lock dies with its process, so a killed
+    writer never blocks the next one. Re-entrant within one process.
     """
     import fcntl
 
-    target = Path(os.path.abspath(path))
+    target = Path(os.path.realpath(path))
     key = os.fspath(target)
     if key in _HELD:
         _HELD[key] += 1
@@ -277,14 +289,20 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
             if key in _HELD:  # the outer holder may have been released first
                 _HELD[key] -= 1
         return
-    lock = target.parent / sidecar_name(target.name, "qcalo-lock", name_max(target.parent))
+    try:
+        lock = _lock_file(target)
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot create the lock folder in the temp directory ({describe_os_error(exc)}); "
+            "set TMPDIR to a writable folder"
+        ) from None
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise OutputError(
-                f"{path}: cannot create a lock file in {target.parent} ({describe_os_error(exc)}); "
-                "choose an output in a writable folder"
+                f"{path}: cannot create its lock file {lock} ({describe_os_error(exc)}); "
+                "set TMPDIR to a writable folder"
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -344,6 +362,5 @@ def claim_output(
     out = check_output_path(
         path, inputs=inputs, kind=kind, what=what, writes=writes, reserved=reserved
     )
-    make_parent(out)
     with output_lock(out):
         yield out
