@@ -6,6 +6,12 @@ Points whose single step would take longer than ``max_step_s`` (PennyLane at 12 
 lightning's adjoint method, which loops over the batch) are timed at the largest batch that
 fits and extrapolated with an affine fit (fixed cost per call + cost per sample) through the
 smallest and that batch; such rows say so (``extrapolated_from_batch``, ``extrapolation``).
+
+Torch rows also give ``ratio_to_flop_bound``: the step time over its floating-point bound, the
+ideal gate-by-gate flop count (:func:`qcalo.quantum.torch_backend.ideal_flops`, forward plus
+adjoint-method backward, times the batch) divided by this machine's measured GEMM rate in the
+circuit's real precision at the same thread count (``machine.gemm_gflops``, measured in the
+same run, so load affects both alike).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from qcalo.errors import ConfigError
 from qcalo.quantum.layer import QuantumLayer
 from qcalo.quantum.spec import CircuitSpec
+from qcalo.quantum.torch_backend import ideal_flops
 from qcalo.utils import atomic_path, progress
 
 #: backend label -> QuantumLayer keyword arguments.
@@ -116,6 +123,24 @@ def _extrapolate(measured: dict[int, _Timing], at: int, batch: int) -> tuple[flo
     return t.wall_ms * batch / at, t.cpu_ms * batch / at, f"proportional to batch {at}"
 
 
+def gemm_gflops(dtype: torch.dtype, size: int = 512, repeats: int = 5) -> float:
+    """Measured matrix-multiply rate (GFLOP/s, median of ``repeats``) at torch's current threads."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def flop_bound_ms(spec: CircuitSpec, batch: int, gflops: float) -> float:
+    """Floating-point bound of one forward+backward step: ideal flops × batch at ``gflops``."""
+    return sum(ideal_flops(spec)) * batch / (gflops * 1e9) * 1e3
+
+
 def _machine(threads: int) -> dict[str, Any]:
     import pennylane as qml
 
@@ -170,6 +195,11 @@ def bench_circuits(
     if threads is not None:
         torch.set_num_threads(threads)
     machine = _machine(torch.get_num_threads())
+    gflops = {
+        "float32": gemm_gflops(torch.float32),
+        "float64": gemm_gflops(torch.float64),
+    }
+    machine["gemm_gflops"] = gflops
     results: list[dict[str, Any]] = []
     jobs = [(spec, name) for spec in circuits for name in backends]
     started = time.perf_counter()
@@ -194,6 +224,10 @@ def bench_circuits(
             wall_ms, cpu_ms, how = timing.wall_ms, timing.cpu_ms, None
             if at != batch:
                 wall_ms, cpu_ms, how = _extrapolate(measured, at, batch)
+            bound = None
+            if BACKENDS[name]["backend"] == "torch":
+                real = "float64" if BACKENDS[name]["dtype"] == torch.complex128 else "float32"
+                bound = flop_bound_ms(spec, batch, gflops[real])
             results.append(
                 {
                     "backend": name,
@@ -207,6 +241,8 @@ def bench_circuits(
                     "repeats": timing.repeats,
                     "extrapolated_from_batch": None if at == batch else at,
                     "extrapolation": how,
+                    "flop_bound_ms": bound,
+                    "ratio_to_flop_bound": wall_ms / bound if bound else None,
                     "circuit": spec.model_dump(mode="json"),
                     "options": {k: str(v) for k, v in BACKENDS[name].items()},
                 }
@@ -227,7 +263,9 @@ def bench_circuits(
         "that smaller batch, then extrapolated as stated in 'extrapolation' (an affine fit: fixed cost per call plus "
         "a cost per sample; lightning's adjoint method loops over samples, default.qubit broadcasting is close to "
         "affine at these sizes). "
-        "The machine may be shared: see loadavg and compare cpu_ms_per_step."
+        "The machine may be shared: see loadavg and compare cpu_ms_per_step. "
+        "flop bound: ideal gate-by-gate flops (forward + adjoint backward) × batch at the measured GEMM rate "
+        "(gemm_gflops, same threads); 'vs flop bound' = ms_per_step / that bound."
     )
     report = {"machine": machine, "results": results}
     table = format_table(report)
@@ -248,6 +286,7 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
         circuit = f"{r['n_qubits']}q×{r['n_layers']}L{' reupload' if r['reupload'] else ''}"
         ratio = r["ratio_to_default_qubit"]
         note = f"extrapolated: {r['extrapolation']}" if r["extrapolated_from_batch"] else ""
+        bound = r.get("ratio_to_flop_bound")
         rows.append(
             [
                 circuit,
@@ -257,6 +296,7 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
                 f"{r['cpu_ms_per_step']:.3g}",
                 f"{r['samples_per_s']:.3g}",
                 f"{ratio:.3g}×" if ratio else "–",
+                f"{bound:.3g}×" if bound else "–",
                 note,
             ]
         )
@@ -271,6 +311,7 @@ HEADER = [
     "cpu ms/step",
     "samples/s",
     "vs default.qubit",
+    "vs flop bound",
     "note",
 ]
 
@@ -294,7 +335,12 @@ def format_markdown(report: dict[str, Any]) -> str:
         "# Circuit backends: forward+backward per minibatch",
         "",
         f"{m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} thread(s)), PennyLane {m['pennylane']}; "
-        f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end.",
+        f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end; "
+        + (
+            f"GEMM {m['gemm_gflops']['float32']:.0f} GFLOP/s float32, {m['gemm_gflops']['float64']:.0f} float64."
+            if "gemm_gflops" in m
+            else ""
+        ),
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "|".join("---" for _ in HEADER) + "|",

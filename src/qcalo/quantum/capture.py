@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -26,15 +26,33 @@ from qcalo.errors import ConfigError, DataError
 from qcalo.quantum import statevector as sv
 from qcalo.utils import atomic_path
 
-if TYPE_CHECKING:
-    from qcalo.quantum.layer import QuantumLayer
-
 INDEX_FIELDS = ("call", "step", "file", "mean_entropy")
 
 
 def state_summary(state: torch.Tensor) -> dict[str, torch.Tensor]:
     """Entropies (P, n) in nats and Bloch vectors (P, n, 3) of statevectors (P, 2^n)."""
     return {"entropies": sv.von_neumann_entropies(state), "bloch": sv.bloch_vectors(state)}
+
+
+class CapturedLayer(Protocol):
+    """What a capture needs of a layer (a `qcalo.quantum.QuantumLayer`).
+
+    Written as a protocol so that this module does not import ``layer`` (which imports this
+    one for its ``capture`` argument): the dependency runs one way only.
+    """
+
+    capture: Any
+
+    @property
+    def spec(self) -> Any: ...
+
+    @property
+    def rotation_weights(self) -> torch.Tensor: ...
+
+    def statevector(self, inputs: torch.Tensor) -> torch.Tensor: ...
+
+
+_Layer = TypeVar("_Layer", bound=CapturedLayer)
 
 
 class StateCapture:
@@ -78,19 +96,19 @@ class StateCapture:
         self.calls = 0
         self.step = 0
 
-    def attach(self, layer: QuantumLayer) -> QuantumLayer:
+    def attach(self, layer: _Layer) -> _Layer:
         """Make ``layer`` call this capture on every training forward call; returns the layer."""
         layer.capture = self
         return layer
 
-    def on_forward(self, layer: QuantumLayer) -> None:
+    def on_forward(self, layer: CapturedLayer) -> None:
         """Count one training forward call of ``layer`` and capture on every N-th."""
         self.calls += 1
         if self.calls % self.every_n_calls == 0:
             self.capture(layer)
 
     @torch.no_grad()
-    def capture(self, layer: QuantumLayer) -> Path:
+    def capture(self, layer: CapturedLayer) -> Path:
         """Write one snapshot for the layer's current weights; returns the file written."""
         if self.probe_inputs.shape[1] != layer.spec.n_qubits:
             raise DataError(

@@ -56,6 +56,8 @@ def circuit_function(spec: CircuitSpec):
                     two_qubit(entangler_weights[layer, p], wires=[control, target])
                 else:
                     two_qubit(wires=[control, target])
+        if spec.final_qft:
+            qml.QFT(wires=range(n))
         out = []
         for m in spec.measurements:
             if m == "z":

@@ -7,7 +7,8 @@ as in PennyLane) is, for each layer ``l = 0 .. n_layers-1``::
     single-qubit rotations             RY·RZ (2 weights per wire) or Rot (3 weights per wire)
     entangler                          two-qubit gates on the pattern's wire pairs, in order
 
-followed by the measurements, concatenated in the order given. Input ``i`` is the rotation
+optionally followed by a quantum Fourier transform on all wires (``final_qft``: a change of basis
+before measuring), then the measurements, concatenated in the order given. Input ``i`` is the rotation
 angle (radians) on wire ``i``.
 """
 
@@ -55,6 +56,8 @@ class CircuitSpec(BaseModel):
         n(n-1)/2 outputs), ``"probs"`` (basis-state probabilities, 2^n outputs, index with
         wire 0 as the most significant bit), ``"state"`` (the statevector as real features:
         2^n real parts then 2^n imaginary parts).
+    final_qft: apply the quantum Fourier transform (PennyLane's ``qml.QFT`` on wires 0..n-1,
+        |k⟩ → 2^{-n/2} Σ_j e^{2πi jk/2^n} |j⟩) after the last layer, before the measurements.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,6 +70,7 @@ class CircuitSpec(BaseModel):
     entangler: EntanglerPattern = "linear"
     entangler_gate: EntanglerGate = "cnot"
     measurements: tuple[Measurement, ...] = ("z",)
+    final_qft: bool = False
 
     @field_validator("measurements", mode="before")
     @classmethod
@@ -97,7 +101,7 @@ class CircuitSpec(BaseModel):
         from qcalo.utils.validation import format_validation_error
 
         try:
-            return cls(**fields)
+            return cls.model_validate(fields)
         except ValidationError as exc:
             raise ConfigError(
                 format_validation_error(exc, "invalid circuit spec", root="circuit")

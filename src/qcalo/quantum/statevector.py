@@ -191,6 +191,57 @@ class _RotatingBlock(torch.autograd.Function):
         return grad_state, grad_block
 
 
+# The same rotating blocks as plain tensor functions, for hand-written (adjoint-method) backwards
+# that run outside autograd. ``block`` is (d, d) shared by the batch or (B, d, d) per sample.
+
+
+def rotate_block(state: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """One rotating block: out[b, j, r] = Σ_i K[b, j, i] · state[b, r, i], (B, D) -> (B, D)."""
+    batch, dim = state.shape
+    d = block.shape[-1]
+    return torch.matmul(block, state.reshape(batch, dim // d, d).mT).reshape(batch, dim)
+
+
+def unrotate_block(state: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """Inverse (= adjoint, the block being unitary) of :func:`rotate_block`: (B, D) -> (B, D).
+
+    ψ[b, r, i] = Σ_j out[b, j, r] · conj(K[b, j, i]); also the vector-Jacobian product of
+    ``rotate_block`` with respect to the state, for any block.
+    """
+    batch, dim = state.shape
+    d = block.shape[-1]
+    return torch.matmul(state.reshape(batch, d, dim // d).mT, block.conj()).reshape(batch, dim)
+
+
+def rotate_block_grad(
+    grad_out: torch.Tensor, state_in: torch.Tensor, d: int, shared: bool
+) -> torch.Tensor:
+    """Gradient of :func:`rotate_block` with respect to the block (torch's complex convention).
+
+    G[b, j, i] = Σ_r grad_out[b, j, r] · conj(state_in[b, r, i]): (B, d, d), summed over the
+    batch to (d, d) when the block is ``shared``.
+    """
+    batch, dim = state_in.shape
+    grad = torch.matmul(
+        grad_out.reshape(batch, d, dim // d), state_in.reshape(batch, dim // d, d).conj()
+    )
+    return grad.sum(0) if shared else grad
+
+
+def product_layer_blocks(
+    gates: torch.Tensor, blocks: Sequence[tuple[int, int]]
+) -> list[torch.Tensor]:
+    """Kronecker blocks of one layer of single-qubit gates, in the order :func:`apply_blocks` applies them."""
+    return [kron_gates(gates[..., start : start + size, :, :]) for start, size in reversed(blocks)]
+
+
+def apply_blocks(state: torch.Tensor, krons: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Apply one layer's blocks from :func:`product_layer_blocks` (bit order restored at the end)."""
+    for block in krons:
+        state = rotate_block(state, block)
+    return state
+
+
 class _Gather(torch.autograd.Function):
     """state[:, index] whose backward is the inverse gather (not a scatter-add): index is a permutation."""
 
@@ -243,12 +294,33 @@ def product_state(vectors: torch.Tensor) -> torch.Tensor:
     return state
 
 
+_FLIP_TABLES: dict[tuple[int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _flip_table(
+    n_qubits: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index, sign) of length n·2^n: block i maps k to k with wire i's bit flipped, sign ½σ_i(k)."""
+    key = (n_qubits, device, dtype)
+    if key not in _FLIP_TABLES:
+        k = np.arange(2**n_qubits)
+        shifts = n_qubits - 1 - np.arange(n_qubits)
+        index = (k[None, :] ^ (1 << shifts[:, None])).reshape(-1)
+        sign = (((k[None, :] >> shifts[:, None]) & 1) - 0.5).reshape(-1)
+        _FLIP_TABLES[key] = (
+            torch.as_tensor(index, device=device),
+            torch.as_tensor(sign, dtype=dtype, device=device),
+        )
+    return _FLIP_TABLES[key]
+
+
 class _AngleProductState(torch.autograd.Function):
     """⊗_i (cos x_i/2, sin x_i/2) with a hand-written backward (one autograd node, few kernels).
 
     d/dx_i of wire i's factor is ½(−sin, cos): amplitude k's derivative is ½·σ_i(k)·e[k with
     bit i flipped], σ_i = −1 where bit i is 0 and +1 where it is 1. No division, so exact at
-    angles where cos or sin vanish.
+    angles where cos or sin vanish. All wires at once: one gather of the n flipped copies of the
+    state, a sign, and one batched dot product with the incoming gradient.
     """
 
     @staticmethod
@@ -263,14 +335,9 @@ class _AngleProductState(torch.autograd.Function):
         (state,) = ctx.saved_tensors
         batch, dim = state.shape
         n = dim.bit_length() - 1
-        columns = []
-        for wire in range(n):
-            g = grad.reshape(batch, 2**wire, 2, -1)
-            e = state.reshape(batch, 2**wire, 2, -1)
-            columns.append(
-                (g[:, :, 1] * e[:, :, 0]).sum((1, 2)) - (g[:, :, 0] * e[:, :, 1]).sum((1, 2))
-            )
-        return 0.5 * torch.stack(columns, dim=1)
+        index, sign = _flip_table(n, state.device, state.dtype)
+        flipped = state.index_select(1, index).mul_(sign).view(batch, n, dim)
+        return torch.bmm(flipped, grad.reshape(batch, dim, 1)).view(batch, n)
 
 
 def angle_product_state(angles: torch.Tensor) -> torch.Tensor:

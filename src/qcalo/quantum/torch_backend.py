@@ -1,20 +1,31 @@
 """The ``torch`` backend: a `CircuitSpec` simulated as a batched statevector in PyTorch.
 
-See :mod:`qcalo.quantum.statevector` for the building blocks and why they are fast. Two
-strategies, picked per call by :func:`choose_strategy` (or forced):
+See :mod:`qcalo.quantum.statevector` for the building blocks. Three strategies, picked per call
+by :func:`choose_strategy` (or forced):
 
 * ``"unitary"`` (no re-uploading only): the first layer on |0…0⟩ is a per-sample product state
   (closed form); everything after it is data-independent, built once per call as a 2^n×2^n
-  matrix by running it on the identity, and applied to the batch as one matmul;
-* ``"gates"``: layers applied to the batch as blocked dense single-qubit layers (the inputs
-  folded in per sample when re-uploading), CNOT chains as gathers, diagonal entanglers as one
-  elementwise product.
+  matrix by running it on the identity, and applied to the batch as one GEMM. The whole circuit
+  is one autograd node (:class:`_UnitaryFunction`): the backward is two GEMMs, the readout's
+  derivative written out, and autograd only on the small front (product state) and matrix graphs.
+* ``"adjoint"``: the circuit gate layer by gate layer (blocked dense single-qubit layers with the
+  inputs folded in per sample when re-uploading, CNOT chains as gathers, diagonal entanglers as
+  one elementwise product), as one autograd node (:class:`_AdjointFunction`) whose backward is
+  the adjoint method: only the final state is kept; the backward walks the circuit in reverse,
+  undoing each layer on the state and applying its adjoint to the cotangent, and contracts the
+  two into each layer's gate gradient. Memory is a few (B, 2^n) states whatever the depth.
+* ``"gates"``: the same layers recorded by autograd node by node (every intermediate state is
+  kept: memory grows with depth). The reference for the two fused paths. Higher-order
+  derivatives work on every strategy: under ``create_graph=True`` the fused backwards
+  differentiate a recomputation on this path instead of their hand-written adjoint.
 
-A trailing CNOT permutation is folded into the ±1 sign matrices (and a trailing diagonal dropped)
-when no ``"state"`` measurement needs the final amplitudes.
+Without ``"state"`` in the measurements, the ``"gates"`` path folds a trailing CNOT permutation
+into the ±1 sign matrices (and drops a trailing diagonal).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,20 +33,45 @@ import torch
 from qcalo.quantum import statevector as sv
 from qcalo.quantum.spec import CircuitSpec
 
-STRATEGIES = ("auto", "unitary", "gates")
+STRATEGIES = ("auto", "unitary", "adjoint", "gates")
+#: The unitary strategy keeps a 2^n×2^n matrix (and its gradient): at most this many qubits.
+UNITARY_MAX_QUBITS = 12
 
 
-def choose_strategy(spec: CircuitSpec, batch: int) -> str:
-    """Cheaper strategy for this circuit and batch size, from a rough cost model (ns, one core).
+#: Autograd's node-by-node path keeps every intermediate state; above this many bytes of them
+#: "auto" takes the adjoint path, whose memory does not grow with depth.
+AUTOGRAD_MEMORY_BUDGET = 256 * 2**20
 
-    Forward+backward per sample: the unitary path is one real GEMM against a (2^n, 2^(n+1))
-    matrix, about 0.24·D² ns (D = 2^n; 4× that for the complex Z-embedding path), plus building
-    the matrix (D rows through the gate path). The gate path costs about 0.8·D·Σ2^k ns per later
-    layer of blocked gates and ~10·D ns per CNOT permutation (gathers are memory-bound), 2·D ns
-    per diagonal entangler. Measured on CPU; at small batches both are overhead-bound.
+
+def autograd_state_bytes(spec: CircuitSpec, batch: int, itemsize: int = 8) -> int:
+    """Rough bytes of intermediate states the ``"gates"`` path keeps for its backward.
+
+    Each later layer's blocks, its entangler and the readout keep a (B, 2^n) state.
     """
-    if spec.reupload:
-        return "gates"
+    per_layer = len(sv.wire_blocks(spec.n_qubits)) + (1 if spec.entangler_pairs else 0)
+    return batch * spec.dim * itemsize * (per_layer * spec.n_layers + 2)
+
+
+def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8) -> str:
+    """The strategy for this circuit and batch: a rough cost model (ns, one core) and a memory cap.
+
+    Forward+backward per sample: the unitary path is about three real GEMMs against a
+    (2^n, 2^(n+1)) matrix, ~0.24·D² ns (D = 2^n; 4× that for the complex Z-embedding path), plus
+    building the matrix (D rows through the gate path). The gate paths cost about
+    0.8·D·Σ2^k ns per later layer of blocked gates and ~10·D ns per CNOT permutation (gathers are
+    memory-bound), 2·D ns per diagonal entangler. Re-uploading circuits and registers above
+    ``UNITARY_MAX_QUBITS`` never take the unitary path. Between the two gate paths, autograd's
+    ``"gates"`` is ~1.25× faster (three block products per block instead of four) but keeps every
+    intermediate state: ``"adjoint"`` when those would exceed ``AUTOGRAD_MEMORY_BUDGET``
+    (``itemsize``: bytes per amplitude, 8 for complex64).
+    """
+    gate_path = (
+        "adjoint"
+        if autograd_state_bytes(spec, batch, itemsize) > AUTOGRAD_MEMORY_BUDGET
+        else "gates"
+    )
+    if spec.reupload or spec.n_qubits > UNITARY_MAX_QUBITS:
+        return gate_path
     dim = spec.dim
     block_cost = sum(2**size for _, size in sv.wire_blocks(spec.n_qubits))
     entangler = (10 if spec.entangler_gate == "cnot" else 2) * dim if spec.entangler_pairs else 0
@@ -43,7 +79,33 @@ def choose_strategy(spec: CircuitSpec, batch: int) -> str:
     per_sample_unitary = (0.24 if spec.embedding in ("X", "Y") else 0.96) * dim * dim
     unitary = batch * per_sample_unitary + dim * (per_sample_gates + 0.8 * dim * block_cost)
     gates = batch * per_sample_gates
-    return "unitary" if unitary <= gates else "gates"
+    return "unitary" if unitary <= gates else gate_path
+
+
+def ideal_flops(spec: CircuitSpec) -> tuple[int, int]:
+    """Real floating-point operations per sample of the ideal gate-by-gate simulation: (forward, backward).
+
+    The reference count for "how far is a step from its floating-point bound": every layer's
+    embedding and rotation on a wire fused into one dense 2×2 complex gate (14·D flops on D
+    amplitudes: 4 complex products and 2 sums per amplitude pair); its adjoint-method backward
+    undoes it on the state and applies its adjoint to the cotangent (2×14·D) and contracts the two
+    into the 2×2 gradient (16·D). CNOT/CZ entanglers are permutations and sign flips (0); CRZ /
+    IsingZZ layers are one complex diagonal (6·D forward, 3×6·D backward); the QFT is an FFT
+    (5·D·log2 D each way); the readout |ψ|² (3·D), each ⟨Z⟩/⟨ZZ⟩ 2·D, its derivative the same
+    plus 4·D. No closed-form shortcuts (e.g. layer 0 on |0…0⟩) are assumed.
+    """
+    n, dim, layers = spec.n_qubits, spec.dim, spec.n_layers
+    forward = layers * n * 14 * dim
+    backward = layers * n * 44 * dim
+    if spec.entangler_weight_shape is not None:
+        forward += layers * 6 * dim
+        backward += layers * 18 * dim
+    if spec.final_qft:
+        forward += 5 * dim * n
+        backward += 5 * dim * n
+    n_expectations = sum(spec.measurement_size(m) for m in spec.measurements if m in ("z", "zz"))
+    readout = 3 * dim + 2 * dim * n_expectations
+    return forward + readout, backward + readout + 4 * dim
 
 
 class _Constants:
@@ -52,9 +114,11 @@ class _Constants:
     def __init__(self, spec: CircuitSpec, device: torch.device, real_dtype: torch.dtype) -> None:
         n = spec.n_qubits
         pairs = spec.entangler_pairs
-        kw = {"device": device, "dtype": real_dtype}
-        self.gather = self.inverse_gather = None
-        self.cz = self.phase_coeffs = None
+        kw: dict[str, Any] = {"device": device, "dtype": real_dtype}
+        self.gather: torch.Tensor | None = None
+        self.inverse_gather: torch.Tensor | None = None
+        self.cz: torch.Tensor | None = None
+        self.phase_coeffs: torch.Tensor | None = None
         if pairs and spec.entangler_gate == "cnot":
             index = sv.cnot_gather_index(n, pairs)
             self.gather = torch.as_tensor(index, device=device)
@@ -88,6 +152,86 @@ class _Constants:
         phases = np.array([1, -1j, -1, 1j])[popcount]
         complex_dtype = torch.complex64 if real_dtype == torch.float32 else torch.complex128
         self.x_phases = torch.as_tensor(phases, dtype=complex_dtype, device=device)
+        # Column ranges of each measurement in the feature vector.
+        self.slices: dict[str, slice] = {}
+        position = 0
+        for m in spec.measurements:
+            size = spec.measurement_size(m)
+            self.slices[m] = slice(position, position + size)
+            position += size
+
+
+# ----------------------------------------------------------------------------------------------
+# Readouts of final amplitudes and their hand-written derivatives. Amplitudes are complex
+# (B, 2^n), or real (B, 2·2^n) = [Re ψ | Im ψ] ("split", the unitary path's real GEMM output).
+# Gradients with respect to complex amplitudes follow torch's convention ∂L/∂Re + i·∂L/∂Im.
+
+
+def _expectation_parts(spec: CircuitSpec, expectations: torch.Tensor) -> dict[str, torch.Tensor]:
+    n = spec.n_qubits
+    if "z" in spec.measurements:
+        return {"z": expectations[:, :n], "zz": expectations[:, n:]}
+    return {"zz": expectations}
+
+
+def _readout(
+    spec: CircuitSpec, const: _Constants, amplitudes: torch.Tensor, split: bool
+) -> torch.Tensor:
+    """Measured features (B, n_outputs) of final amplitudes."""
+    dim = spec.dim
+    outputs: dict[str, torch.Tensor] = {}
+    if split:
+        squares = amplitudes * amplitudes
+        if "probs" in spec.measurements:
+            outputs["probs"] = squares[:, :dim] + squares[:, dim:]
+        if const.signs_doubled is not None:
+            outputs.update(_expectation_parts(spec, squares @ const.signs_doubled))
+        if "state" in spec.measurements:
+            outputs["state"] = amplitudes
+    else:
+        if const.signs is not None or "probs" in spec.measurements:
+            probs = torch.view_as_real(amplitudes).square().sum(-1)
+            outputs["probs"] = probs
+            if const.signs is not None:
+                outputs.update(_expectation_parts(spec, probs @ const.signs))
+        if "state" in spec.measurements:
+            outputs["state"] = torch.cat([amplitudes.real, amplitudes.imag], dim=1)
+    if len(spec.measurements) == 1:
+        return outputs[spec.measurements[0]]
+    return torch.cat([outputs[m] for m in spec.measurements], dim=1)
+
+
+def _readout_backward(
+    spec: CircuitSpec, const: _Constants, amplitudes: torch.Tensor, grad: torch.Tensor, split: bool
+) -> torch.Tensor:
+    """Gradient with respect to the amplitudes from the features' gradient (B, n_outputs)."""
+    sl = const.slices
+    weights = None  # ∂L/∂|ψ_k|², (B, D); tiled to (B, 2D) on the split path
+    if const.signs is not None:
+        parts = [grad[:, sl[m]] for m in ("z", "zz") if m in sl]
+        g_exp = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        signs = const.signs_doubled if split else const.signs
+        assert signs is not None
+        weights = g_exp @ signs.mT
+    if "probs" in sl:
+        g_probs = grad[:, sl["probs"]]
+        if split:
+            g_probs = torch.cat([g_probs, g_probs], dim=1)
+        weights = g_probs if weights is None else weights + g_probs
+    result = None
+    if weights is not None:
+        result = amplitudes * (2 * weights)
+    if "state" in sl:
+        g_state = grad[:, sl["state"]]
+        if not split:
+            dim = spec.dim
+            g_state = torch.complex(g_state[:, :dim], g_state[:, dim:])
+        result = g_state if result is None else result + g_state
+    assert result is not None
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
 
 
 class TorchCircuit:
@@ -103,6 +247,15 @@ class TorchCircuit:
             self._cache[key] = _Constants(self.spec, device, real_dtype)
         return self._cache[key]
 
+    def resolve_strategy(self, strategy: str, batch: int, itemsize: int = 8) -> str:
+        if strategy == "auto":
+            return choose_strategy(self.spec, batch, itemsize)
+        if strategy not in STRATEGIES or (strategy == "unitary" and self.spec.reupload):
+            raise ValueError(
+                f"strategy {strategy!r} not available for this circuit; expected one of {STRATEGIES} ('unitary' needs reupload=False)"
+            )
+        return strategy
+
     # ------------------------------------------------------------------------------------------
     def _entangler(
         self,
@@ -112,10 +265,12 @@ class TorchCircuit:
         entangler_weights: torch.Tensor | None,
     ) -> torch.Tensor:
         if const.gather is not None:
+            assert const.inverse_gather is not None
             return sv.permute_amplitudes(state, const.gather, const.inverse_gather)
         if const.cz is not None:
             return state * const.cz
         if const.phase_coeffs is not None:
+            assert entangler_weights is not None
             phase = (entangler_weights[layer] @ const.phase_coeffs) * -0.5
             return state * torch.complex(torch.cos(phase), torch.sin(phase))
         return state
@@ -131,7 +286,8 @@ class TorchCircuit:
         """M (D, D) whose row k is the circuit (from layer ``first_layer``'s rotations on) applied to |k⟩.
 
         A row-vector state ψ goes to ψ @ M. Each rotation layer is one D×D Kronecker product
-        (all layers at once), applied as M @ Kᵀ; entanglers act on the rows like on a batch.
+        (all layers at once), applied as M @ Kᵀ; entanglers and the final QFT act on the rows
+        like on a batch.
         """
         n_layers = self.spec.n_layers
         krons = sv.kron_gates(rotations[first_layer:])  # (L', D, D)
@@ -148,62 +304,126 @@ class TorchCircuit:
                 transfer = self._entangler(transfer, layer, const, entangler_weights)
         if transfer is None:
             transfer = torch.eye(self.spec.dim, dtype=rotations.dtype, device=rotations.device)
+        if self.spec.final_qft:
+            transfer = torch.fft.ifft(transfer, dim=1, norm="ortho")
         return transfer
 
-    def _amplitudes(
+    # The "unitary" strategy ---------------------------------------------------------------------
+    def _unitary_parts(
         self,
         inputs: torch.Tensor,
         rotation_weights: torch.Tensor,
         entangler_weights: torch.Tensor | None,
-        strategy: str,
-        final_entangler: bool,
-    ) -> torch.Tensor:
-        """Final amplitudes: complex (B, 2^n), or real (B, 2·2^n) = [Re ψ | Im ψ] on the real path."""
+        const: _Constants,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(front, M): the final amplitudes are front @ M (see :func:`_real_transfer`).
+
+        X/Y embedding: front is the real product state (B, D) of the embedding alone and M the
+        complex (D, D) rest (the X embedding's phases folded in); Z embedding: front is the
+        complex product state after layer 0's rotations and M the rest after it.
+        """
         spec = self.spec
-        const = self.constants(rotation_weights.device, rotation_weights.dtype)
-        if strategy == "auto":
-            strategy = choose_strategy(spec, inputs.shape[0])
-        if strategy not in ("unitary", "gates") or (strategy == "unitary" and spec.reupload):
-            raise ValueError(
-                f"strategy {strategy!r} not available for this circuit; expected one of {STRATEGIES} ('unitary' needs reupload=False)"
-            )
         rotations = sv.rotation_gates(rotation_weights, spec.rotations)  # (L, n, 2, 2)
-        n_layers = spec.n_layers
-
-        def run(
-            psi: torch.Tensor, first_layer: int, per_sample_embed: torch.Tensor | None
-        ) -> torch.Tensor:
-            for layer in range(n_layers):
-                if layer >= first_layer:
-                    gates = (
-                        rotations[layer]
-                        if per_sample_embed is None
-                        else rotations[layer] @ per_sample_embed
-                    )
-                    psi = sv.apply_product_layer(psi, gates, const.blocks)
-                if layer < n_layers - 1 or final_entangler:
-                    psi = self._entangler(psi, layer, const, entangler_weights)
-            return psi
-
-        if strategy == "unitary" and spec.embedding in ("X", "Y"):
+        if spec.embedding in ("X", "Y"):
             # R_Y(x)|0⟩ = (cos x/2, sin x/2) and R_X(x)|0⟩ = (cos x/2, -i sin x/2): the embedded
             # product state is a real vector (B, 2^n) times a fixed phase (-i)^popcount(k) (X).
-            # The whole circuit after the embedding is data-independent: one real GEMM with
-            # [Re M | Im M], where row k of M is the circuit applied to |k⟩.
-            embedded = sv.angle_product_state(inputs)  # (B, 2^n) real
-            transfer = self._transfer(rotations, entangler_weights, const, 0, final_entangler)
+            embedded = sv.angle_product_state(inputs)
+            transfer = self._transfer(rotations, entangler_weights, const, 0, True)
             if spec.embedding == "X":
                 transfer = transfer * const.x_phases[:, None]
-            return embedded @ torch.cat([transfer.real, transfer.imag], dim=1)
+            return embedded, transfer
+        embed = sv.EMBEDDING_GATES[spec.embedding](inputs)  # (B, n, 2, 2)
+        first = rotations[0] @ embed[..., :, 0:1]  # (B, n, 2, 1): layer 0 acts on |0…0⟩
+        return sv.product_state(first[..., 0]), self._transfer(
+            rotations, entangler_weights, const, 1, True
+        )
 
+    # The "adjoint" strategy ---------------------------------------------------------------------
+    def _layer_gates(
+        self, inputs: torch.Tensor, rotation_weights: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """Single-qubit gates of every layer: (B, n, 2, 2) where the inputs enter, else (n, 2, 2)."""
+        spec = self.spec
+        rotations = sv.rotation_gates(rotation_weights, spec.rotations)
+        embed = sv.EMBEDDING_GATES[spec.embedding](inputs)
+        return [
+            rotations[layer] @ embed if layer == 0 or spec.reupload else rotations[layer]
+            for layer in range(spec.n_layers)
+        ]
+
+    def _adjoint_state(
+        self,
+        inputs: torch.Tensor,
+        rotation_weights: torch.Tensor,
+        entangler_weights: torch.Tensor | None,
+        const: _Constants,
+    ) -> torch.Tensor:
+        """Final statevector (B, D) complex, layer by layer (layer 0 on |0…0⟩ in closed form)."""
+        gates = self._layer_gates(inputs, rotation_weights)
+        state = sv.product_state(gates[0][..., :, 0])
+        for layer in range(self.spec.n_layers):
+            if layer > 0:
+                state = sv.apply_blocks(state, sv.product_layer_blocks(gates[layer], const.blocks))
+            state = self._entangler(state, layer, const, entangler_weights)
+        if self.spec.final_qft:
+            state = torch.fft.ifft(state, dim=1, norm="ortho")
+        return state
+
+    # The "gates" strategy (autograd, node by node) ---------------------------------------------
+    def _gates_amplitudes(
+        self,
+        inputs: torch.Tensor,
+        rotation_weights: torch.Tensor,
+        entangler_weights: torch.Tensor | None,
+        final_entangler: bool,
+    ) -> torch.Tensor:
+        spec = self.spec
+        const = self.constants(rotation_weights.device, rotation_weights.dtype)
+        rotations = sv.rotation_gates(rotation_weights, spec.rotations)  # (L, n, 2, 2)
         embed = sv.EMBEDDING_GATES[spec.embedding](inputs)  # (B, n, 2, 2)
         # Layer 0 acts on |0…0⟩: a product state of each wire's first column.
         first = rotations[0] @ embed[..., :, 0:1]  # (B, n, 2, 1)
-        state = sv.product_state(first[..., 0])
-        if strategy == "unitary":
-            return state @ self._transfer(rotations, entangler_weights, const, 1, final_entangler)
-        return run(state, 1, embed if spec.reupload else None)
+        psi = sv.product_state(first[..., 0])
+        n_layers = spec.n_layers
+        for layer in range(n_layers):
+            if layer >= 1:
+                gates = rotations[layer] @ embed if spec.reupload else rotations[layer]
+                psi = sv.apply_product_layer(psi, gates, const.blocks)
+            if layer < n_layers - 1 or final_entangler:
+                psi = self._entangler(psi, layer, const, entangler_weights)
+        if spec.final_qft:
+            psi = torch.fft.ifft(psi, dim=1, norm="ortho")
+        return psi
 
+    def _gates_features(
+        self,
+        inputs: torch.Tensor,
+        rotation_weights: torch.Tensor,
+        entangler_weights: torch.Tensor | None,
+    ) -> torch.Tensor:
+        spec = self.spec
+        const = self.constants(rotation_weights.device, rotation_weights.dtype)
+        needs_state = "state" in spec.measurements
+        # A trailing diagonal does not change |ψ|²; a trailing gather is folded into the readout.
+        fold = not needs_state and bool(spec.entangler_pairs) and not spec.final_qft
+        amplitudes = self._gates_amplitudes(inputs, rotation_weights, entangler_weights, not fold)
+        gathered = fold and const.gather is not None
+        probs = amplitudes.real.square() + amplitudes.imag.square()
+        outputs = {}
+        if const.signs is not None:
+            signs = const.signs_after_gather if gathered else const.signs
+            assert signs is not None
+            outputs.update(_expectation_parts(spec, probs @ signs))
+        if "probs" in spec.measurements:
+            if gathered:
+                assert const.gather is not None and const.inverse_gather is not None
+                probs = sv.permute_amplitudes(probs, const.gather, const.inverse_gather)
+            outputs["probs"] = probs
+        if needs_state:
+            outputs["state"] = torch.cat([amplitudes.real, amplitudes.imag], dim=1)
+        return torch.cat([outputs[m] for m in spec.measurements], dim=1)
+
+    # ------------------------------------------------------------------------------------------
     def state(
         self,
         inputs: torch.Tensor,
@@ -215,12 +435,16 @@ class TorchCircuit:
         """Final statevector (B, 2^n) complex for inputs (B, n) radians.
 
         The dtype follows ``rotation_weights`` (float32 -> complex64, float64 -> complex128).
+        Differentiable with autograd on every strategy (node by node: meant for inspection).
         """
-        amplitudes = self._amplitudes(inputs, rotation_weights, entangler_weights, strategy, True)
-        if amplitudes.is_complex():
-            return amplitudes
-        dim = self.spec.dim
-        return torch.complex(amplitudes[:, :dim], amplitudes[:, dim:])
+        strategy = self.resolve_strategy(strategy, inputs.shape[0])
+        const = self.constants(rotation_weights.device, rotation_weights.dtype)
+        if strategy == "gates":
+            return self._gates_amplitudes(inputs, rotation_weights, entangler_weights, True)
+        if strategy == "adjoint":
+            return self._adjoint_state(inputs, rotation_weights, entangler_weights, const)
+        front, transfer = self._unitary_parts(inputs, rotation_weights, entangler_weights, const)
+        return front.to(transfer.dtype) @ transfer
 
     def features(
         self,
@@ -231,50 +455,201 @@ class TorchCircuit:
         strategy: str = "auto",
     ) -> torch.Tensor:
         """Measured features (B, n_outputs) real, in the order of ``spec.measurements``."""
-        spec = self.spec
+        itemsize = 2 * rotation_weights.element_size()
+        strategy = self.resolve_strategy(strategy, inputs.shape[0], itemsize)
+        if strategy == "gates":
+            return self._gates_features(inputs, rotation_weights, entangler_weights)
+        tensors = (inputs, rotation_weights, entangler_weights)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+            function = _UnitaryFunction if strategy == "unitary" else _AdjointFunction
+            return function.apply(inputs, rotation_weights, entangler_weights, self)
         const = self.constants(rotation_weights.device, rotation_weights.dtype)
-        needs_state = "state" in spec.measurements
-        # A trailing diagonal does not change |ψ|²; a trailing gather is folded into the readout.
-        fold = not needs_state and bool(spec.entangler_pairs)
-        amplitudes = self._amplitudes(
-            inputs, rotation_weights, entangler_weights, strategy, not fold
+        with torch.no_grad():
+            if strategy == "adjoint":
+                state = self._adjoint_state(inputs, rotation_weights, entangler_weights, const)
+                return _readout(self.spec, const, state, split=False)
+            front, transfer = self._unitary_parts(
+                inputs, rotation_weights, entangler_weights, const
+            )
+            split = not front.is_complex()
+            amplitudes = front @ (_real_transfer(transfer) if split else transfer)
+            return _readout(self.spec, const, amplitudes, split)
+
+
+def _recorded_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """Backward under ``create_graph=True``: differentiate a recorded recomputation.
+
+    The fused backwards work on detached tensors, so their results would not carry the
+    dependence on the inputs that a second derivative needs (the QINN's log-det gradient).
+    Here the circuit is recomputed node by node (the ``"gates"`` path) on the saved inputs
+    themselves and differentiated with ``create_graph=True``.
+    """
+    inputs, rotation_weights, entangler_weights = ctx.saved_tensors[:3]
+    tensors = (inputs, rotation_weights, entangler_weights)
+    wanted = [i for i, t in enumerate(tensors) if t is not None and ctx.needs_input_grad[i]]
+    result: list[torch.Tensor | None] = [None, None, None, None]
+    if not wanted:
+        return tuple(result)
+    with torch.enable_grad():
+        features = ctx.circuit._gates_features(inputs, rotation_weights, entangler_weights)
+        grads = torch.autograd.grad(
+            features, [tensors[i] for i in wanted], grad, create_graph=True, allow_unused=True
         )
-        gathered = fold and const.gather is not None
-        split = not amplitudes.is_complex()  # [Re ψ | Im ψ] from the real path
-        if split:
-            squares = amplitudes * amplitudes
-            probs = (
-                squares[:, : spec.dim] + squares[:, spec.dim :]
-                if "probs" in spec.measurements
-                else None
-            )
-            state_features = amplitudes
-        else:
-            probs = amplitudes.real.square() + amplitudes.imag.square()
-            state_features = (
-                torch.cat([amplitudes.real, amplitudes.imag], dim=1) if needs_state else None
-            )
-        outputs = {}
-        if const.signs is not None:
-            # Σ_k (Re²+Im²)_k S_k = [Re² | Im²] @ [S; S]: no slicing on the real path.
-            if split:
-                expectations = squares @ (
-                    const.signs_doubled_after_gather if gathered else const.signs_doubled
-                )
-            else:
-                expectations = probs @ (const.signs_after_gather if gathered else const.signs)
-            n = spec.n_qubits
-            if "z" in spec.measurements:
-                outputs["z"] = expectations[:, :n]
-                outputs["zz"] = expectations[:, n:]
-            else:
-                outputs["zz"] = expectations
-        if "probs" in spec.measurements:
-            outputs["probs"] = (
-                sv.permute_amplitudes(probs, const.gather, const.inverse_gather)
-                if gathered
-                else probs
-            )
-        if needs_state:
-            outputs["state"] = state_features
-        return torch.cat([outputs[m] for m in spec.measurements], dim=1)
+    for i, g in zip(wanted, grads, strict=True):
+        result[i] = g
+    return tuple(result)
+
+
+def _real_transfer(transfer: torch.Tensor) -> torch.Tensor:
+    """[Re M | Im M] (D, 2D): a real front times it gives [Re ψ | Im ψ] in one real GEMM."""
+    return torch.cat([transfer.real, transfer.imag], dim=1)
+
+
+def _leaves(
+    tensors: tuple[torch.Tensor | None, ...], needs: tuple[bool, ...]
+) -> list[torch.Tensor | None]:
+    """Detached copies of the inputs that record a fresh graph where a gradient is needed."""
+    return [
+        None if t is None else t.detach().requires_grad_(bool(need))
+        for t, need in zip(tensors, needs, strict=False)
+    ]
+
+
+def _grads_of_leaves(
+    outputs: list[torch.Tensor], grads: list[torch.Tensor], leaves: list[torch.Tensor | None]
+) -> list[torch.Tensor | None]:
+    """torch.autograd.grad of the small recorded graphs into the leaves (None where not needed)."""
+    wanted = [leaf for leaf in leaves if leaf is not None and leaf.requires_grad]
+    result: list[torch.Tensor | None] = [None] * len(leaves)
+    if not wanted or not outputs:
+        return result
+    found = iter(torch.autograd.grad(outputs, wanted, grads, allow_unused=True))
+    for i, leaf in enumerate(leaves):
+        if leaf is not None and leaf.requires_grad:
+            result[i] = next(found)
+    return result
+
+
+class _UnitaryFunction(torch.autograd.Function):
+    """features(front(x, w) @ M(w, φ)) as one node: (inputs, rotation_weights, entangler_weights, circuit).
+
+    The forward records autograd graphs only for the small front and matrix (see
+    `TorchCircuit._unitary_parts`); the backward does the readout's derivative and the two big
+    GEMMs by hand (g_front = g @ Mᴴ, g_M = frontᴴ @ g) and hands the rest to autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, inputs, rotation_weights, entangler_weights, circuit):
+        const = circuit.constants(rotation_weights.device, rotation_weights.dtype)
+        leaves = _leaves((inputs, rotation_weights, entangler_weights), ctx.needs_input_grad[:3])
+        with torch.enable_grad():
+            front, transfer = circuit._unitary_parts(*leaves, const)
+        split = not front.is_complex()
+        matrix = _real_transfer(transfer.detach()) if split else transfer.detach()
+        amplitudes = front.detach() @ matrix
+        ctx.circuit, ctx.const, ctx.split = circuit, const, split
+        ctx.parts = (front, transfer, matrix, leaves, amplitudes)
+        ctx.save_for_backward(inputs, rotation_weights, entangler_weights)
+        return _readout(circuit.spec, const, amplitudes, split)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            return _recorded_backward(ctx, grad)
+        front, transfer, matrix, leaves, amplitudes = ctx.parts
+        del ctx.parts
+        g_amp = _readout_backward(ctx.circuit.spec, ctx.const, amplitudes, grad, ctx.split)
+        outputs, grads = [], []
+        if front.requires_grad:
+            outputs.append(front)
+            grads.append(g_amp @ matrix.mH)
+        if transfer.requires_grad:
+            g_matrix = front.detach().mH @ g_amp
+            if ctx.split:  # ∂L/∂Re M + i ∂L/∂Im M
+                dim = g_matrix.shape[0]
+                g_matrix = torch.complex(g_matrix[:, :dim], g_matrix[:, dim:])
+            outputs.append(transfer)
+            grads.append(g_matrix)
+        return (*_grads_of_leaves(outputs, grads, leaves), None)
+
+
+class _AdjointFunction(torch.autograd.Function):
+    """features(circuit(x, w, φ)|0…0⟩) as one node with an adjoint-method backward.
+
+    Saves only the final state. The backward recomputes the (small) per-layer gates with an
+    autograd graph, then walks the circuit in reverse: each entangler and each Kronecker block
+    is undone on the state (ψ_in = Uᴴ ψ_out) and applied as its adjoint to the cotangent
+    (λ_in = Uᴴ λ_out); a block's gradient is λ_out ψ_inᴴ, a diagonal phase's Im(λ_out ψ̄_out).
+    Layer 0 acts on |0…0⟩: its product state is rebuilt with autograd and given the cotangent.
+    Memory: a few (B, 2^n) states plus the gates, independent of the depth.
+    """
+
+    @staticmethod
+    def forward(ctx, inputs, rotation_weights, entangler_weights, circuit):
+        const = circuit.constants(rotation_weights.device, rotation_weights.dtype)
+        state = circuit._adjoint_state(inputs, rotation_weights, entangler_weights, const)
+        ctx.save_for_backward(inputs, rotation_weights, entangler_weights, state)
+        ctx.circuit, ctx.const = circuit, const
+        return _readout(circuit.spec, const, state, split=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            return _recorded_backward(ctx, grad)
+        inputs, rotation_weights, entangler_weights, state = ctx.saved_tensors
+        circuit, const = ctx.circuit, ctx.const
+        spec = circuit.spec
+        needs = ctx.needs_input_grad[:3]
+        lam = _readout_backward(spec, const, state, grad, split=False)
+        leaves = _leaves((inputs, rotation_weights, entangler_weights), needs)
+        gates_need_grad = bool(needs[0] or needs[1])
+        with torch.set_grad_enabled(gates_need_grad):
+            gates = circuit._layer_gates(leaves[0], leaves[1])
+        if spec.final_qft:
+            state = torch.fft.fft(state, dim=1, norm="ortho")
+            lam = torch.fft.fft(lam, dim=1, norm="ortho")
+        g_phase = (
+            torch.zeros_like(entangler_weights)
+            if needs[2] and entangler_weights is not None
+            else None
+        )
+        outputs, grads = [], []
+        for layer in reversed(range(spec.n_layers)):
+            # Entangler of this layer.
+            if const.gather is not None:
+                if layer > 0:
+                    state = state.index_select(1, const.inverse_gather)
+                lam = lam.index_select(1, const.inverse_gather)
+            elif const.cz is not None:
+                if layer > 0:
+                    state = state * const.cz
+                lam = lam * const.cz
+            elif const.phase_coeffs is not None:
+                phase = (entangler_weights[layer] @ const.phase_coeffs) * -0.5
+                inverse = torch.complex(torch.cos(phase), -torch.sin(phase))
+                if g_phase is not None:
+                    # dL/dθ_k = Σ_b Im(λ_bk · conj(ψ_bk)) for ψ_k -> e^{iθ_k} ψ_k, θ = -φ·C/2.
+                    dtheta = (lam * state.conj()).imag.sum(0)
+                    g_phase[layer] = const.phase_coeffs @ dtheta * -0.5
+                if layer > 0:
+                    state = state * inverse
+                lam = lam * inverse
+            if layer == 0:
+                break  # layer 0 on |0…0⟩ is a product state: its gradient through autograd below
+            with torch.set_grad_enabled(gates_need_grad):
+                krons = sv.product_layer_blocks(gates[layer], const.blocks)
+            for block in reversed(krons):
+                fixed = block.detach()
+                state = sv.unrotate_block(state, fixed)
+                if gates_need_grad:
+                    outputs.append(block)
+                    grads.append(
+                        sv.rotate_block_grad(lam, state, fixed.shape[-1], fixed.dim() == 2)
+                    )
+                lam = sv.unrotate_block(lam, fixed)
+        if gates_need_grad:
+            with torch.enable_grad():
+                outputs.append(sv.product_state(gates[0][..., :, 0]))
+            grads.append(lam)
+        g_inputs, g_rotations, _ = _grads_of_leaves(outputs, grads, leaves)
+        return g_inputs, g_rotations, g_phase, None
