@@ -516,14 +516,19 @@ def _leaves(
 
 
 def _grads_of_leaves(
-    outputs: list[torch.Tensor], grads: list[torch.Tensor], leaves: list[torch.Tensor | None]
+    outputs: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    leaves: list[torch.Tensor | None],
+    retain_graph: bool = False,
 ) -> list[torch.Tensor | None]:
     """torch.autograd.grad of the small recorded graphs into the leaves (None where not needed)."""
     wanted = [leaf for leaf in leaves if leaf is not None and leaf.requires_grad]
     result: list[torch.Tensor | None] = [None] * len(leaves)
     if not wanted or not outputs:
         return result
-    found = iter(torch.autograd.grad(outputs, wanted, grads, allow_unused=True))
+    found = iter(
+        torch.autograd.grad(outputs, wanted, grads, allow_unused=True, retain_graph=retain_graph)
+    )
     for i, leaf in enumerate(leaves):
         if leaf is not None and leaf.requires_grad:
             result[i] = next(found)
@@ -557,7 +562,6 @@ class _UnitaryFunction(torch.autograd.Function):
         if torch.is_grad_enabled():
             return _recorded_backward(ctx, grad)
         front, transfer, matrix, leaves, amplitudes = ctx.parts
-        del ctx.parts
         g_amp = _readout_backward(ctx.circuit.spec, ctx.const, amplitudes, grad, ctx.split)
         outputs, grads = [], []
         if front.requires_grad:
@@ -570,7 +574,8 @@ class _UnitaryFunction(torch.autograd.Function):
                 g_matrix = torch.complex(g_matrix[:, :dim], g_matrix[:, dim:])
             outputs.append(transfer)
             grads.append(g_matrix)
-        return (*_grads_of_leaves(outputs, grads, leaves), None)
+        # The small graphs live as long as this node: a retained outer graph can run again.
+        return (*_grads_of_leaves(outputs, grads, leaves, retain_graph=True), None)
 
 
 class _AdjointFunction(torch.autograd.Function):
