@@ -95,11 +95,11 @@ def test_gradient_penalty_equals_finite_differences_on_a_toy_critic() -> None:
     eps = torch.rand(6, 1, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     gp = gradient_penalty(critic, real, fake, cond, rng, gp_lambda=20.0)
     expected = _fd_penalty(critic, real, fake, cond, eps, 20.0)
-    assert float(gp) == pytest.approx(expected, rel=1e-7)
+    assert float(gp.detach()) == pytest.approx(expected, rel=1e-7)
 
     # Independent of ε: with real == fake every interpolate is the point itself.
     gp_same = gradient_penalty(critic, real, real.clone(), cond, None, gp_lambda=3.0)
-    assert float(gp_same) == pytest.approx(
+    assert float(gp_same.detach()) == pytest.approx(
         _fd_penalty(critic, real, real, cond, torch.zeros(6, 1, dtype=torch.float64), 3.0),
         rel=1e-7,
     )
@@ -123,7 +123,7 @@ def test_gradient_penalty_of_a_quadratic_critic_is_known_in_closed_form() -> Non
     norms = (mixed @ a + cond * b).norm(dim=1)
     expected = 20.0 * ((norms - 1) ** 2).mean()
     gp = gradient_penalty(critic, real, fake, cond, torch.Generator().manual_seed(4))
-    assert float(gp) == pytest.approx(float(expected), rel=1e-12)
+    assert float(gp.detach()) == pytest.approx(float(expected), rel=1e-12)
 
 
 def test_gradient_penalty_trains_the_critic_create_graph() -> None:
@@ -143,9 +143,9 @@ def test_gradient_penalty_trains_the_critic_create_graph() -> None:
     for k in range(3):
         with torch.no_grad():  # the penalty itself turns gradients back on for its ∇_x̂
             critic.w2[k] += h
-            up = float(penalty())
+            up = float(penalty().detach())
             critic.w2[k] -= 2 * h
-            down = float(penalty())
+            down = float(penalty().detach())
             critic.w2[k] += h
         assert float(grad[k]) == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-9)
 
@@ -161,10 +161,10 @@ def test_critic_and_generator_losses_are_the_wasserstein_objectives() -> None:
     with torch.no_grad():
         w = critic(real, cond).mean() - critic(fake, cond).mean()
     assert parts["wasserstein_estimate"] == pytest.approx(float(w), rel=1e-12)
-    assert parts["gp"] == pytest.approx(float(gp), rel=1e-12)
-    assert float(loss) == pytest.approx(float(-w + gp), rel=1e-12)
-    assert float(generator_loss(critic, fake, cond)) == pytest.approx(
-        -float(critic(fake, cond).mean()), rel=1e-12
+    assert parts["gp"] == pytest.approx(float(gp.detach()), rel=1e-12)
+    assert float(loss.detach()) == pytest.approx(float(-w + gp.detach()), rel=1e-12)
+    assert float(generator_loss(critic, fake, cond).detach()) == pytest.approx(
+        -float(critic(fake, cond).mean().detach()), rel=1e-12
     )
 
 
@@ -300,7 +300,7 @@ def test_freeze_circuit_keeps_the_circuit_at_initialisation(freeze: bool) -> Non
     assert all((id(p) in optimised) is not freeze for p in circuit)
     for seed in range(3):
         stepper.step(*_fake_batch(32, seed))
-    moved = max(float((p - b).abs().max()) for p, b in zip(circuit, before))
+    moved = max(float((p.detach() - b).abs().max()) for p, b in zip(circuit, before))
     assert (moved == 0.0) if freeze else (moved > 0.0)
     assert not torch.equal(model.generator.module.head.weight, head_before)
 
