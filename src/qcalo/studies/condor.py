@@ -30,7 +30,14 @@ from qcalo.studies.config import StudyConfig
 from qcalo.studies.runner import CellTask, prepare_study
 from qcalo.utils.atomic import atomic_path
 
-__all__ = ["write_condor", "cell_script", "condor_arguments", "parse_dag", "Dag"]
+__all__ = [
+    "write_condor",
+    "cell_script",
+    "condor_arguments",
+    "split_condor_arguments",
+    "parse_dag",
+    "Dag",
+]
 
 
 def _python() -> list[str]:
@@ -71,6 +78,47 @@ def condor_arguments(args: list[str]) -> str:
     """HTCondor's quoted ``arguments`` syntax: double quotes around the list, single quotes
     around each argument, quotes inside repeated."""
     return '"' + " ".join("'" + a.replace("'", "''").replace('"', '""') + "'" for a in args) + '"'
+
+
+def split_condor_arguments(text: str) -> list[str]:
+    """The argument list a quoted HTCondor ``arguments`` value denotes (the inverse of
+    :func:`condor_arguments`; the manual's "new syntax": whitespace separates, single quotes
+    group, ``''`` inside them is a quote, ``""`` a double quote)."""
+    text = text.strip()
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        raise ValueError(f"{text[:40]!r}: expected the quoted form of HTCondor arguments")
+    body = text[1:-1].replace('""', '"')
+    args: list[str] = []
+    current: list[str] | None = None
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "'":
+            current = current if current is not None else []
+            i += 1
+            while True:
+                if i >= len(body):
+                    raise ValueError(f"{text[:40]!r}: unterminated single quote")
+                if body[i] == "'":
+                    if body[i + 1 : i + 2] == "'":
+                        current.append("'")
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                current.append(body[i])
+                i += 1
+        elif c.isspace():
+            if current is not None:
+                args.append("".join(current))
+                current = None
+            i += 1
+        else:
+            current = (current if current is not None else []) + [c]
+            i += 1
+    if current is not None:
+        args.append("".join(current))
+    return args
 
 
 def _environment(threads: int) -> str:

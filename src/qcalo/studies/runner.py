@@ -359,9 +359,12 @@ def _run_ray(
 
 
 def ray_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ray") is not None
+    """Whether Ray can be imported here (``pip install 'qcalo[ray]'``)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def run_study(

@@ -1,0 +1,219 @@
+"""Study files: validation, grid expansion, cell names and configs, metric names (no training)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qcalo.cli.main import main
+from qcalo.errors import ConfigError
+from qcalo.studies import expand_cells, load_study, run_study, study_from_dict
+from qcalo.studies.config import evaluate_metrics_for, extract_metric, set_dotted
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "studies" / "tiny.yaml"
+
+
+def _study(**changes):
+    data = {
+        "name": "t",
+        "base": "tiny_photons",
+        "simulate": {
+            "energies": [1024],
+            "train_events_per_energy": 20,
+            "reference_events_per_energy": 20,
+        },
+        "grid": {"model.stage1.conditioner": ["mlp", "quantum"]},
+        "seeds": [1],
+        "metrics": ["kpd"],
+    }
+    data.update(changes)
+    return study_from_dict(data, source="t.yaml")
+
+
+def test_tiny_study_is_two_cells_by_two_seeds():
+    study = load_study(TINY)
+    cells = expand_cells(study)
+    assert study.name == "tiny"
+    assert [c.name for c in cells] == ["cell-000__conditioner=mlp", "cell-001__conditioner=quantum"]
+    assert study.seeds == [1, 2]
+    assert cells[1].config["model"]["stage1"]["conditioner"] == "quantum"
+    assert cells[0].config["model"]["stage1"]["conditioner"] == "mlp"
+    assert all(c.config["epochs"] == 2 and c.config["device"] == "cpu" for c in cells)
+    assert study.evaluate_metrics() == ["cls-high", "fpd", "kpd"]
+
+
+def test_grid_is_the_product_first_key_slowest_with_exclusions():
+    study = _study(
+        grid={
+            "model.stage1.conditioner": ["mlp", "quantum"],
+            "model.stage1.hidden": [[16], [32, 32]],
+            "model.stage1.circuit.n_qubits": [3, 4],
+        },
+        exclude=[{"model.stage1.conditioner": "mlp", "model.stage1.circuit.n_qubits": 4}],
+    )
+    cells = expand_cells(study)
+    assert len(cells) == 6  # 8 minus the two mlp × 4-qubit cells
+    assert cells[0].name == "cell-000__conditioner=mlp__hidden=16__n_qubits=3"
+    assert cells[1].name == "cell-001__conditioner=mlp__hidden=32x32__n_qubits=3"
+    assert cells[2].assignment == {
+        "model.stage1.conditioner": "quantum",
+        "model.stage1.hidden": [16],
+        "model.stage1.circuit.n_qubits": 3,
+    }
+    assert cells[3].config["model"]["stage1"]["circuit"]["n_qubits"] == 4
+    assert cells[1].config["model"]["stage1"]["hidden"] == [32, 32]
+    assert len({c.name for c in cells}) == len(cells)
+
+
+def test_ambiguous_leaf_names_keep_enough_of_the_path():
+    study = _study(grid={"model.stage1.hidden": [[8]], "model.stage2.hidden": [[8]]})
+    assert expand_cells(study)[0].name == "cell-000__stage1.hidden=8__stage2.hidden=8"
+
+
+def test_base_and_whole_mappings_can_be_grid_axes(tmp_path):
+    # How model kinds with different settings share a study: each value is a whole config (or
+    # a whole `model:` mapping); the rest of the grid applies on top.
+    base = yaml.safe_load((REPO / "configs" / "tiny_photons.yaml").read_text())
+    base["model"]["stage2"]["coupling"] = "spline"
+    (tmp_path / "spline.yaml").write_text(yaml.safe_dump(base))
+    study = _study(
+        base=None,
+        grid={"base": ["tiny_photons", str(tmp_path / "spline.yaml")], "epochs": [1]},
+        families="base",
+    )
+    cells = expand_cells(study)
+    assert [c.config["model"]["stage2"]["coupling"] for c in cells] == ["affine", "spline"]
+    assert cells[0].name == "cell-000__base=tiny_photons__epochs=1"
+    model = {"stage1": {"conditioner": "mlp", "hidden": [8]}, "stage2": {"hidden": [8]}}
+    (cell,) = expand_cells(_study(grid={"model": [model]}))
+    assert cell.config["model"]["stage1"]["hidden"] == [8]
+    assert cell.config["model"]["stage1"]["n_blocks"] == 4  # the model default, not the base's 2
+    assert re.fullmatch(r"cell-000__model=[0-9a-f]{8}", cell.name)
+    (cell,) = expand_cells(_study(grid={"model": [{**model, "kind": "flow"}]}))
+    assert re.fullmatch(r"cell-000__model=flow-[0-9a-f]{6}", cell.name)
+
+
+def test_a_cell_with_an_invalid_config_is_named_before_anything_runs(tmp_path):
+    study = _study(grid={"model.stage1.circuit.n_qubits": [4, 0]})
+    with pytest.raises(ConfigError, match=r"cell-001__n_qubits=0.*n_qubits"):
+        expand_cells(study)
+    with pytest.raises(ConfigError, match="no_such_key"):
+        expand_cells(_study(grid={"model.stage1.no_such_key": [1]}))
+    with pytest.raises(ConfigError, match="not a mapping"):
+        expand_cells(_study(grid={"batch_size.x": [1]}))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"families": "lr"}, "families 'lr' is not a grid key"),
+        ({"seeds": [1, 1]}, "repeated seeds"),
+        ({"seeds": []}, "seeds"),
+        ({"metrics": ["auc.huge"]}, "classifier one of"),
+        ({"metrics": ["nll"]}, "metrics.json key under one of"),
+        ({"metrics": ["separation_power"]}, "separation_power.<key>"),
+        ({"grid": {"optimiser.lr": []}}, "empty list"),
+        ({"data": {"train": "a.h5", "reference": "b.h5"}}, "exactly one of 'data'"),
+        ({"exclude": [{"nope": 1}]}, "not grid keys"),
+        ({"overrides": {"model.stage1.conditioner": "mlp"}}, "both in grid and overrides"),
+        ({"unknown_key": 1}, "unknown_key"),
+        ({"resources": {"cpus_per_cell": 0}}, "cpus_per_cell"),
+    ],
+)
+def test_bad_study_files_are_one_line_config_errors(changes, message):
+    with pytest.raises(ConfigError) as info:
+        _study(**changes)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("t.yaml")
+
+
+def test_metric_names_map_to_evaluate_metrics_and_values():
+    assert evaluate_metrics_for(["auc.low_normed", "jsd.high", "separation_power.etot_einc"]) == [
+        "hist",
+        "cls-low-normed",
+        "cls-high",
+    ]
+    assert evaluate_metrics_for(["timing_ms_per_shower.100", "fpd.error"]) == ["fpd", "timing"]
+    metrics = {"fpd": [12.5, 0.5], "auc": {"high": 0.75}, "separation_power": {"e": 1e-3}}
+    assert extract_metric(metrics, "fpd", "m") == 12.5
+    assert extract_metric(metrics, "fpd.error", "m") == 0.5
+    assert extract_metric(metrics, "auc.high", "m") == 0.75
+    with pytest.raises(ConfigError, match="'low' missing.*keys there: high"):
+        extract_metric(metrics, "auc.low", "m")
+    with pytest.raises(ConfigError, match="no kpd value"):
+        extract_metric(metrics, "kpd", "m")
+
+
+def test_set_dotted_creates_mappings_and_copies_values():
+    data: dict = {"a": {"b": 1}}
+    value = [1, 2]
+    set_dotted(data, "a.c.d", value)
+    value.append(3)
+    assert data == {"a": {"b": 1, "c": {"d": [1, 2]}}}
+
+
+def test_study_file_errors_and_relative_paths(tmp_path):
+    with pytest.raises(ConfigError, match="no such study file"):
+        load_study(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_study(bad)
+    # base and data paths are relative to the study file
+    (tmp_path / "configs").mkdir()
+    base = yaml.safe_load((REPO / "configs" / "tiny_photons.yaml").read_text())
+    base["batch_size"] = 64
+    (tmp_path / "configs" / "mine.yaml").write_text(yaml.safe_dump(base))
+    study_file = tmp_path / "s.yaml"
+    study_file.write_text(
+        yaml.safe_dump(
+            {
+                "base": "configs/mine.yaml",
+                "data": {"train": "train.h5", "reference": "ref.h5"},
+                "seeds": [3],
+                "metrics": ["kpd"],
+            }
+        )
+    )
+    study = load_study(study_file)
+    (cell,) = expand_cells(study)
+    assert study.name == "s" and cell.name == "cell-000"
+    assert cell.config["batch_size"] == 64
+    assert study.resolve_path("train.h5") == tmp_path / "train.h5"
+
+
+def test_missing_ray_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'qcalo\[ray\]'"):
+        run_study(_study(), tmp_path / "out", executor="ray")
+    assert not (tmp_path / "out").exists()  # refused before any work
+    status = main(["study", str(TINY), "--out", str(tmp_path / "o"), "--executor", "ray"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "pip install 'qcalo[ray]'" in err
+
+
+def test_cli_refuses_contradictory_options(tmp_path, capsys):
+    status = main(
+        [
+            "study",
+            str(TINY),
+            "--out",
+            str(tmp_path / "o"),
+            "--condor",
+            str(tmp_path / "c"),
+            "--collect-only",
+        ]
+    )
+    assert status == 2
+    assert "--condor writes submit files" in capsys.readouterr().err
+    status = main(["study", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")])
+    assert status == 2
+    assert not (tmp_path / "o").exists()
