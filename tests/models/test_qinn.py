@@ -22,17 +22,17 @@ def _model(n_features: int = 3, n_layers: int = 2, seed: int = 0) -> QINN:
         model.input_log_scale.uniform_(-0.3, 0.3)
         model.output_log_scale.uniform_(-0.3, 0.3)
         model.condition_map.uniform_(-2, 2)
-        model.entanglers.uniform_(-2, 2)
+        model.circuit.entanglers.uniform_(-2, 2)
     return model
 
 
 def _pennylane_expectations(model: QINN, values: np.ndarray, cond: float, adjoint: bool):
     """The same circuit written gate by gate in PennyLane: ⟨Z_i⟩ on the data wires."""
     d, wires = model.n_features, model.n_wires
-    rot = model.rotations.detach().numpy()
-    ent = model.entanglers.detach().numpy()
+    rot = model.circuit.rotations.detach().numpy()
+    ent = model.circuit.entanglers.detach().numpy()
     cmap = model.condition_map.detach().numpy()
-    ring = model._ring()
+    ring = model.circuit.ring()
     dev = qml.device("default.qubit", wires=wires)
 
     def layer(l):
@@ -73,7 +73,7 @@ def test_circuit_matches_pennylane(adjoint):
 def test_identity_circuit_is_an_exact_scaling():
     model = QINN(QINNConfig(n_layers=1), 3)
     with torch.no_grad():
-        model.rotations.zero_()
+        model.circuit.rotations.zero_()
         model.condition_map.zero_()
         model.output_log_scale.fill_(0.5)
     x = torch.randn(5, 3, dtype=F64)
@@ -126,7 +126,7 @@ def test_training_reduces_reconstruction_error_and_sampling_reencodes():
     torch.manual_seed(2)
     model = QINN(QINNConfig(n_layers=2, lambda_reconstruction=10.0, init_scale=1.0), 3)
     with torch.no_grad():
-        model.entanglers.uniform_(-1.0, 1.0)
+        model.circuit.entanglers.uniform_(-1.0, 1.0)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     before = float(model.invertibility_error(x, cond).mean())
     nll_start = float(qinn_losses(model, x, cond)["nll"].detach())
@@ -151,3 +151,13 @@ def test_training_reduces_reconstruction_error_and_sampling_reencodes():
     scale = float(torch.exp(model.output_log_scale + model.input_log_scale).max())
     print(f"re-encoding error (median, latent units) {err:.4f}")
     assert err < 3 * after * scale
+
+
+def test_circuit_weights_count_as_quantum_and_the_rest_as_classical():
+    from qcalo.quantum.registry import circuit_parameters
+
+    model = QINN(QINNConfig(n_layers=3), 5)
+    quantum = sum(p.numel() for p in circuit_parameters(model))
+    # 3 layers × (6 RY + 6 CRY on the ring of 6 wires); scales 2×5 and condition map 3×2.
+    assert quantum == 3 * (6 + 6)
+    assert sum(p.numel() for p in model.parameters()) - quantum == 10 + 6

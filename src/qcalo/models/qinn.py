@@ -25,12 +25,10 @@ towards it, and :meth:`QINN.invertibility_error` measures it.
 
 The log-density is exact: log p(x|c) = log N(z; 0, I) + log|det ∂z/∂x|, with the d×d Jacobian
 from d reverse-mode passes (d = 5 for photons, 7 for pions). Its training gradient is a second
-derivative through the circuit, so the circuit is simulated here with plain differentiable torch
-operations on d + 1 wires (2^(d+1) amplitudes: 64 for photons): every gate is real (RY, CRY), so
-U is a real orthogonal matrix, built once per step from the weights as one 2^(d+1)-square matrix per
-layer, and a batch costs one matrix product per layer plus the per-event condition rotation. That
-is several times faster under double backward than gate-by-gate application (measured on the
-photon size while writing this), and the gates are tested against PennyLane.
+derivative through the circuit, so the circuit is
+:class:`qcalo.quantum.real_circuit.RealLayeredCircuit` (real RY/CRY gates on d + 1 wires, 64
+amplitudes for photons, plain differentiable torch, tested against PennyLane), not the fast
+engine's first-derivative path.
 
 Example::
 
@@ -49,6 +47,8 @@ import math
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
+
+from qcalo.quantum.real_circuit import RealLayeredCircuit, expect_z
 
 __all__ = ["QINNConfig", "QINN", "mmd_to_normal", "qinn_losses"]
 
@@ -69,45 +69,31 @@ class QINNConfig(BaseModel):
     init_scale: float = Field(0.1, gt=0.0, le=math.pi)
 
 
-def _ry(theta: Tensor) -> Tensor:
-    """RY(θ) = [[cos θ/2, −sin θ/2], [sin θ/2, cos θ/2]]; θ of any shape → (..., 2, 2)."""
-    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
-
-
-def _kron_all(factors: list[Tensor]) -> Tensor:
-    out = factors[0]
-    for factor in factors[1:]:
-        out = torch.kron(out, factor)
-    return out
-
-
 class QINN(nn.Module):
     """The QINN map for ``n_features`` stage-1 variables and one condition (module docstring).
 
-    Wires 0 … d−1 carry the data, wire d the condition (PennyLane's wire order). Parameters:
-    ``input_log_scale`` (d), ``output_log_scale`` (d), ``rotations`` (L, d + 1: RY angles), ``entanglers`` (L, n_pairs: CRY angles), ``condition_map`` (L, 2: α, β of the
-    condition re-upload).
+    Wires 0 … d−1 carry the data, wire d the condition. Classical parameters:
+    ``input_log_scale`` (d), ``output_log_scale`` (d), ``condition_map`` (L, 2: α, β of the
+    condition re-upload); the circuit weights live in ``circuit``
+    (:class:`qcalo.quantum.real_circuit.RealLayeredCircuit`: RY angles (L, d + 1), CRY angles).
     """
 
     def __init__(self, config: QINNConfig, n_features: int, dtype: torch.dtype = torch.float64):
         super().__init__()
-        if not 1 <= n_features <= 12:
-            raise ValueError(f"a QINN takes 1..12 features; got {n_features}")
+        if not 1 <= n_features <= 11:
+            raise ValueError(f"a QINN takes 1..11 features; got {n_features}")
         self.config = config
         self.n_features = n_features
         self.n_wires = n_features + 1
         self.input_log_scale = nn.Parameter(torch.zeros(n_features, dtype=dtype))
         self.output_log_scale = nn.Parameter(torch.zeros(n_features, dtype=dtype))
-        self.rotations = nn.Parameter(
-            config.init_scale * torch.randn(config.n_layers, self.n_wires, dtype=dtype)
-        )
-        self.entanglers = nn.Parameter(torch.zeros(config.n_layers, len(self._ring()), dtype=dtype))
         self.condition_map = nn.Parameter(
             torch.tensor([[math.pi, 0.0]] * config.n_layers, dtype=dtype)
         )
+        self.circuit = RealLayeredCircuit(
+            self.n_wires, config.n_layers, n_features, init_scale=config.init_scale, dtype=dtype
+        )
 
-    # -- the circuit ----------------------------------------------------------------------
     def _encode(self, values: Tensor) -> Tensor:
         """Product state (B, 2^(d+1)) with ⟨Z_i⟩ = tanh(values_i) on the data wires and |0⟩ on
         the condition wire (the last, least significant)."""
@@ -119,55 +105,15 @@ class QINN(nn.Module):
             state = (state.unsqueeze(-1) * amps[:, wire].unsqueeze(1)).reshape(batch, -1)
         return torch.stack([state, torch.zeros_like(state)], dim=-1).reshape(batch, -1)
 
-    def _ring(self) -> list[tuple[int, int]]:
-        n = self.n_wires
-        pairs = [(i, i + 1) for i in range(n - 1)]
-        return pairs + [(n - 1, 0)] if n > 2 else pairs
-
-    def _layer_matrices(self) -> Tensor:
-        """The condition-independent part of each layer, RY on every wire then the CRY ring, as
-        real orthogonal matrices (L, 2^(d+1), 2^(d+1)) (wire 0 most significant)."""
-        eye = torch.eye(2, dtype=self.rotations.dtype, device=self.rotations.device)
-        p0, p1 = torch.diag(eye[0]), torch.diag(eye[1])
-        out = []
-        for layer in range(self.config.n_layers):
-            matrix = _kron_all([_ry(self.rotations[layer, w]) for w in range(self.n_wires)])
-            for k, (control, target) in enumerate(self._ring()):
-                idle = [eye] * self.n_wires
-                active = list(idle)
-                idle[control], active[control] = p0, p1
-                active[target] = _ry(self.entanglers[layer, k])
-                matrix = (_kron_all(idle) + _kron_all(active)) @ matrix
-            out.append(matrix)
-        return torch.stack(out)
-
-    def _condition_rotation(self, state: Tensor, angles: Tensor) -> Tensor:
-        """RY(angles) (B,) on the condition wire of ``state`` (B, 2^(d+1))."""
-        pairs = state.reshape(state.shape[0], -1, 2)
-        return torch.bmm(pairs, _ry(angles).transpose(1, 2)).reshape(state.shape)
-
     def _circuit(self, state: Tensor, cond: Tensor, adjoint: bool) -> Tensor:
         """U(θ, c)|state⟩ or U(θ, c)†|state⟩ for ``state`` (B, 2^(d+1)), ``cond`` (B, 1)."""
         cond_angles = self.condition_map[:, 0] * cond + self.condition_map[:, 1]  # (B, L)
-        matrices = self._layer_matrices()
-        if not adjoint:
-            for layer in range(self.config.n_layers):
-                state = self._condition_rotation(state, cond_angles[:, layer])
-                state = state @ matrices[layer].T
-            return state
-        for layer in reversed(range(self.config.n_layers)):
-            state = state @ matrices[layer]
-            state = self._condition_rotation(state, -cond_angles[:, layer])
-        return state
+        return self.circuit(state, cond_angles, adjoint=adjoint)
 
     def _expect_z(self, state: Tensor) -> Tensor:
         """⟨Z_i⟩ on the data wires: (B, 2^(d+1)) → (B, d), clamped inside (−1, 1)."""
-        prob = (state**2).reshape(state.shape[0], *([2] * self.n_wires))
-        out = []
-        for wire in range(self.n_features):
-            marginal = prob.movedim(1 + wire, 1).reshape(prob.shape[0], 2, -1).sum(-1)
-            out.append(marginal[:, 0] - marginal[:, 1])
-        return torch.stack(out, dim=1).clamp(-1 + _EDGE, 1 - _EDGE)
+        m = expect_z(state, self.n_wires, range(self.n_features))
+        return m.clamp(-1 + _EDGE, 1 - _EDGE)
 
     # -- the map and its inverse ------------------------------------------------------------
     def encode(self, x: Tensor, cond: Tensor) -> Tensor:
