@@ -74,14 +74,16 @@ class PreprocessingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    alpha: float = Field(1e-6, gt=0.0, lt=0.5, description="logit(alpha + (1 - 2 alpha) x)")
+    alpha: float = Field(default=1e-6, gt=0.0, lt=0.5, description="logit(alpha + (1 - 2 alpha) x)")
     fraction_noise: float = Field(
-        1e-6, ge=0.0, lt=0.1, description="uniform noise on voxel fractions"
+        default=1e-6, ge=0.0, lt=0.1, description="uniform noise on voxel fractions"
     )
     energy_noise_mev: float = Field(
-        1e-3, ge=0.0, description="uniform noise on layer energies, MeV"
+        default=1e-3, ge=0.0, description="uniform noise on layer energies, MeV"
     )
-    u0_margin: float = Field(1.05, gt=1.0, le=10.0, description="f = margin × max E_tot/E_inc")
+    u0_margin: float = Field(
+        default=1.05, gt=1.0, le=10.0, description="f = margin × max E_tot/E_inc"
+    )
 
 
 @dataclass
@@ -227,6 +229,9 @@ class ShowerPreprocessing(nn.Module):
     Shapes: ``e_inc`` (B,) MeV, ``showers`` (B, V) MeV, ``e_layer`` (B, L) MeV; preprocessed
     stage-1 variables (B, L), stage-2 variables (B, V), condition (B, 1).
     """
+
+    layer_index: Tensor
+    layer_sizes: Tensor
 
     def __init__(self, geometry: Geometry, stats: PreprocessingStats) -> None:
         super().__init__()

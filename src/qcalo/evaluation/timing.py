@@ -47,7 +47,7 @@ def time_sampler(
             e_inc = torch.as_tensor(rng.choice(energies, size=int(batch)), dtype=dtype)
             with torch.no_grad():
                 sample(e_inc)  # warm-up: allocations, lazy initialisation
-                times = []
+                times: list[float] = []
                 budget_start = clock()
                 while len(times) < min_repeats or clock() - budget_start < min_seconds:
                     start = clock()

@@ -75,7 +75,7 @@ class _CircuitFeatures(nn.Module):
         from qcalo.quantum import QuantumLayer
 
         self.encode = nn.Linear(in_features, spec.n_qubits)  # type: ignore[attr-defined]
-        self.circuit = QuantumLayer(spec, backend="torch")
+        self.circuit = QuantumLayer(spec, backend="torch")  # type: ignore[arg-type]
         self.n_outputs = int(self.circuit.n_outputs)
 
     def forward(self, inputs: Tensor) -> Tensor:

@@ -70,14 +70,16 @@ class CircuitConfig(_Strict):
     Add ``"zz"`` to ``measurements`` to also feed ⟨Z_iZ_j⟩ to the conditioner's output map.
     """
 
-    n_qubits: int = Field(6, ge=1, le=MAX_QUBITS, description="qubits (wires) of the circuit")
-    n_layers: int = Field(2, ge=1, le=64, description="variational layers")
+    n_qubits: int = Field(
+        default=6, ge=1, le=MAX_QUBITS, description="qubits (wires) of the circuit"
+    )
+    n_layers: int = Field(default=2, ge=1, le=64, description="variational layers")
     embedding: Embedding = "Y"
     reupload: bool = False
     rotations: Rotations = "ryrz"
     entangler: EntanglerPattern = "linear"
     entangler_gate: EntanglerGate = "cnot"
-    measurements: list[Literal["z", "zz"]] = Field(default_factory=lambda: ["z"])
+    measurements: list[Literal["z", "zz"]] = Field(default_factory=lambda: ["z"])  # type: ignore[arg-type]
 
     @field_validator("measurements", mode="before")
     @classmethod
@@ -106,18 +108,22 @@ class CircuitConfig(_Strict):
 class FlowConfig(_Strict):
     """One conditional coupling flow (one stage of the shower model)."""
 
-    n_blocks: int = Field(4, ge=1, le=64, description="blocks of [ActNorm → coupling → mixer]")
+    n_blocks: int = Field(
+        default=4, ge=1, le=64, description="blocks of [ActNorm → coupling → mixer]"
+    )
     coupling: Literal["affine", "spline"] = "spline"
-    spline_bins: int = Field(8, ge=2, le=64)
-    tail_bound: float = Field(4.0, gt=0.0, description="spline domain [-B, B]; identity outside")
+    spline_bins: int = Field(default=8, ge=2, le=64)
+    tail_bound: float = Field(
+        default=4.0, gt=0.0, description="spline domain [-B, B]; identity outside"
+    )
     affine_scale_bound: float = Field(
-        3.0, gt=0.0, description="soft bound on |log scale| of affine couplings"
+        default=3.0, gt=0.0, description="soft bound on |log scale| of affine couplings"
     )
     hidden: list[int] = Field(default_factory=lambda: [64, 64], description="MLP hidden widths")
     conditioner: ConditionerKind | list[ConditionerKind] = "mlp"
     mixer: Literal["permutation", "quantum"] = "permutation"
-    mixer_layers: int = Field(2, ge=1, le=64)
-    mixer_qubits: int | None = Field(None, ge=1, le=10)
+    mixer_layers: int = Field(default=2, ge=1, le=64)
+    mixer_qubits: int | None = Field(default=None, ge=1, le=10)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
 
     @field_validator("hidden")
@@ -173,7 +179,7 @@ class ModelConfig(_Strict):
     kind: Literal["flow"] = "flow"
     stage1: FlowConfig = Field(default_factory=_default_stage1)
     stage2: FlowConfig = Field(default_factory=_default_stage2)
-    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
 
     @property
     def captures_circuits(self) -> bool:

@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +52,13 @@ from qcalo.models.transforms import (
     QuantumMixer,
 )
 
-__all__ = ["ShowerFlow", "build_model", "build_flow", "count_parameters"]
+__all__ = [
+    "ShowerFlow",
+    "TwoStageShowerModel",
+    "build_model",
+    "build_flow",
+    "count_parameters",
+]
 
 
 def build_flow(
@@ -102,6 +109,10 @@ def build_flow(
 class _ContextNorm(nn.Module):
     """Fixed per-feature standardisation, statistics taken from the first training batch (buffers)."""
 
+    mean: Tensor
+    inv_std: Tensor
+    initialized: Tensor
+
     def __init__(self, features: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(features))
@@ -133,29 +144,38 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
 SAMPLE_CHUNK = 1024
 
 
-class ShowerFlow(nn.Module):
-    """Two-stage conditional flow over showers of one geometry; a :class:`ShowerGenerator`.
+class TwoStageShowerModel(nn.Module):
+    """What every two-stage model shares: preprocessing, a flow stage 2, densities, sampling.
 
-    Attributes: ``geometry``, ``config`` (:class:`ModelConfig`), ``stats``
-    (:class:`PreprocessingStats`), ``preprocessing``, ``stage1`` and ``stage2``
-    (:class:`ConditionalFlow`).
+    ``stage1`` is any module with ``log_prob(y (B, L), condition (B, 1)) -> (B,)`` over the
+    preprocessed stage-1 variables (a :class:`ConditionalFlow` in :class:`ShowerFlow`, a Born
+    machine in :class:`qcalo.models.BornShowerModel`); stage 2 is always a coupling flow
+    ``config.stage2`` over the voxel fractions. Subclasses define ``sample_with_layer_energies``.
+    A :class:`ShowerGenerator`.
+
+    Attributes: ``geometry``, ``config``, ``stats`` (:class:`PreprocessingStats`),
+    ``preprocessing``, ``stage1``, ``stage2`` (:class:`ConditionalFlow`).
     """
 
-    def __init__(self, config: ModelConfig, geometry: Geometry, stats: PreprocessingStats) -> None:
+    def __init__(
+        self, config: Any, geometry: Geometry, stats: PreprocessingStats, stage1: nn.Module
+    ) -> None:
         super().__init__()
         self.config = config
         self.geometry = geometry
         self.stats = stats
         self.preprocessing = ShowerPreprocessing(geometry, stats)
         n_layers, n_voxels = geometry.n_layers, geometry.n_voxels
-        self.stage1 = build_flow(config.stage1, n_layers, 1, seed=1, name="model.stage1")
+        self.stage1: Any = stage1  # log_prob(y, condition); each subclass narrows the type
         self.stage2 = build_flow(config.stage2, n_voxels, 1 + n_layers, seed=2, name="model.stage2")
         self.context_norm = _ContextNorm(1 + n_layers)
 
     # ----- helpers -----
     @property
     def _ref(self) -> Tensor:
-        return self.stage1.layers[0].shift
+        shift = self.stage2.layers[0].shift
+        assert isinstance(shift, Tensor)
+        return shift
 
     def _as_model_tensor(self, values: Tensor) -> Tensor:
         ref = self._ref
@@ -227,6 +247,65 @@ class ShowerFlow(nn.Module):
                 stage2 = stage2 + pre["stage2_ladj"]
         return {"stage1": stage1, "stage2": stage2, "total": stage1 + stage2}
 
+    @torch.no_grad()
+    def sample(self, incident_energies: Tensor) -> Tensor:
+        """(B,) MeV → showers (B, V) MeV, every voxel ≥ 0, layer sums = stage-1 energies."""
+        return self.sample_with_layer_energies(incident_energies)[0]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """{"classical", "quantum", "total"}: quantum = circuit rotation / entangler weights."""
+        return count_parameters(self)
+
+    def incident_energy_range(self) -> tuple[float, float]:
+        """(lowest, highest) incident energy, MeV, of the events the preprocessing was fitted on."""
+        return float(self.stats.e_inc_min), float(self.stats.e_inc_max)
+
+    def named_circuits(self) -> list[tuple[str, nn.Module]]:
+        """Every circuit in the model as (dotted module name, ``QuantumLayer`` | ``OrthogonalCircuit``),
+        e.g. for state capture or per-circuit plots; conditioner circuits end in ``.features.circuit``."""
+        from qcalo.quantum.registry import named_circuits
+
+        return named_circuits(self)
+
+    def decode_stage2(
+        self, incident_energies: Tensor, y1: Tensor, z2: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Stage-1 variables (B, L) and stage-2 latents (B, V) → (showers (B, V) MeV, layer
+        energies (B, L) MeV), in chunks of :data:`SAMPLE_CHUNK` events on CPU."""
+        e_inc = self._energies(incident_energies)
+        if e_inc.shape[0] > SAMPLE_CHUNK and self._ref.device.type == "cpu":
+            parts = [
+                self.decode_stage2(
+                    e_inc[i : i + SAMPLE_CHUNK], y1[i : i + SAMPLE_CHUNK], z2[i : i + SAMPLE_CHUNK]
+                )
+                for i in range(0, e_inc.shape[0], SAMPLE_CHUNK)
+            ]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        condition = self.preprocessing.condition(e_inc)
+        e_layer = self.preprocessing.energies_inverse(y1, e_inc)
+        y2 = self.stage2.inverse(z2, self.stage2_context(condition, y1))
+        return self.preprocessing.fractions_to_showers(y2, e_layer), e_layer
+
+    def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
+        raise NotImplementedError
+
+
+class ShowerFlow(TwoStageShowerModel):
+    """Two-stage conditional flow over showers of one geometry; a :class:`ShowerGenerator`.
+
+    Attributes: ``geometry``, ``config`` (:class:`ModelConfig`), ``stats``
+    (:class:`PreprocessingStats`), ``preprocessing``, ``stage1`` and ``stage2``
+    (:class:`ConditionalFlow`).
+    """
+
+    stage1: ConditionalFlow
+
+    def __init__(self, config: ModelConfig, geometry: Geometry, stats: PreprocessingStats) -> None:
+        # Stage 1 is built first (its weights are the first draws from torch's RNG).
+        stage1 = build_flow(config.stage1, geometry.n_layers, 1, seed=1, name="model.stage1")
+        super().__init__(config, geometry, stats, stage1)
+
     def encode(
         self, incident_energies: Tensor, showers: Tensor, *, dequantize: bool = False
     ) -> tuple[Tensor, Tensor]:
@@ -268,33 +347,26 @@ class ShowerFlow(nn.Module):
         ]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    @torch.no_grad()
-    def sample(self, incident_energies: Tensor) -> Tensor:
-        """(B,) MeV → showers (B, V) MeV, every voxel ≥ 0, layer sums = stage-1 energies."""
-        return self.sample_with_layer_energies(incident_energies)[0]
 
-    def parameter_counts(self) -> dict[str, int]:
-        """{"classical", "quantum", "total"}: quantum = circuit rotation / entangler weights."""
-        return count_parameters(self)
+def build_model(config: Any, geometry: Geometry | str, stats: Any) -> TwoStageShowerModel:
+    """Build an untrained model (float32, CPU) from a config, geometry and fitted stats.
 
-    def incident_energy_range(self) -> tuple[float, float]:
-        """(lowest, highest) incident energy, MeV, of the events the preprocessing was fitted on."""
-        return float(self.stats.e_inc_min), float(self.stats.e_inc_max)
-
-    def named_circuits(self) -> list[tuple[str, nn.Module]]:
-        """Every circuit in the model as (dotted module name, ``QuantumLayer`` | ``OrthogonalCircuit``),
-        e.g. for state capture or per-circuit plots; conditioner circuits end in ``.features.circuit``."""
-        from qcalo.quantum.registry import named_circuits
-
-        return named_circuits(self)
-
-
-def build_model(
-    config: ModelConfig | dict, geometry: Geometry | str, stats: PreprocessingStats | dict
-) -> ShowerFlow:
-    """Build an untrained :class:`ShowerFlow` (float32, CPU) from a config, geometry and fitted stats."""
-    config = parse_model_config(config)
+    A :class:`ModelConfig` (or a mapping without ``kind`` / with ``kind: flow``) with
+    :class:`PreprocessingStats` gives a :class:`ShowerFlow`; a
+    :class:`qcalo.models.BornModelConfig` (``kind: born``) with
+    :class:`qcalo.models.BornStats` a :class:`qcalo.models.BornShowerModel`.
+    """
     geometry = load_geometry(geometry)
+    kind = config.get("kind", "flow") if isinstance(config, dict) else getattr(config, "kind", None)
+    if kind == "born":
+        from qcalo.models.born import BornModelConfig, BornShowerModel, BornStats
+
+        if isinstance(config, dict):
+            config = BornModelConfig.model_validate(config)
+        if isinstance(stats, dict):
+            stats = BornStats.from_dict(stats)
+        return BornShowerModel(config, geometry, stats)
+    config = parse_model_config(config)
     if isinstance(stats, dict):
         stats = PreprocessingStats.from_dict(stats)
     return ShowerFlow(config, geometry, stats)

@@ -118,6 +118,8 @@ class ActNorm(FlowLayer):
                 [ 1.,  1.]])
     """
 
+    initialized: Tensor
+
     def __init__(self, features: int) -> None:
         super().__init__()
         self.shift = nn.Parameter(torch.zeros(features))
@@ -150,6 +152,9 @@ class Permutation(FlowLayer):
         >>> perm(torch.tensor([[10.0, 11.0, 12.0]]))[0]
         tensor([[12., 10., 11.]])
     """
+
+    order: Tensor
+    inverse_order: Tensor
 
     def __init__(self, order: Tensor) -> None:
         super().__init__()
@@ -333,6 +338,7 @@ class ConditionalFlow(nn.Module):
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         for layer in reversed(self.layers):
+            assert isinstance(layer, FlowLayer)
             z = layer.inverse(z, context)
         return z
 

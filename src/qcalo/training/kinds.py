@@ -13,7 +13,8 @@ and evaluation use nothing else:
   :class:`qcalo.models.ShowerGenerator`;
 * ``objective``: the :class:`qcalo.training.objectives.Objective` subclass that trains it.
 
-Registered kinds: ``flow`` (two-stage coupling flow). A new kind (WGAN-GP, QINN) adds its config class to ``AnyModelConfig`` in
+Registered kinds: ``flow`` (two-stage coupling flow) and ``born`` (Born-machine stage 1 + flow
+stage 2). A new kind (WGAN-GP, QINN) adds its config class to ``AnyModelConfig`` in
 :mod:`qcalo.training.config` and one :func:`register_kind` call here.
 """
 
@@ -98,11 +99,33 @@ def _build_flow(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
     return ShowerFlow(config, geometry, stats)
 
 
+def _fit_born(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
+    from qcalo.models.born import fit_born_preprocessing
+
+    return fit_born_preprocessing(chunks, geometry, config)
+
+
+def _born_stats(data: dict[str, Any]) -> Any:
+    from qcalo.models.born import BornStats
+
+    return BornStats.from_dict(data)
+
+
+def _build_born(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
+    from qcalo.models.born import BornShowerModel
+
+    return BornShowerModel(config, geometry, stats)
+
+
 def _register_builtin() -> None:
+    from qcalo.models.born import BornModelConfig
     from qcalo.models.config import ModelConfig
 
     register_kind(
         ModelKind("flow", ModelConfig, _fit_flow, _flow_stats, _build_flow, LikelihoodObjective)
+    )
+    register_kind(
+        ModelKind("born", BornModelConfig, _fit_born, _born_stats, _build_born, LikelihoodObjective)
     )
 
 
