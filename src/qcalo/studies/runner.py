@@ -21,8 +21,9 @@ tasks and the HTCondor jobs all follow this one procedure.
 
 Executors: ``sequential`` runs the tasks one after another in this process; ``ray`` runs each as
 a Ray task with ``num_cpus = cpus_per_cell`` (and ``num_gpus``) on a local Ray instance or the
-cluster at ``address``. Both set torch's thread count to ``cpus_per_cell`` inside the task, so
-they compute the same numbers.
+cluster at ``address``. Both set torch's thread count, and the BLAS / OpenMP pools of NumPy,
+SciPy and scikit-learn (threadpoolctl), to ``cpus_per_cell`` inside the task, so they compute
+the same numbers.
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ def run_cell(task: CellTask) -> Outcome:
     KeyboardInterrupt, which leaves the cell to be resumed.
     """
     import torch
+    from threadpoolctl import threadpool_limits
 
     from qcalo.evaluation.pipeline import evaluate
     from qcalo.generation import generate
@@ -223,6 +225,9 @@ def run_cell(task: CellTask) -> Outcome:
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(task.threads)
+    # NumPy/SciPy BLAS and scikit-learn's OpenMP too (the evaluation), in every executor alike:
+    # a sequential study must not run its BLAS on more cores than a Ray task is given.
+    limits = threadpool_limits(limits=task.threads)
     try:
         Path(task.folder).mkdir(parents=True, exist_ok=True)
         train(task.config, None, paths["run"], seed=task.seed, resume=True)
@@ -259,6 +264,7 @@ def run_cell(task: CellTask) -> Outcome:
             pass
         return Outcome(task.cell, task.seed, "failed", time.perf_counter() - start, message)
     finally:
+        limits.restore_original_limits()
         torch.set_num_threads(threads)
 
 
