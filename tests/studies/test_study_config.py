@@ -217,3 +217,61 @@ def test_cli_refuses_contradictory_options(tmp_path, capsys):
     status = main(["study", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")])
     assert status == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_study_folder_is_locked_while_a_study_writes_it(tmp_path, capsys):
+    import subprocess
+
+    holder = (
+        "import sys\nfrom qcalo.utils.paths import output_lock\n"
+        "with output_lock(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.read()\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", holder, str(tmp_path / "o")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "locked\n"
+        status = main(["study", str(TINY), "--out", str(tmp_path / "o"), "--collect-only"])
+    finally:
+        other.communicate("", timeout=60)
+    assert status == 2
+    assert "another qcalo process is writing this output" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_failing_cell_is_recorded_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    import qcalo.training
+    from qcalo.errors import DataError
+
+    data = yaml.safe_load(TINY.read_text())
+    data.update(epochs=1, seeds=[1], metrics=["kpd"])
+    data["simulate"].update(train_events_per_energy=40, reference_events_per_energy=20)
+    study_file = tmp_path / "s.yaml"
+    study_file.write_text(yaml.safe_dump(data))
+    train = qcalo.training.train
+
+    def failing(config, data, out_dir, **kwargs):
+        if "quantum" in str(out_dir):
+            raise DataError("simulated failure\nof a cell")
+        return train(config, data, out_dir, **kwargs)
+
+    monkeypatch.setattr(qcalo.training, "train", failing)
+    out = tmp_path / "out"
+    status = main(["study", str(study_file), "--out", str(out), "--executor", "sequential"])
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "cell-001__conditioner=quantum seed 1: failed: simulated failure of a cell" in printed
+    assert "1 runs failed" in printed
+    failed = out / "cells" / "cell-001__conditioner=quantum" / "seed-1" / "FAILED"
+    assert failed.read_text().startswith("simulated failure of a cell\n")
+    assert (out / "cells" / "cell-000__conditioner=mlp" / "seed-1" / "DONE").is_file()
+    rows = (out / "table.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("cell-000__conditioner=mlp,mlp,")
+    # Fixed, a rerun retries only the failed cell and clears its FAILED file.
+    monkeypatch.setattr(qcalo.training, "train", train)
+    assert main(["study", str(study_file), "--out", str(out), "--executor", "sequential"]) == 0
+    assert not failed.exists() and failed.with_name("DONE").is_file()
+    assert len((out / "table.csv").read_text().splitlines()) == 3

@@ -19,6 +19,9 @@ import argparse
 
 from qcalo.cli.checks import positive_int
 
+# What `qcalo study` writes into its --out folder.
+WRITES = ("study.yaml", "data", "cells", "table.csv", "plots", "report")
+
 HELP = "run a grid of train → generate → evaluate cells over seeds (locally, on Ray or HTCondor)"
 
 
@@ -70,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from qcalo.errors import ConfigError
     from qcalo.studies import collect, load_study, run_study, write_condor
-    from qcalo.utils.paths import check_input_file, check_output_path
+    from qcalo.utils.paths import check_input_file, check_output_path, claim_output
 
     quiet = bool(getattr(args, "quiet", False))
     say = (lambda message: None) if quiet else (lambda message: print(message, flush=True))
@@ -83,30 +86,31 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--collect-only runs nothing; it takes no --executor or --address")
     check_input_file(args.study, "study file")
     study = load_study(args.study)
-    out = check_output_path(args.out, kind="dir", inputs=[args.study], writes=("cells", "data"))
-    if args.condor is not None:
-        condor_dir = check_output_path(args.condor, kind="dir", what="--condor")
-        dag = write_condor(study, args.study, out, condor_dir)
-        print(f"wrote {dag} and its submit files; submit with: condor_submit_dag {dag}")
-        return 0
+    # One `qcalo study` at a time per study folder (cells' jobs on HTCondor do not take it).
+    with claim_output(args.out, kind="dir", inputs=[args.study], writes=WRITES) as out:
+        if args.condor is not None:
+            condor_dir = check_output_path(args.condor, kind="dir", what="--condor")
+            dag = write_condor(study, args.study, out, condor_dir)
+            print(f"wrote {dag} and its submit files; submit with: condor_submit_dag {dag}")
+            return 0
 
-    failed = 0
-    if not args.collect_only:
-        result = run_study(
-            study,
-            out,
-            executor=args.executor,
-            address=args.address,
-            ray_cpus=args.ray_cpus,
-            log=say,
-        )
-        failed = len(result.failed)
-        ran = sum(o.status == "done" for o in result.outcomes)
-        say(
-            f"study {study.name}: {ran} runs finished, {failed} failed in {result.wall_seconds:.1f} s "
-            f"({result.executor})"
-        )
-    collected = collect(study, out, report=not args.no_report)
+        failed = 0
+        if not args.collect_only:
+            result = run_study(
+                study,
+                out,
+                executor=args.executor,
+                address=args.address,
+                ray_cpus=args.ray_cpus,
+                log=say,
+            )
+            failed = len(result.failed)
+            ran = sum(o.status == "done" for o in result.outcomes)
+            say(
+                f"study {study.name}: {ran} runs finished, {failed} failed in "
+                f"{result.wall_seconds:.1f} s ({result.executor})"
+            )
+        collected = collect(study, out, report=not args.no_report)
     print(
         f"wrote {collected.table} ({len(collected.rows)} of {collected.n_cells} cells with a "
         f"finished seed), {len(collected.plots)} plots"
