@@ -37,6 +37,11 @@ _VERBS: dict[str, tuple[str, str]] = {
     "make_report": ("qcalo.evaluation", "make_report"),
     "demo": ("qcalo.evaluation", "demo"),
     "bench_circuits": ("qcalo.quantum.bench", "bench_circuits"),
+    "download_dataset": ("qcalo.data.download", "download_dataset"),
+    "load_study": ("qcalo.studies", "load_study"),
+    "run_study": ("qcalo.studies", "run_study"),
+    "collect_study": ("qcalo.studies", "collect"),
+    "write_condor": ("qcalo.studies", "write_condor"),
 }
 
 __all__ = sorted(_VERBS)

@@ -19,6 +19,8 @@ CLI_TO_API = {
     "report": ["make_report"],
     "bench": ["bench_circuits"],
     "demo": ["demo"],
+    "download": ["download_dataset"],
+    "study": ["run_study", "collect_study", "write_condor"],
 }
 
 
