@@ -118,8 +118,9 @@ def _chi2_pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
     return float(scipy_stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue)
 
 
-def test_exact_and_shot_sampling_agree_with_the_probabilities() -> None:
-    born = _small_born()
+@pytest.mark.parametrize("final_qft", [False, True])
+def test_exact_and_shot_sampling_agree_with_the_probabilities(final_qft: bool) -> None:
+    born = _small_born(final_qft=final_qft)
     condition = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
     probs = born.probabilities(condition).detach().numpy()
     assert np.allclose(probs.sum(axis=1), 1.0)
@@ -321,6 +322,16 @@ def test_born_shower_model_log_prob_and_sampling() -> None:
         atol=1e-3,
     )
     assert model.incident_energy_range() == (256.0, 65536.0)
+
+
+@pytest.mark.parametrize("final_qft", [False, True])
+def test_the_untrained_born_machine_starts_near_uniform(final_qft: bool) -> None:
+    torch.manual_seed(0)
+    cfg = BornStage1Config(bits=[3, 3], n_layers=4, init_scale=0.05, final_qft=final_qft)
+    born = BornMachine(cfg, [list(np.linspace(-4.0, 4.0, 9))] * 2)
+    p = born.probabilities(torch.tensor([[0.0], [1.0]])).detach()
+    entropy = -(p * p.log()).sum(dim=1)
+    assert torch.all(entropy > 6 * math.log(2) - 0.05), entropy
 
 
 def test_born_config_errors_name_the_field() -> None:

@@ -71,6 +71,11 @@ def test_born_run_directory_and_load_run(born_run: Path, small_file: Path) -> No
     last = load_checkpoint(born_run / "checkpoints" / "last.pt")
     assert last["kind"] == "born" and set(last["stats"]) == {"preprocessing", "edges"}
     assert [len(e) for e in last["stats"]["edges"]] == [5] * 5
+    # the circuit's group trains at stage1.lr_factor (10) × the run's rate, the rest at 1×
+    groups = last["objective"]["optimisers"]["model"]["param_groups"]
+    assert [g["lr_factor"] for g in groups] == [10.0, 1.0]
+    assert groups[0]["max_lr"] == pytest.approx(10 * groups[1]["max_lr"])
+    assert groups[1]["max_lr"] == pytest.approx(load_config("tiny_born_photons").optimiser.lr)
 
     # The best checkpoint, loaded (weights_only) into a fresh model, reproduces the logged NLL.
     model, cfg = load_run(born_run, which="best")

@@ -11,7 +11,14 @@ from qcalo.errors import ConfigError
 from qcalo.training import RunConfig, config_path, load_config, shipped_configs
 from qcalo.training.config import CONFIG_DIR, config_from_dict
 
-SHIPPED = ("classical_photons", "hybrid_photons", "quantum_mixer_photons", "tiny_photons")
+SHIPPED = (
+    "classical_photons",
+    "hybrid_photons",
+    "quantum_mixer_photons",
+    "tiny_photons",
+    "born_photons",
+    "tiny_born_photons",
+)
 
 
 def _write(tmp_path: Path, data: object, name: str = "run.yaml") -> Path:
@@ -113,7 +120,8 @@ def test_shipped_configs_parse_and_build(name: str) -> None:
 
     from qcalo.data.geometry import load_geometry
     from qcalo.data.io import ShowerData
-    from qcalo.models import build_model, fit_preprocessing
+    from qcalo.models import ShowerGenerator
+    from qcalo.training.kinds import model_kind
 
     cfg = load_config(name)
     geometry = load_geometry(cfg.geometry)
@@ -122,8 +130,11 @@ def test_shipped_configs_parse_and_build(name: str) -> None:
     showers = rng.exponential(1.0, size=(3, geometry.n_voxels)) * (
         e_inc[:, None] / geometry.n_voxels
     )
-    stats = fit_preprocessing([ShowerData(e_inc, showers)], geometry, cfg.model.preprocessing)
-    model = build_model(cfg.model, geometry, stats)
+    kind = model_kind(cfg.model)
+    assert kind.name == ("born" if "born" in name else "flow")
+    stats = kind.fit(lambda: [ShowerData(e_inc, showers)], geometry, cfg.model)
+    model = kind.build(cfg.model, geometry, kind.stats_from_dict(stats.to_dict()))
+    assert isinstance(model, ShowerGenerator)
     counts = model.parameter_counts()
     assert counts["total"] == counts["classical"] + counts["quantum"] > 0
     if name == "classical_photons":

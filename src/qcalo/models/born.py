@@ -30,6 +30,9 @@ A density comparable with the flows'. Inside its bin a variable's position is
 Either way ``log_prob`` is a density of y in the flow's stage-1 space, in nats, so stage-1 NLLs
 of a Born machine and of a flow are compared directly.
 
+``final_qft`` measures in the Fourier basis of the register (a QFT before the measurement), a
+change of basis that gives the circuit another family of joint distributions.
+
 Sampling: exact (a categorical draw from the simulated probabilities), or with ``shots``
 measurements per distinct incident energy (the probabilities a device would estimate from that
 many shots; events are drawn from those estimates); :meth:`BornMachine.shot_probabilities` can
@@ -107,6 +110,9 @@ class BornStage1Config(_Strict):
     rotations: Rotations = "ryrz"
     entangler: EntanglerPattern = "linear"
     entangler_gate: EntanglerGate = "cnot"
+    final_qft: bool = Field(
+        default=False, description="quantum Fourier transform on all wires before measuring"
+    )
     condition_hidden: list[int] = Field(
         default_factory=lambda: [16], description="widths of the map c(E_inc) → angles"
     )
@@ -123,6 +129,12 @@ class BornStage1Config(_Strict):
         gt=0.0,
         lt=1.0,
         description="weight of a uniform CDF mixed into the data's when placing bin edges",
+    )
+    lr_factor: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=1000.0,
+        description="learning rate of the Born machine's weights relative to optimiser.lr",
     )
     shots: int | None = Field(
         default=None, ge=1, description="sample from this many shots per energy (None: exact)"
@@ -338,19 +350,22 @@ class BornMachine(nn.Module):
             rotations=config.rotations,
             entangler=config.entangler,
             entangler_gate=config.entangler_gate,
+            final_qft=config.final_qft,
             measurements=("probs",),
         )
         dtype = torch.complex128 if config.precision == "complex128" else torch.complex64
         self.circuit = QuantumLayer(spec, backend="torch", dtype=dtype)
-        # Start near |+⟩^n, which CNOT/CZ chains leave unchanged: every joint bin about equally
-        # likely (the maximum-entropy start, n ln 2 nats), with weights near the identity, away
-        # from the flat landscape of uniformly random deep circuits: every weight uniform in
-        # [-s, s], plus π/2 on each wire's first-layer RY.
+        # Start with every joint bin about equally likely (the maximum-entropy start, n ln 2
+        # nats) and weights near the identity, away from the flat landscape of uniformly random
+        # deep circuits: every weight uniform in [-s, s]; without a final QFT, plus π/2 on each
+        # wire's first-layer RY, giving |+⟩^n, which CNOT/CZ chains leave unchanged. (With a
+        # final QFT the near-|0…0⟩ state already measures uniformly in the Fourier basis.)
         with torch.no_grad():
             for p in self.circuit.parameters():
                 p.uniform_(-config.init_scale, config.init_scale)
-            ry = 0 if config.rotations == "ryrz" else 1  # Rot(φ, θ, ω): θ is the RY angle
-            self.circuit.rotation_weights[0, :, ry] += math.pi / 2
+            if not config.final_qft:
+                ry = 0 if config.rotations == "ryrz" else 1  # Rot(φ, θ, ω): θ is the RY angle
+                self.circuit.rotation_weights[0, :, ry] += math.pi / 2
         self.within_bin = (
             build_flow(
                 config.within_bin,
@@ -534,6 +549,18 @@ class BornShowerModel(TwoStageShowerModel):
             )
         super().__init__(config, geometry, stats.preprocessing, stage1)
         self.born_stats = stats
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Stage 1 at ``stage1.lr_factor`` × the run's learning rate, the rest at 1×: the
+        circuit trains about as fast as the flows only at a higher rate (see
+        benchmarks/results/born_stage1.json)."""
+        stage1 = list(self.stage1.parameters())
+        ids = {id(p) for p in stage1}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [
+            {"params": stage1, "lr_factor": self.config.stage1.lr_factor},
+            {"params": rest, "lr_factor": 1.0},
+        ]
 
     def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
         """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""

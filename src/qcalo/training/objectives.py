@@ -55,12 +55,22 @@ class TrainingDiverged(QcaloError):
 
 
 def make_optimiser(
-    cfg: RunConfig, parameters: Iterable[torch.nn.Parameter]
+    cfg: RunConfig, parameters: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]
 ) -> torch.optim.Optimizer:
-    """The run config's optimiser (Adam or AdamW) over ``parameters``."""
+    """The run config's optimiser (Adam or AdamW) over ``parameters``.
+
+    ``parameters`` may be parameter groups (dicts with ``"params"``); a group's
+    ``"lr_factor"`` sets its learning rate to ``lr_factor × optimiser.lr`` (e.g. a circuit that
+    trains best at a higher rate than the classical network around it).
+    """
+    items: list[Any] = list(parameters)
+    groups: list[Any] = [
+        {**g, "lr": cfg.optimiser.lr * float(g.get("lr_factor", 1.0))} if isinstance(g, dict) else g
+        for g in items
+    ]
     opt_cls = torch.optim.AdamW if cfg.optimiser.name == "adamw" else torch.optim.Adam
     return opt_cls(
-        parameters,
+        groups,
         lr=cfg.optimiser.lr,
         weight_decay=cfg.optimiser.weight_decay,
         betas=cfg.optimiser.betas,
@@ -70,12 +80,15 @@ def make_optimiser(
 def make_scheduler(
     cfg: RunConfig, optimiser: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The run config's learning-rate schedule over ``total_steps`` optimiser steps."""
+    """The run config's learning-rate schedule over ``total_steps`` optimiser steps.
+
+    The peak (one-cycle) or starting (cosine) rate of each parameter group is its own ``lr``.
+    """
     sched = cfg.schedule
     if sched.name == "one_cycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimiser,
-            max_lr=cfg.optimiser.lr,
+            max_lr=[float(g["lr"]) for g in optimiser.param_groups],
             total_steps=max(total_steps, 2),
             pct_start=sched.warmup_fraction,
             final_div_factor=sched.final_div_factor,
@@ -169,7 +182,8 @@ def _nll_parts(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class LikelihoodObjective(Objective):
     """Maximum likelihood: minimise ``-mean(model.log_prob(E_inc, showers)["total"])``.
 
-    One optimiser (``"model"``) over every parameter, the run's schedule stepped per batch,
+    One optimiser (``"model"``) over every parameter (in the model's ``parameter_groups()``
+    when it has them), the run's schedule stepped per batch,
     gradient-norm clipping at ``grad_clip``. Validation events with a non-finite log-density
     (outside the support fitted on the training events) are left out of ``val_nll`` and counted
     in ``val_excluded``, with one warning per run.
@@ -181,7 +195,8 @@ class LikelihoodObjective(Objective):
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, steps_per_epoch: int) -> None:
         super().__init__(model, cfg, steps_per_epoch)
-        optimiser = make_optimiser(cfg, model.parameters())
+        groups = getattr(model, "parameter_groups", None)
+        optimiser = make_optimiser(cfg, groups() if groups is not None else model.parameters())
         self.optimisers["model"] = optimiser
         self.schedulers["model"] = make_scheduler(cfg, optimiser, cfg.epochs * steps_per_epoch)
         self._warned_excluded = False
