@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "machine": platform.machine(),
             "commit": git_commit(),
-            "bits": [len(e) - 1 for e in stats.edges],
+            "bins_per_variable": [len(e) - 1 for e in stats.edges],
             "results": results,
         },
     )
