@@ -553,6 +553,10 @@ def test_train_result_line_without_a_finite_validation_nll():
     assert "no finite validation NLL" in format_result(Path("r"), summary)
     summary["best_val_nll"] = -12.5
     assert "-12.500 nats" in format_result(Path("r"), summary)
+    # A GAN monitors another metric (no NLL, no unit).
+    gan = summary | {"monitor": "val_distance", "best_metric": 0.25, "best_val_nll": None}
+    assert "best val_distance 0.250 at epoch" in format_result(Path("r"), gan)
+    assert "no finite val_distance" in format_result(Path("r"), gan | {"best_metric": None})
 
 
 def test_report_escapes_every_label_and_value(tmp_path):

@@ -148,7 +148,7 @@ def test_training_reduces_reconstruction_error_and_sampling_reencodes():
     with torch.no_grad():
         z_back = model.encode(model.decode(z, c), c)
     err = float((z_back - z).norm(dim=1).median())
-    scale = float(torch.exp(model.output_log_scale + model.input_log_scale).max())
+    scale = float(torch.exp(model.output_log_scale + model.input_log_scale).max().detach())
     print(f"re-encoding error (median, latent units) {err:.4f}")
     assert err < 3 * after * scale
 
@@ -161,3 +161,13 @@ def test_circuit_weights_count_as_quantum_and_the_rest_as_classical():
     # 3 layers × (6 RY + 6 CRY on the ring of 6 wires); scales 2×5 and condition map 3×2.
     assert quantum == 3 * (6 + 6)
     assert sum(p.numel() for p in model.parameters()) - quantum == 10 + 6
+
+
+def test_log_prob_in_eval_mode_without_grad():
+    model = _model(n_features=3)
+    model.eval()
+    x, cond = torch.randn(4, 3, dtype=F64), torch.rand(4, 1, dtype=F64)
+    with torch.no_grad():
+        lp = model.log_prob(x, cond)
+    model.train()
+    torch.testing.assert_close(lp, model.log_prob(x, cond).detach())

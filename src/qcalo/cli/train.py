@@ -74,13 +74,14 @@ def check_config(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 def format_result(run_dir: Path, summary: dict[str, Any]) -> str:
     """The line printed at the end of a run; copes with runs that never had a finite validation NLL."""
-    best = summary.get("best_val_nll")
+    monitor = summary.get("monitor", "val_nll")
+    best = summary.get("best_val_nll") if monitor == "val_nll" else summary.get("best_metric")
+    what = "validation NLL" if monitor == "val_nll" else monitor
+    unit = " nats" if monitor == "val_nll" else ""
     if isinstance(best, (int, float)) and math.isfinite(best):
-        nll = f"best validation NLL {best:.3f} nats at epoch {summary.get('best_epoch')}"
+        nll = f"best {what} {best:.3f}{unit} at epoch {summary.get('best_epoch')}"
     else:
-        nll = (
-            "no finite validation NLL (no epoch improved; checkpoints/best.pt holds the last state)"
-        )
+        nll = f"no finite {what} (no epoch improved; checkpoints/best.pt holds the last state)"
     seconds = summary.get("training_time_s")
     took = f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "unknown time"
     return (

@@ -43,14 +43,38 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from qcalo.data.geometry import Geometry
+from qcalo.data.preprocessing import (
+    PreprocessingConfig,
+    PreprocessingStats,
+    ShowerPreprocessing,
+    fit_preprocessing,
+)
+from qcalo.errors import DataError
+from qcalo.models.config import FlowConfig, _default_stage2
+from qcalo.models.shower_flow import TwoStageShowerModel
 from qcalo.quantum.real_circuit import RealLayeredCircuit, expect_z
 
-__all__ = ["QINNConfig", "QINN", "mmd_to_normal", "qinn_losses"]
+__all__ = [
+    "QINNConfig",
+    "QINN",
+    "mmd_to_normal",
+    "qinn_losses",
+    "QINNModelConfig",
+    "QINNStats",
+    "QINNStage1",
+    "QINNShowerModel",
+    "fit_qinn_preprocessing",
+]
 
 _EDGE = 1e-7  # ⟨Z⟩ is clamped to (−1 + _EDGE, 1 − _EDGE) before atanh
 
@@ -62,11 +86,11 @@ class QINNConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    n_layers: int = Field(4, ge=1, le=64)
-    lambda_mmd: float = Field(1.0, ge=0.0)
-    lambda_reconstruction: float = Field(10.0, ge=0.0)
+    n_layers: int = Field(default=4, ge=1, le=64)
+    lambda_mmd: float = Field(default=1.0, ge=0.0)
+    lambda_reconstruction: float = Field(default=10.0, ge=0.0)
     mmd_bandwidths: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
-    init_scale: float = Field(0.1, gt=0.0, le=math.pi)
+    init_scale: float = Field(default=0.1, gt=0.0, le=math.pi)
 
 
 class QINN(nn.Module):
@@ -134,7 +158,9 @@ class QINN(nn.Module):
             x = x if x.requires_grad else x.detach().requires_grad_(True)
             z = self.encode(x, cond)
             rows = [
-                torch.autograd.grad(z[:, i].sum(), x, create_graph=create_graph)[0]
+                torch.autograd.grad(z[:, i].sum(), x, create_graph=create_graph, retain_graph=True)[
+                    0
+                ]
                 for i in range(self.n_features)
             ]
         return z, torch.stack(rows, dim=1)
@@ -194,3 +220,173 @@ def qinn_losses(
         nll + model.config.lambda_mmd * mmd + model.config.lambda_reconstruction * reconstruction
     )
     return {"total": total, "nll": nll, "mmd": mmd, "reconstruction": reconstruction}
+
+
+# ----- the QINN as stage 1 of a shower model (``kind: qinn``) ---------------------------------
+class QINNModelConfig(BaseModel):
+    """A QINN stage 1 and a coupling-flow stage 2 (``kind: qinn``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["qinn"] = "qinn"
+    stage1: QINNConfig = Field(default_factory=QINNConfig)
+    stage2: FlowConfig = Field(default_factory=_default_stage2)
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+
+    @property
+    def captures_circuits(self) -> bool:
+        """No: the QINN circuit acts on states it prepares itself (no angle-input layer)."""
+        return False
+
+
+@dataclass
+class QINNStats:
+    """The two-stage preprocessing stats and the mean / spread of each stage-1 variable over
+    the training events (the QINN sees standardised variables, so tanh does not saturate)."""
+
+    preprocessing: PreprocessingStats
+    mean: list[float]
+    std: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preprocessing": self.preprocessing.to_dict(), "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QINNStats:
+        if not isinstance(data, dict) or set(data) != {"preprocessing", "mean", "std"}:
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise DataError(
+                f"QINN stats: expected keys ['mean', 'preprocessing', 'std'], got {got}"
+            )
+        return cls(
+            PreprocessingStats.from_dict(data["preprocessing"]),
+            [float(v) for v in data["mean"]],
+            [float(v) for v in data["std"]],
+        )
+
+    @property
+    def e_inc_min(self) -> float:
+        return self.preprocessing.e_inc_min
+
+    @property
+    def e_inc_max(self) -> float:
+        return self.preprocessing.e_inc_max
+
+
+def fit_qinn_preprocessing(
+    chunks: Callable[[], Iterable[Any]], geometry: Geometry, config: QINNModelConfig
+) -> QINNStats:
+    """Fit the two-stage preprocessing (one pass), then the stage-1 mean and spread (a second
+    pass, without dequantisation noise)."""
+    stats = fit_preprocessing(chunks(), geometry, config.preprocessing)
+    pre = ShowerPreprocessing(geometry, stats).double()
+    total = torch.zeros(geometry.n_layers, dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    n = 0
+    with torch.no_grad():
+        for chunk in chunks():
+            e_inc = torch.as_tensor(np.asarray(chunk.incident_energies, dtype=np.float64))
+            if e_inc.numel() == 0:
+                continue
+            showers = torch.as_tensor(np.asarray(chunk.showers, dtype=np.float64))
+            y = pre.forward_showers(
+                e_inc.reshape(-1), showers, dequantize=False, stages=("stage1",)
+            )["stage1"]
+            y = y[torch.isfinite(y).all(dim=1)]
+            total += y.sum(dim=0)
+            total_sq += (y**2).sum(dim=0)
+            n += y.shape[0]
+    if n < 2:
+        raise DataError("the QINN preprocessing needs at least two training events")
+    mean = total / n
+    std = (total_sq / n - mean**2).clamp_min(1e-12).sqrt()
+    return QINNStats(stats, mean.tolist(), std.tolist())
+
+
+class QINNStage1(nn.Module):
+    """A :class:`QINN` over standardised stage-1 variables: y ↦ (y − μ)/σ ↦ QINN.
+
+    ``log_prob(y, condition)`` is a density of y in the flow's stage-1 space (nats), so it is
+    compared directly with a flow's or a Born machine's stage 1. In training mode it also keeps
+    the QINN's MMD and reconstruction losses of that batch in :attr:`auxiliary_losses`, computed
+    from the same latents, for :class:`qcalo.training.objectives.LikelihoodObjective` to add.
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, config: QINNConfig, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.qinn = QINN(config, len(mean), dtype=torch.float32)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+        #: name → (weight, loss) of the last training batch; see the class docstring.
+        self.auxiliary_losses: dict[str, tuple[float, Tensor]] = {}
+
+    def _standardise(self, y: Tensor) -> Tensor:
+        return (y - self.mean) / self.std
+
+    def log_prob(self, y: Tensor, condition: Tensor) -> Tensor:
+        x = self._standardise(y)
+        log_norm = torch.log(self.std).sum()
+        if not self.training:
+            return self.qinn.log_prob(x, condition) - log_norm
+        z, jac = self.qinn.jacobian(x, condition, create_graph=True)
+        log_det = torch.linalg.slogdet(jac).logabsdet
+        cfg = self.qinn.config
+        self.auxiliary_losses = {
+            "mmd": (cfg.lambda_mmd, mmd_to_normal(z, cfg.mmd_bandwidths)),
+            "reconstruction": (
+                cfg.lambda_reconstruction,
+                (self.qinn.decode(z, condition) - x).pow(2).sum(dim=1).mean(),
+            ),
+        }
+        return _standard_normal_log_prob(z) + log_det - log_norm
+
+    def sample(self, condition: Tensor) -> Tensor:
+        """y (B, L) for conditions (B, 1): the adjoint circuit applied to z ~ N(0, I)."""
+        return self.qinn.sample(condition) * self.std + self.mean
+
+    def invertibility_error(self, y: Tensor, condition: Tensor) -> Tensor:
+        """‖g(f(x)) − x‖ per event (B,), in standardised stage-1 units."""
+        return self.qinn.invertibility_error(self._standardise(y), condition)
+
+
+class QINNShowerModel(TwoStageShowerModel):
+    """QINN stage 1 (:class:`QINNStage1`) and a coupling-flow stage 2; a ShowerGenerator."""
+
+    stage1: QINNStage1
+
+    def __init__(self, config: QINNModelConfig, geometry: Geometry, stats: QINNStats) -> None:
+        if not isinstance(stats, QINNStats):
+            raise DataError(f"a QINN model needs QINNStats, got {type(stats).__name__}")
+        if len(stats.mean) != geometry.n_layers:
+            raise DataError(
+                f"QINN stats are for {len(stats.mean)} stage-1 variables; geometry "
+                f"{geometry.name!r} has {geometry.n_layers} layers"
+            )
+        stage1 = QINNStage1(config.stage1, stats.mean, stats.std)
+        super().__init__(config, geometry, stats.preprocessing, stage1)
+        self.qinn_stats = stats
+
+    def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
+        e_inc = self._energies(incident_energies)
+        ref = self._ref
+        condition = self.preprocessing.condition(e_inc)
+        y1 = self.stage1.sample(condition)
+        z2 = torch.randn(e_inc.shape[0], self.geometry.n_voxels, dtype=ref.dtype, device=ref.device)
+        return self.decode_stage2(e_inc, y1, z2)
+
+    def auxiliary_losses(self) -> dict[str, tuple[float, Tensor]]:
+        """The QINN's weighted MMD and reconstruction losses of the last training ``log_prob``."""
+        return dict(self.stage1.auxiliary_losses) if self.training else {}
+
+    @torch.no_grad()
+    def stage1_invertibility_error(self, incident_energies: Tensor, showers: Tensor) -> Tensor:
+        """‖g(f(x)) − x‖ per event (B,) of the QINN on these showers' stage-1 variables."""
+        e_inc = self._energies(incident_energies)
+        pre = self.preprocessing.forward_showers(
+            e_inc, self._showers(showers, e_inc.shape[0]), dequantize=False, stages=("stage1",)
+        )
+        return self.stage1.invertibility_error(pre["stage1"], pre["condition"])

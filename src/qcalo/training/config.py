@@ -44,6 +44,8 @@ from pydantic import (
 
 from qcalo.errors import ConfigError, DataError
 from qcalo.models import BornModelConfig, ModelConfig
+from qcalo.models.qinn import QINNModelConfig
+from qcalo.models.wgan_shower import WGANModelConfig
 from qcalo.utils.validation import format_validation_error
 
 __all__ = [
@@ -70,7 +72,12 @@ class _Strict(BaseModel):
 
 
 #: The ``model:`` config of every model kind, by kind name (see :mod:`qcalo.training.kinds`).
-MODEL_CONFIG_TYPES: dict[str, type[BaseModel]] = {"flow": ModelConfig, "born": BornModelConfig}
+MODEL_CONFIG_TYPES: dict[str, type[BaseModel]] = {
+    "flow": ModelConfig,
+    "born": BornModelConfig,
+    "wgan": WGANModelConfig,
+    "qinn": QINNModelConfig,
+}
 
 
 def _model_kind_tag(value: Any) -> str | None:
@@ -88,7 +95,7 @@ _KIND_ERROR = (
 
 #: Any registered kind's model config, chosen by its ``kind`` key (default ``flow``).
 if TYPE_CHECKING:
-    AnyModelConfig = ModelConfig | BornModelConfig
+    AnyModelConfig = ModelConfig | BornModelConfig | WGANModelConfig | QINNModelConfig
 else:
     AnyModelConfig = Annotated[
         Union[tuple(Annotated[t, Tag(f"kind[{k}]")] for k, t in MODEL_CONFIG_TYPES.items())],  # noqa: UP007

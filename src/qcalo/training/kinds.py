@@ -13,9 +13,11 @@ and evaluation use nothing else:
   :class:`qcalo.models.ShowerGenerator`;
 * ``objective``: the :class:`qcalo.training.objectives.Objective` subclass that trains it.
 
-Registered kinds: ``flow`` (two-stage coupling flow) and ``born`` (Born-machine stage 1 + flow
-stage 2). A new kind (WGAN-GP, QINN) adds its config class to ``AnyModelConfig`` in
-:mod:`qcalo.training.config` and one :func:`register_kind` call here.
+Registered kinds: ``flow`` (two-stage coupling flow), ``born`` (Born-machine stage 1 + flow
+stage 2), ``wgan`` (FastCaloQ's WGAN-GP, which steps its own generator and critic optimisers)
+and ``qinn`` (quantum invertible network stage 1 + flow stage 2). A new kind adds its config
+class to ``MODEL_CONFIG_TYPES`` in :mod:`qcalo.training.config` and one :func:`register_kind`
+call here.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch import nn
 from qcalo.data.geometry import Geometry
 from qcalo.data.io import ShowerData
 from qcalo.errors import ConfigError, DataError
-from qcalo.training.objectives import LikelihoodObjective, Objective
+from qcalo.training.objectives import LikelihoodObjective, Objective, QINNObjective
 
 __all__ = ["ModelKind", "KINDS", "register_kind", "model_kind", "kind_of"]
 
@@ -117,15 +119,61 @@ def _build_born(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
     return BornShowerModel(config, geometry, stats)
 
 
+def _fit_wgan(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
+    from qcalo.models.wgan_shower import fit_wgan_preprocessing
+
+    return fit_wgan_preprocessing(chunks, geometry, config)
+
+
+def _wgan_stats(data: dict[str, Any]) -> Any:
+    from qcalo.models.wgan import GANPreprocessing
+
+    return GANPreprocessing.from_dict(data)
+
+
+def _build_wgan(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
+    from qcalo.models.wgan_shower import WGANShowerModel
+
+    return WGANShowerModel(config, geometry, stats)
+
+
+def _fit_qinn(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
+    from qcalo.models.qinn import fit_qinn_preprocessing
+
+    return fit_qinn_preprocessing(chunks, geometry, config)
+
+
+def _qinn_stats(data: dict[str, Any]) -> Any:
+    from qcalo.models.qinn import QINNStats
+
+    return QINNStats.from_dict(data)
+
+
+def _build_qinn(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
+    from qcalo.models.qinn import QINNShowerModel
+
+    return QINNShowerModel(config, geometry, stats)
+
+
 def _register_builtin() -> None:
     from qcalo.models.born import BornModelConfig
     from qcalo.models.config import ModelConfig
+    from qcalo.models.qinn import QINNModelConfig
+    from qcalo.models.wgan_shower import WGANModelConfig
+    from qcalo.training.gan_objective import WGANObjective
 
     register_kind(
         ModelKind("flow", ModelConfig, _fit_flow, _flow_stats, _build_flow, LikelihoodObjective)
     )
     register_kind(
         ModelKind("born", BornModelConfig, _fit_born, _born_stats, _build_born, LikelihoodObjective)
+    )
+
+    register_kind(
+        ModelKind("wgan", WGANModelConfig, _fit_wgan, _wgan_stats, _build_wgan, WGANObjective)
+    )
+    register_kind(
+        ModelKind("qinn", QINNModelConfig, _fit_qinn, _qinn_stats, _build_qinn, QINNObjective)
     )
 
 

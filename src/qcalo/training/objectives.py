@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Objective",
     "LikelihoodObjective",
+    "QINNObjective",
     "TrainingDiverged",
     "make_optimiser",
     "make_scheduler",
@@ -189,8 +190,13 @@ class LikelihoodObjective(Objective):
     in ``val_excluded``, with one warning per run.
     """
 
-    train_columns = ("train_nll", "train_nll_stage1", "train_nll_stage2")
-    val_columns = ("val_nll", "val_nll_stage1", "val_nll_stage2", "val_excluded")
+    train_columns: ClassVar[tuple[str, ...]] = ("train_nll", "train_nll_stage1", "train_nll_stage2")
+    val_columns: ClassVar[tuple[str, ...]] = (
+        "val_nll",
+        "val_nll_stage1",
+        "val_nll_stage2",
+        "val_excluded",
+    )
     monitor = "val_nll"
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, steps_per_epoch: int) -> None:
@@ -206,6 +212,9 @@ class LikelihoodObjective(Objective):
     ) -> dict[str, float]:
         nll = _nll_parts(self.model.log_prob(energies, showers))
         loss = nll["total"].mean()
+        auxiliary = self.auxiliary_losses()
+        for weight, value in auxiliary.values():
+            loss = loss + weight * value
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
@@ -218,11 +227,24 @@ class LikelihoodObjective(Objective):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         optimiser.step()
         self.schedulers["model"].step()
+        n = float(energies.shape[0])
+        extra = {
+            f"train_{name}": float(value.detach()) * n for name, (_, value) in auxiliary.items()
+        }
         return {
             "train_nll": float(nll["total"].detach().sum()),
             "train_nll_stage1": float(nll["stage1"].detach().sum()),
             "train_nll_stage2": float(nll["stage2"].detach().sum()),
+            **{k: v for k, v in extra.items() if k in self.train_columns},
         }
+
+    def auxiliary_losses(self) -> dict[str, tuple[float, torch.Tensor]]:
+        """Terms added to the NLL of the last ``log_prob``: name → (weight, scalar loss).
+
+        A model that has them (an INN whose inverse is approximate) provides
+        ``auxiliary_losses()``; flows and the Born machine have none."""
+        provider = getattr(self.model, "auxiliary_losses", None)
+        return dict(provider()) if provider is not None else {}
 
     @torch.no_grad()
     def validate(self, batches: Iterable[Batch], device: torch.device) -> dict[str, float]:
@@ -250,3 +272,26 @@ class LikelihoodObjective(Objective):
             "val_nll_stage2": mean["stage2"],
             "val_excluded": float(excluded),
         }
+
+
+class QINNObjective(LikelihoodObjective):
+    """The QINN's training (Rousselot & Spannowsky 2024): the exact NLL of the whole model plus
+    the stage-1 QINN's weighted MMD and reconstruction terms (logged per event as
+    ``train_mmd`` and ``train_reconstruction``, unweighted). Validation adds
+    ``val_invertibility``: the mean ‖g(f(x)) − x‖ of held-out stage-1 variables (standardised
+    units). The monitored metric stays ``val_nll``."""
+
+    train_columns = (*LikelihoodObjective.train_columns, "train_mmd", "train_reconstruction")
+    val_columns = (*LikelihoodObjective.val_columns, "val_invertibility")
+
+    def validate(self, batches: Iterable[Batch], device: torch.device) -> dict[str, float]:
+        batches = list(batches)
+        out = super().validate(batches, device)
+        total, n = 0.0, 0
+        for energies, showers in batches:
+            err = self.model.stage1_invertibility_error(energies.to(device), showers.to(device))
+            finite = torch.isfinite(err)
+            total += float(err[finite].sum())
+            n += int(finite.sum())
+        out["val_invertibility"] = total / n if n else math.nan
+        return out
