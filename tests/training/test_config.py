@@ -141,3 +141,13 @@ def test_shipped_configs_parse_and_build(name: str) -> None:
         assert counts["quantum"] == 0
     else:
         assert counts["quantum"] > 0
+
+
+def test_a_config_that_is_not_utf8_is_a_config_error_through_the_api(tmp_path):
+    from qcalo.errors import ConfigError
+    from qcalo.training import load_config
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)

@@ -120,3 +120,31 @@ def test_generate_and_evaluate_from_the_command_line(run, small_file: Path, tmp_
     out = tmp_path / "eval"
     assert main([*evaluate, "--out", str(out), "--metrics", "hist", "-q"]) == 0
     assert "separation_power" in json.loads((out / "metrics.json").read_text())
+
+
+def test_checkpoints_that_do_not_fit_their_model_are_one_line_errors(
+    run, small_file: Path, tmp_path: Path
+):
+    """Wrong shapes in the weights, a malformed optimiser state or malformed stats: a
+    CheckpointError naming the entry, for both load_run (generate) and resume."""
+    from qcalo.errors import CheckpointError
+    from qcalo.training.checkpoint import save_checkpoint
+
+    name, run_dir = run
+    checkpoint = dict(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
+    first = next(iter(checkpoint["model"]))
+    damaged = {
+        "model": checkpoint | {"model": checkpoint["model"] | {first: torch.zeros(3, 3, 3)}},
+        "objective": checkpoint | {"objective": {"optimisers": {"nope": {}}, "schedulers": {}}},
+        "stats": checkpoint | {"stats": {"e_min": "x"} if "wgan" in name else {"mean": 1}},
+    }
+    for entry, payload in damaged.items():
+        path = tmp_path / entry / "checkpoints" / "last.pt"
+        path.parent.mkdir(parents=True)
+        save_checkpoint(path, payload)
+        (path.parent.parent / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+        if entry != "objective":  # the objective's state is read only when resuming
+            with pytest.raises(CheckpointError, match=entry if entry != "model" else "model"):
+                load_run(path.parent.parent, which="last")
+        with pytest.raises(CheckpointError):
+            train(name, small_file, path.parent.parent, seed=2, epochs=2, resume=True, device="cpu")

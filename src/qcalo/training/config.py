@@ -255,7 +255,11 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     """
     resolved = config_path(path)
     try:
-        data = yaml.safe_load(resolved.read_text())
+        data = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{resolved}: not UTF-8 text; save the config as UTF-8 (YAML files must be)"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{resolved}: not valid YAML ({' '.join(str(exc).split())})") from None
     except OSError as exc:

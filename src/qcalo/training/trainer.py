@@ -54,11 +54,12 @@ from typing import Any
 import torch
 
 from qcalo.data.geometry import load_geometry
-from qcalo.errors import ConfigError, DataError
+from qcalo.errors import CheckpointError, ConfigError, DataError
 from qcalo.training.checkpoint import (
     CHECKPOINT_FORMAT,
     capture_rng_state,
     load_checkpoint,
+    load_state,
     restore_rng_state,
     save_checkpoint,
 )
@@ -243,6 +244,18 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     return upgraded
 
 
+def _stats_from_checkpoint(kind: Any, checkpoint: dict[str, Any], path: Path) -> Any:
+    """The kind's preprocessing stats from a checkpoint; malformed ones are a CheckpointError."""
+    try:
+        return kind.stats_from_dict(checkpoint["stats"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise CheckpointError(
+            f"{path}: checkpoint entry 'stats' does not fit a {kind.name} model ({detail}); "
+            "retrain, or restore the checkpoint from a backup"
+        ) from None
+
+
 def _checkpoint_config(checkpoint: dict[str, Any], path: Path) -> RunConfig:
     cfg = config_from_dict(checkpoint["config"], source=f"{path} config")
     kind = checkpoint.get("kind", "flow")
@@ -311,7 +324,7 @@ def train(
     )
 
     if checkpoint is not None:
-        stats = kind.stats_from_dict(checkpoint["stats"])
+        stats = _stats_from_checkpoint(kind, checkpoint, paths["last"])
     else:
         stats = kind.fit(dataset.train_chunks, geometry, cfg.model)
     seed_everything(cfg.seed)
@@ -331,8 +344,8 @@ def train(
         "training_time_s": 0.0,
     }
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        objective.load_state_dict(checkpoint["objective"])
+        load_state(model, checkpoint["model"], "model", paths["last"])
+        load_state(objective, checkpoint["objective"], "objective", paths["last"])
         for key in state:
             state[key] = checkpoint[key]
         restore_rng_state(checkpoint["rng"])
@@ -519,10 +532,10 @@ def load_run(
         path = Path(which)
     checkpoint = _read_checkpoint(path)
     cfg = _checkpoint_config(checkpoint, path)
-    stats = model_kind(cfg.model).stats_from_dict(checkpoint["stats"])
+    stats = _stats_from_checkpoint(model_kind(cfg.model), checkpoint, path)
     dev = resolve_device(device)
     model = _build(cfg, stats, torch.device("cpu"))
-    model.load_state_dict(checkpoint["model"])
+    load_state(model, checkpoint["model"], "model", path)
     model.to(dev).eval()
     return model, cfg
 
