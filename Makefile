@@ -26,6 +26,7 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
 	QCALO_QUIET=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -n 2 --dist loadfile -q
 
 # Benchmarks print tables and write JSON to benchmarks/results/ (about 15 minutes on 2 cores).
