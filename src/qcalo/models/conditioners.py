@@ -7,7 +7,9 @@ Three kinds, swappable per flow block (DESIGN.md §3):
   :class:`qcalo.quantum.QuantumLayer` (torch statevector backend) → measured features
   (⟨Z_i⟩, and ⟨Z_iZ_j⟩ if the circuit measures ``"zz"``) → Linear(→ out);
 * :class:`HybridConditioner` (``"hybrid"``): the MLP's last hidden features and the circuit's
-  measured features, concatenated → Linear(→ out).
+  measured features, concatenated → Linear(→ out);
+* :class:`FullyQuantumConditioner` (``"full_quantum"``): s and t straight from one circuit's
+  measurements, with only elementwise input and output scaling (affine couplings).
 
 The final Linear of every kind is zero-initialised, so each coupling block starts as the
 identity; every weight (the circuit's included) trains end to end by backpropagation. The
@@ -34,6 +36,7 @@ __all__ = [
     "MLPConditioner",
     "QuantumConditioner",
     "HybridConditioner",
+    "FullyQuantumConditioner",
     "build_conditioner",
     "quantum_parameters",
 ]
@@ -114,6 +117,49 @@ class HybridConditioner(nn.Module):
         return self.head(torch.cat([self.body(inputs), self.features(inputs)], dim=1))
 
 
+class FullyQuantumConditioner(nn.Module):
+    """Both s(·) and t(·) of a coupling from one circuit's measurements (DESIGN.md §0, the
+    seed's "quantum networks for both s and t"), with only elementwise scaling around it.
+
+    Wire w receives the angle π·tanh(a_w·u_{w mod in} + b_w) of input u (B, in) (inputs are
+    re-used cyclically when the circuit has more wires than inputs); the output is
+    ``scale ⊙ m[:out] + shift`` of the measured features m (⟨Z_i⟩, then ⟨Z_iZ_j⟩ if measured),
+    so no dense layer mixes anything classically. ``scale`` and ``shift`` start at zero, so the
+    coupling block starts as the identity, as every other conditioner's. The circuit must
+    measure at least ``out_features`` features: with affine couplings that is 2 per transformed
+    dimension (e.g. 6 qubits measuring "z" and "zz" give 21 ≥ 2·3); spline couplings need far
+    more and are refused with a message.
+    """
+
+    def __init__(self, in_features: int, out_features: int, spec: object) -> None:
+        super().__init__()
+        from qcalo.quantum import QuantumLayer
+
+        self.circuit = QuantumLayer(spec, backend="torch")
+        n_qubits = int(spec.n_qubits)  # type: ignore[attr-defined]
+        n_measured = int(self.circuit.n_outputs)
+        if n_measured < out_features:
+            raise ValueError(
+                f"a fully quantum conditioner's circuit measures {n_measured} features but the "
+                f"coupling needs {out_features}; measure 'zz' too, add qubits, or use an affine "
+                "coupling"
+            )
+        self.register_buffer(
+            "wire_input", torch.arange(n_qubits) % max(in_features, 1), persistent=False
+        )
+        self.input_scale = nn.Parameter(torch.ones(n_qubits))
+        self.input_shift = nn.Parameter(torch.zeros(n_qubits))
+        self.output_scale = nn.Parameter(torch.zeros(out_features))
+        self.output_shift = nn.Parameter(torch.zeros(out_features))
+        self.out_features = out_features
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        wired = inputs[:, self.wire_input]
+        angles = math.pi * torch.tanh(self.input_scale * wired + self.input_shift)
+        measured = self.circuit(angles).to(inputs.dtype)[:, : self.out_features]
+        return self.output_scale * measured + self.output_shift
+
+
 def build_conditioner(
     kind: str, in_features: int, out_features: int, hidden: Sequence[int], spec: object | None
 ) -> nn.Module:
@@ -126,7 +172,11 @@ def build_conditioner(
         return QuantumConditioner(in_features, out_features, spec)
     if kind == "hybrid":
         return HybridConditioner(in_features, out_features, hidden, spec)
-    raise ValueError(f"unknown conditioner {kind!r}; expected 'mlp', 'quantum' or 'hybrid'")
+    if kind == "full_quantum":
+        return FullyQuantumConditioner(in_features, out_features, spec)
+    raise ValueError(
+        f"unknown conditioner {kind!r}; expected 'mlp', 'quantum', 'hybrid' or 'full_quantum'"
+    )
 
 
 def quantum_parameters(module: nn.Module) -> Iterable[nn.Parameter]:

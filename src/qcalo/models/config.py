@@ -9,7 +9,7 @@ Schema (pydantic v2, unknown keys rejected everywhere)::
       tail_bound: 4.0            # spline (co)domain [-B, B] in latent units; identity outside
       affine_scale_bound: 3.0    # |log scale| of affine couplings is soft-clamped below this
       hidden: [64, 64]           # MLP widths (mlp conditioners and the mlp half of hybrid ones)
-      conditioner: mlp           # mlp | quantum | hybrid, or a list, one entry per block
+      conditioner: mlp           # mlp | quantum | hybrid | full_quantum, or a list, one per block
       mixer: permutation         # permutation | quantum
       mixer_layers: 2            # layers of the real orthogonal mixing circuit
       mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
@@ -56,7 +56,7 @@ __all__ = [
     "ConditionerKind",
 ]
 
-ConditionerKind = Literal["mlp", "quantum", "hybrid"]
+ConditionerKind = Literal["mlp", "quantum", "hybrid", "full_quantum"]
 
 
 class _Strict(BaseModel):

@@ -80,8 +80,8 @@ def build_flow(
             return build_conditioner(kind, n_in, n_out, config.hidden, spec)
 
         layers.append(ActNorm(features))
-        layers.append(
-            Coupling(
+        try:
+            coupling = Coupling(
                 features,
                 context_features,
                 config.coupling,
@@ -90,7 +90,9 @@ def build_flow(
                 tail_bound=config.tail_bound,
                 scale_bound=config.affine_scale_bound,
             )
-        )
+        except ValueError as exc:
+            raise ConfigError(f"{name}.conditioner (block {block}): {exc}") from None
+        layers.append(coupling)
         block_seed = 1000 * seed + block
         if config.mixer == "quantum":
             try:
