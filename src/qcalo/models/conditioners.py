@@ -131,12 +131,16 @@ class FullyQuantumConditioner(nn.Module):
     more and are refused with a message.
     """
 
+    wire_input: Tensor
+
     def __init__(self, in_features: int, out_features: int, spec: object) -> None:
         super().__init__()
         from qcalo.quantum import QuantumLayer
+        from qcalo.quantum.layer import as_spec
 
-        self.circuit = QuantumLayer(spec, backend="torch")
-        n_qubits = int(spec.n_qubits)  # type: ignore[attr-defined]
+        circuit_spec = as_spec(spec)  # type: ignore[arg-type]
+        self.circuit = QuantumLayer(circuit_spec, backend="torch")
+        n_qubits = circuit_spec.n_qubits
         n_measured = int(self.circuit.n_outputs)
         if n_measured < out_features:
             raise ValueError(
