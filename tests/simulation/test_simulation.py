@@ -282,7 +282,7 @@ def test_cli_simulate_end_to_end(tmp_path, capsys):
         (["--particle", "muon"], "particle 'muon'"),
         (["--energies", "1e3,abc"], "'abc' is not a number"),
         (["--geometry", "pions"], "photon simulator needs"),
-        (["--events-per-energy", "-2"], "events per energy -2"),
+        (["--events-per-energy", "-2"], "--events-per-energy: -2 must be ≥ 1"),
     ],
 )
 def test_cli_bad_options_exit_2_with_one_line(tmp_path, capsys, args, message):
@@ -295,7 +295,11 @@ def test_cli_bad_options_exit_2_with_one_line(tmp_path, capsys, args, message):
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
     argv = ["simulate", "-q"] + [x for kv in base.items() for x in kv]
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argument errors exit from argparse itself
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and err.startswith("qcalo simulate: error:")
     assert not (tmp_path / "x.h5").exists()

@@ -148,3 +148,15 @@ def test_checkpoints_that_do_not_fit_their_model_are_one_line_errors(
                 load_run(path.parent.parent, which="last")
         with pytest.raises(CheckpointError):
             train(name, small_file, path.parent.parent, seed=2, epochs=2, resume=True, device="cpu")
+
+
+def test_latent_closure_latents_per_kind(run, small_file: Path) -> None:
+    from qcalo.evaluation.closure import run_latents
+
+    name, run_dir = run
+    data = read_showers(small_file)
+    latents = run_latents(run_dir, data.incident_energies, data.showers)
+    if "wgan" in name:
+        assert latents == {}  # no exact latent map
+    else:
+        assert latents["stage1"].shape == (450, 5) and latents["stage2"].shape == (450, 368)

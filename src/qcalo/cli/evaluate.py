@@ -46,8 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics",
         default=None,
         metavar="LIST",
-        help="comma-separated subset of hist,cls-low,cls-low-normed,cls-high,fpd,kpd,timing "
-        "(default: all but timing; timing too with --run)",
+        help="comma-separated subset of hist,cls-low,cls-low-normed,cls-high,fpd,kpd,typicality,"
+        "closure,timing (default: all but closure and timing; those too with --run). "
+        "typicality: fraction of generated showers atypical of the reference at α = 0.05/0.01 "
+        "(split-conformal, kNN in high-level features; a perfect generator gives α); "
+        "closure: reference showers mapped through the run's model to its latent space, KS "
+        "per dimension and ‖z‖² against χ²(d)",
     )
     parser.add_argument(
         "--profile",

@@ -18,6 +18,9 @@ metrics.json::
      "classifier": {"low": {details}, ...}, "classifier_profile": {settings of that profile},
      "fpd": [value, error], "kpd": [value, error],          # both ×10³
      "timing_ms_per_shower": {"1": x, "100": x, "10000": x},
+     "typicality": {"alphas": {"0.05": {"fraction", "error", "n", "pull"}, ...},
+                    "per_energy": {...}, ...},   # qcalo.evaluation.typicality
+     "latent_closure": {"stage1": {"ks_statistic": [...], "norm_chi2": {...}}, "stage2": ...},
      "model": {summary.json of the run}, ...}
 
 Keys of metrics not requested are absent. Voxels below 1 MeV count as 0 in every metric (the
@@ -43,8 +46,20 @@ from qcalo.utils.progress import progress
 
 __all__ = ["evaluate", "ALL_METRICS", "DEFAULT_METRICS", "parse_metrics", "THRESHOLD_MEV"]
 
-ALL_METRICS = ("hist", "cls-low", "cls-low-normed", "cls-high", "fpd", "kpd", "timing")
-DEFAULT_METRICS = ("hist", "cls-low", "cls-low-normed", "cls-high", "fpd", "kpd")
+ALL_METRICS = (
+    "hist",
+    "cls-low",
+    "cls-low-normed",
+    "cls-high",
+    "fpd",
+    "kpd",
+    "typicality",
+    "closure",
+    "timing",
+)
+DEFAULT_METRICS = ("hist", "cls-low", "cls-low-normed", "cls-high", "fpd", "kpd", "typicality")
+#: Metrics that need the trained run (added by default when one is given).
+RUN_METRICS = ("closure", "timing")
 THRESHOLD_MEV = 1.0
 _CLASSIFIER_OF_METRIC = {"cls-low": "low", "cls-low-normed": "low_normed", "cls-high": "high"}
 
@@ -52,15 +67,17 @@ _CLASSIFIER_OF_METRIC = {"cls-low": "low", "cls-low-normed": "low_normed", "cls-
 def parse_metrics(metrics: str | Iterable[str] | None, *, have_run: bool = False) -> list[str]:
     """Normalise a metric selection ("hist,fpd" or a list) into a validated, ordered list.
 
-    ``None`` means every metric except ``timing``, plus ``timing`` when a run directory is given.
+    ``None`` means every metric except those of a run (``closure``, ``timing``), plus those
+    when a run directory is given.
     """
+    run_metrics = list(RUN_METRICS) if have_run else []
     if metrics is None:
-        chosen = list(DEFAULT_METRICS) + (["timing"] if have_run else [])
+        chosen = list(DEFAULT_METRICS) + run_metrics
     else:
         items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
         chosen = [m.strip().lower().replace("_", "-") for m in items if m.strip()]
         if "all" in chosen:
-            chosen = list(DEFAULT_METRICS) + (["timing"] if have_run else [])
+            chosen = list(DEFAULT_METRICS) + run_metrics
         unknown = [m for m in chosen if m not in ALL_METRICS]
         if unknown:
             raise ConfigError(
@@ -70,8 +87,11 @@ def parse_metrics(metrics: str | Iterable[str] | None, *, have_run: bool = False
             raise ConfigError(
                 f"no metric selected; expected a comma-separated subset of {', '.join(ALL_METRICS)}"
             )
-    if "timing" in chosen and not have_run:
-        raise ConfigError("metric 'timing' needs the trained run: pass --run RUN_DIR (run_dir=...)")
+    for name in RUN_METRICS:
+        if name in chosen and not have_run:
+            raise ConfigError(
+                f"metric '{name}' needs the trained run: pass --run RUN_DIR (run_dir=...)"
+            )
     return [m for m in ALL_METRICS if m in chosen]
 
 
@@ -163,8 +183,9 @@ def evaluate(
         geometry: ``"photons"``, ``"pions"``, a binning XML path or a :class:`Geometry`; both
             inputs must match it.
         out_dir: created if needed; existing files of the same names are replaced.
-        metrics: subset of ``hist, cls-low, cls-low-normed, cls-high, fpd, kpd, timing`` (a list or
-            a comma-separated string); ``None`` = all but timing (+ timing with ``run_dir``).
+        metrics: subset of ``hist, cls-low, cls-low-normed, cls-high, fpd, kpd, typicality,
+            closure, timing`` (a list or a comma-separated string); ``None`` = all but closure
+            and timing (+ those with ``run_dir``).
         profile: classifier profile, ``"fast"`` (default) or ``"calochallenge"``, or a
             :class:`qcalo.evaluation.classifier.ClassifierProfile`.
         seed: seeds the classifier splits/initialisation, the FPD/KPD bootstraps and timing inputs.
@@ -330,6 +351,34 @@ def evaluate(
             value, error = kpd(x_ref, x_gen, batch_size=settings["kpd_batch_size"], seed=seed)
             result["kpd"] = [value * 1e3, error * 1e3]
             seconds["kpd"] = time.perf_counter() - start
+
+    if "typicality" in chosen:
+        from qcalo.evaluation.typicality import conformal_typicality
+
+        start = time.perf_counter()
+        say("typicality: conformal p-values of generated showers against the reference")
+        result["typicality"] = conformal_typicality(
+            classifier_columns(ref_features, geom),
+            ref.incident_energies,
+            classifier_columns(gen_features, geom),
+            gen.incident_energies,
+            seed=seed,
+        )
+        seconds["typicality"] = time.perf_counter() - start
+
+    if "closure" in chosen:
+        from qcalo.evaluation.closure import latent_closure, run_latents
+
+        start = time.perf_counter()
+        say("latent closure: reference showers through the trained model's inverse")
+        assert run_dir is not None  # parse_metrics refuses "closure" without a run
+        latents = run_latents(run_dir, ref.incident_energies, ref.showers, seed=seed)
+        result["latent_closure"] = (
+            latent_closure(latents)
+            if latents
+            else {"skipped": "the model kind has no exact latent map (not a likelihood model)"}
+        )
+        seconds["closure"] = time.perf_counter() - start
 
     if run_dir is not None:
         result["model"] = model_summary
