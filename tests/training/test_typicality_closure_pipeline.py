@@ -48,3 +48,15 @@ def test_latent_closure_of_a_trained_flow(files, tiny_run: Path, tmp_path):
     assert closure["stage1"]["n"] + closure["stage1"]["n_excluded"] == 600
     # three tiny epochs: far from closure, and the test says so
     assert closure["stage2"]["norm_chi2"]["p_value"] < 0.05
+
+
+def test_report_shows_typicality_and_closure(files, tiny_run: Path, tmp_path):
+    ref, other = files
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--generated", str(other), "--reference", str(ref), "--out", str(out)]
+    assert main([*argv, "--metrics", "typicality,closure", "--run", str(tiny_run), "-q"]) == 0
+    page = (out / "report.html").read_text()
+    assert "Conformal typicality" in page and "Latent closure" in page
+    assert "atypical fraction at α = 0.05" in page
+    assert main(["report", str(out), "--out", str(tmp_path / "rep"), "-q"]) == 0
+    assert "latent closure stage2" in (tmp_path / "rep" / "report.html").read_text()

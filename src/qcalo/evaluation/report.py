@@ -155,6 +155,13 @@ def _get(metrics: dict, *keys: str) -> Any:
     return value
 
 
+def _typicality_cell(metrics: dict, alpha: str) -> str | None:
+    block = _get(metrics, "typicality", "alphas", alpha)
+    if not isinstance(block, dict):
+        return None
+    return f"{_fmt(block.get('fraction'))} ± {_fmt(block.get('error'))}"
+
+
 def comparison_table(all_metrics: Sequence[dict]) -> list[tuple[str, list[Any]]]:
     """Rows (name, one value per evaluation) of the side-by-side table; rows empty everywhere are dropped."""
     rows: list[tuple[str, list[Any]]] = [
@@ -168,6 +175,20 @@ def comparison_table(all_metrics: Sequence[dict]) -> list[tuple[str, list[Any]]]
         rows.append((f"AUC {label}", [_get(m, "auc", kind) for m in all_metrics]))
     for kind, label in (("low", "low"), ("low_normed", "low-normed"), ("high", "high")):
         rows.append((f"JSD {label}", [_get(m, "jsd", kind) for m in all_metrics]))
+    for alpha in ("0.05", "0.01"):
+        rows.append(
+            (
+                f"atypical fraction at α = {alpha} (perfect: {alpha})",
+                [_typicality_cell(m, alpha) for m in all_metrics],
+            )
+        )
+    for stage in ("stage1", "stage2"):
+        rows.append(
+            (
+                f"latent closure {stage}: p(‖z‖² ~ χ²(d))",
+                [_get(m, "latent_closure", stage, "norm_chi2", "p_value") for m in all_metrics],
+            )
+        )
     rows += [
         ("FPD ×10³", [m.get("fpd") for m in all_metrics]),
         ("KPD ×10³", [m.get("kpd") for m in all_metrics]),
@@ -320,6 +341,59 @@ def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Pat
             if isinstance(d, dict)
         ]
         sections.append(_section("Classifier tests", table=_table(header, rows)))
+    typicality = metrics.get("typicality")
+    if isinstance(typicality, dict) and isinstance(typicality.get("per_energy"), dict):
+        alphas = sorted(typicality.get("alphas", {}), key=float, reverse=True)
+        sections.append(
+            _section(
+                "Conformal typicality",
+                notes=[
+                    "fraction of generated showers whose split-conformal p-value (kNN distance in "
+                    "the high-level features, calibrated on reference showers not used for the "
+                    "score) is ≤ α; a generator as good as the reference gives α."
+                ],
+                table=_table(
+                    ["incident energy (MeV)", *[f"α = {a}" for a in alphas]],
+                    [
+                        (
+                            energy,
+                            [_typicality_cell({"typicality": {"alphas": b}}, a) for a in alphas],
+                        )
+                        for energy, b in typicality["per_energy"].items()
+                        if isinstance(b, dict)
+                    ],
+                ),
+            )
+        )
+    closure = metrics.get("latent_closure")
+    if isinstance(closure, dict) and any(isinstance(v, dict) for v in closure.values()):
+        sections.append(
+            _section(
+                "Latent closure",
+                notes=[
+                    "reference showers mapped through the model's exact latent map: for a "
+                    "perfect model the latents are N(0, I); KS per dimension (worst shown) and "
+                    "‖z‖² against χ²(d)."
+                ],
+                table=_table(
+                    ["stage", "d", "N", "worst KS (dim)", "p(‖z‖²)", "mean ‖z‖²/d"],
+                    [
+                        (
+                            stage,
+                            [
+                                c.get("dim"),
+                                c.get("n"),
+                                f"{_fmt(_get(c, 'ks_max', 'statistic'))} ({_get(c, 'ks_max', 'dim')})",
+                                _get(c, "norm_chi2", "p_value"),
+                                _get(c, "norm_chi2", "mean_over_dim"),
+                            ],
+                        )
+                        for stage, c in closure.items()
+                        if isinstance(c, dict)
+                    ],
+                ),
+            )
+        )
     timing = metrics.get("timing")
     if isinstance(timing, dict) and isinstance(timing.get("ms_per_shower"), dict):
         sections.append(
