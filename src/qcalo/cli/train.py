@@ -14,10 +14,16 @@ from qcalo.utils.seeding import seed_argument
 HELP = "train a shower model from a YAML config"
 
 
+# The shipped configs, listed without importing the training package (and torch) for --help.
+_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config",
-        help="run config: a YAML file or a shipped name (tiny_photons, classical_photons, hybrid_photons, quantum_mixer_photons)",
+        help="run config: a YAML file or a shipped name ("
+        + ", ".join(sorted(p.stem for p in _CONFIG_DIR.glob("*.yaml")))
+        + "); model.kind picks the model: flow, born, wgan or qinn",
     )
     parser.add_argument(
         "--data",
