@@ -110,6 +110,26 @@ def rotation_gates(weights: torch.Tensor, kind: str) -> torch.Tensor:
     return torch.complex(entries[..., :4], entries[..., 4:]).unflatten(-1, (2, 2))
 
 
+def rotation_gates_vjp(weights: torch.Tensor, kind: str, grad_gates: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`rotation_gates` w.r.t. its weights, written out: (..., 2, 2) -> (..., 2 | 3).
+
+    The gate entries are ``(trig ⊗ trig) @ picks`` of the half-angles' (cos, sin), so the chain
+    is three small matmuls: picks back to trig products, the symmetric product rule to trig,
+    trig to half-angles to weights. Replaces ~20 autograd nodes on (L, n, 2, 2) tensors.
+    """
+    rows = _HALF_ANGLES[1:] if kind == "ryrz" else _HALF_ANGLES
+    half = torch.as_tensor(rows, dtype=weights.dtype, device=weights.device)
+    picks = torch.as_tensor(_ROTATION_PICKS, dtype=weights.dtype, device=weights.device)
+    angles = weights @ half
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    trig = torch.cat([cos, sin], dim=-1)  # (..., 6)
+    grad_entries = torch.cat([grad_gates.real.flatten(-2), grad_gates.imag.flatten(-2)], dim=-1)
+    grad_outer = (grad_entries @ picks.mT).unflatten(-1, (6, 6))
+    grad_trig = ((grad_outer + grad_outer.mT) @ trig[..., None])[..., 0]
+    grad_angles = grad_trig[..., 3:] * cos - grad_trig[..., :3] * sin
+    return grad_angles @ half.mT
+
+
 # ----------------------------------------------------------------------------------------------
 # Layers of single-qubit gates
 
@@ -292,6 +312,183 @@ def product_state(vectors: torch.Tensor) -> torch.Tensor:
     if leftover is not None:
         state = (state[:, :, None] * leftover[:, None, :]).reshape(batch, -1)
     return state
+
+
+class AngleEmbedding:
+    """R_Y(x)|0…0⟩ = ⊗_i (cos x_i/2, sin x_i/2) and its input derivative as a few small GEMMs.
+
+    Broadcast products over small trailing dimensions (the pairwise :func:`product_state` on
+    (B, n, 2)) run at a fraction of the memory bandwidth on CPU, and each op costs several µs
+    of fixed overhead, so the state is built from two halves a (wires < h) and b (the rest):
+
+    * forward: Y = [cos | sin] @ E expands every wire's factor to its half's 2^h (2^r)
+      entries, a and b are products of those slices (tiny), then z = [a | b] @ R = [a↑ | b↑]
+      spreads both to 2^n and e = a↑ ⊙ b↑: one pass over the output;
+    * backward: ∂L/∂a = (g ⊙ b↑) @ R_aᵀ, ∂L/∂b = (g ⊙ a↑) @ R_bᵀ (one (B, 2^(n+1)) product and
+      one GEMM), then inside each half ∂e/∂x_i = ½ J_i e (J_i: flip bit i, sign −1 where it
+      was 0) gives ∂L/∂x_i = ½ ⟨∂L/∂a, J_i a⟩: the flipped copies ``[a | b] @ F`` and the
+      tiled gradients ``[∂a | ∂b] @ T`` are (B, h·2^h + r·2^r) and summed per wire by one GEMM.
+
+    No division (exact where cos or sin vanishes). Constants are 0/±1 matrices per device/dtype.
+    """
+
+    def __init__(self, n_qubits: int, device: torch.device, dtype: torch.dtype) -> None:
+        n = n_qubits
+        h, r = n // 2, n - n // 2
+        self.n, self.h, self.r, self.dim = n, h, r, 2**n
+        sizes = [(0, h), (h, r)]  # (first wire, wires) of each half
+        cols = h * 2**h + r * 2**r
+        halves = 2**h + 2**r
+        expand = np.zeros((2 * n, cols))
+        flip = np.zeros((halves, cols))
+        tile = np.zeros((halves, cols))
+        total = np.zeros((cols, n))
+        self.slices: list[list[slice]] = []
+        col, row = 0, 0  # column offset in Y, row offset of the half in [a | b]
+        for first, wires in sizes:
+            width = 2**wires
+            k = np.arange(width)
+            spans = []
+            for j in range(wires):
+                bit = (k >> (wires - 1 - j)) & 1
+                span = slice(col, col + width)
+                expand[first + j, span] = bit == 0
+                expand[n + first + j, span] = bit == 1
+                flip[row + (k ^ (1 << (wires - 1 - j))), col + k] = np.where(bit == 0, -1.0, 1.0)
+                tile[row + k, col + k] = 1.0
+                total[span, first + j] = 0.5
+                spans.append(span)
+                col += width
+            self.slices.append(spans)
+            row += width
+        big = np.arange(2**n)
+        spread = np.zeros((halves, 2 * 2**n))
+        spread[big >> r, big] = 1.0
+        spread[2**h + (big & (2**r - 1)), 2**n + big] = 1.0
+        # ∂L/∂[a | b] from [g ⊙ a↑ | g ⊙ b↑]: the b↑-weighted half sums into a, and vice versa.
+        back = np.zeros((2 * 2**n, halves))
+        back[big, 2**h + (big & (2**r - 1))] = 1.0
+        back[2**n + big, big >> r] = 1.0
+        kw = {"device": device, "dtype": dtype}
+        self.expand = torch.as_tensor(expand, **kw)
+        self.flip = torch.as_tensor(flip, **kw)
+        self.tile = torch.as_tensor(tile, **kw)
+        self.total = torch.as_tensor(total, **kw)
+        self.spread = torch.as_tensor(spread, **kw)
+        self.back = torch.as_tensor(back, **kw)
+
+    def forward(self, angles: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """(state (B, 2^n) real, saved tensors for :meth:`backward`) of angles (B, n)."""
+        half = angles * 0.5
+        expanded = torch.cat([torch.cos(half), torch.sin(half)], dim=1) @ self.expand
+        parts = []
+        for spans in self.slices:
+            if not spans:
+                parts.append(torch.ones_like(angles[:, :1]))
+                continue
+            part = expanded[:, spans[0]]
+            for span in spans[1:]:
+                part = part * expanded[:, span]
+            parts.append(part)
+        halves = torch.cat(parts, dim=1)  # [a | b]
+        spread = halves @ self.spread  # [a↑ | b↑]
+        state = spread[:, : self.dim] * spread[:, self.dim :]
+        return state, (halves, spread)
+
+    def backward(self, grad: torch.Tensor, saved: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """∂L/∂angles (B, n) from ∂L/∂state (B, 2^n)."""
+        halves, spread = saved
+        batch = grad.shape[0]
+        weighted = (spread.view(batch, 2, self.dim) * grad[:, None, :]).view(batch, -1)
+        g_halves = weighted @ self.back  # [∂L/∂a | ∂L/∂b]
+        return ((halves @ self.flip) * (g_halves @ self.tile)) @ self.total
+
+
+_EMBEDDINGS: dict[tuple[int, torch.device, torch.dtype], AngleEmbedding] = {}
+
+
+def angle_embedding(n_qubits: int, device: torch.device, dtype: torch.dtype) -> AngleEmbedding:
+    """The cached :class:`AngleEmbedding` for this register, device and (real) dtype."""
+    key = (n_qubits, device, dtype)
+    if key not in _EMBEDDINGS:
+        _EMBEDDINGS[key] = AngleEmbedding(n_qubits, device, dtype)
+    return _EMBEDDINGS[key]
+
+
+_DIGIT_SELECTORS: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _digit_selector(m: int, d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(m, d^m, d) one-hot: [i, k, c] = 1 where base-d digit i of k (digit 0 most significant) is c."""
+    key = (m, d, device, dtype)
+    if key not in _DIGIT_SELECTORS:
+        k = np.arange(d**m)
+        digits = (k[None, :] // d ** (m - 1 - np.arange(m))[:, None]) % d  # (m, d^m)
+        _DIGIT_SELECTORS[key] = torch.as_tensor(
+            digits[:, :, None] == np.arange(d)[None, None, :], dtype=dtype, device=device
+        )
+    return _DIGIT_SELECTORS[key]
+
+
+def _product_state_vjp_direct(grad: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """:func:`product_state_vjp` for a few factors: m products with factor i replaced by ones."""
+    batch, m, d = vectors.shape
+    if m == 1:
+        return grad.reshape(batch, 1, d)
+    eye = torch.eye(m, dtype=torch.bool, device=vectors.device)[None, :, :, None]
+    others = vectors.conj()[:, None].expand(batch, m, m, d).masked_fill(eye, 1)
+    products = product_state(others.reshape(batch * m, m, d)).view(batch, m, d**m)
+    weighted = (products * grad[:, None, :]).transpose(0, 1)  # (m, B, d^m)
+    selector = _digit_selector(m, d, vectors.device, vectors.dtype)
+    return torch.bmm(weighted, selector).transpose(0, 1)
+
+
+def product_state_vjp(grad: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Vector-Jacobian product of :func:`product_state`: grad (B, d^m), vectors (B, m, d) -> (B, m, d).
+
+    g_i[c] = Σ_{k: digit i of k = c} grad[k] · conj(Π_{j≠i} v_j[k_j]) (torch's convention for
+    complex tensors; plain products for real ones). The state is split into two halves,
+    ψ = a ⊗ b: grad contracted with conj(b) is the gradient of a and vice versa (one pass over
+    the 2^m-wide grad), and each half's own factors are found from its (small) gradient directly.
+    Equal halves are processed as one batch. Exact where factors vanish (no division).
+    """
+    batch, m, d = vectors.shape
+    if m <= 3:
+        return _product_state_vjp_direct(grad, vectors)
+    h = m // 2
+    if 2 * h == m:
+        halves = vectors.reshape(batch, 2, h, d).transpose(0, 1).reshape(2 * batch, h, d)
+        parts = product_state(halves).conj().view(2, batch, d**h)
+        g = grad.view(batch, d**h, d**h)
+        g_left = (g * parts[1][:, None, :]).sum(2)
+        g_right = (g * parts[0][:, :, None]).sum(1)
+        inner = product_state_vjp(torch.cat([g_left, g_right]), halves)  # (2B, h, d)
+        return inner.view(2, batch, h, d).transpose(0, 1).reshape(batch, m, d)
+    left = product_state(vectors[:, :h]).conj()
+    right = product_state(vectors[:, h:]).conj()
+    g = grad.view(batch, d**h, d ** (m - h))
+    g_left = (g * right[:, None, :]).sum(2)
+    g_right = (g * left[:, :, None]).sum(1)
+    return torch.cat(
+        [product_state_vjp(g_left, vectors[:, :h]), product_state_vjp(g_right, vectors[:, h:])],
+        dim=1,
+    )
+
+
+def kron_gates_vjp(gates: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Vector-Jacobian product of :func:`kron_gates`: gates (..., k, 2, 2), grad (..., 2^k, 2^k).
+
+    K[(a_0…a_k-1), (b_0…b_k-1)] = Π_i g_i[a_i, b_i] is the product state of the flattened gates
+    once K's row and column bits are interleaved: one permutation copy, then
+    :func:`product_state_vjp`.
+    """
+    k = gates.shape[-3]
+    lead = gates.shape[:-3]
+    flat = gates.reshape(-1, k, 4)
+    g = grad.reshape(flat.shape[0], *([2] * (2 * k)))
+    order = [0] + [axis for i in range(k) for axis in (1 + i, 1 + k + i)]
+    g = g.permute(order).reshape(flat.shape[0], 4**k)
+    return product_state_vjp(g, flat).reshape(*lead, k, 2, 2)
 
 
 _FLIP_TABLES: dict[tuple[int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}

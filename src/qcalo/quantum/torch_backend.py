@@ -461,13 +461,23 @@ class TorchCircuit:
             return self._gates_features(inputs, rotation_weights, entangler_weights)
         tensors = (inputs, rotation_weights, entangler_weights)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-            function = _UnitaryFunction if strategy == "unitary" else _AdjointFunction
+            if strategy == "adjoint":
+                function: Any = _AdjointFunction
+            elif self.spec.embedding in ("X", "Y"):
+                function = _FusedUnitaryFunction
+            else:
+                function = _UnitaryFunction
             return function.apply(inputs, rotation_weights, entangler_weights, self)
         const = self.constants(rotation_weights.device, rotation_weights.dtype)
         with torch.no_grad():
             if strategy == "adjoint":
                 state = self._adjoint_state(inputs, rotation_weights, entangler_weights, const)
                 return _readout(self.spec, const, state, split=False)
+            if self.spec.embedding in ("X", "Y"):
+                transfer, _ = _build_transfer(self.spec, const, rotation_weights, entangler_weights)
+                embedding = sv.angle_embedding(self.spec.n_qubits, inputs.device, inputs.dtype)
+                front, _ = embedding.forward(inputs)
+                return _readout(self.spec, const, front @ _real_transfer(transfer), True)
             front, transfer = self._unitary_parts(
                 inputs, rotation_weights, entangler_weights, const
             )
@@ -533,6 +543,231 @@ def _grads_of_leaves(
         if leaf is not None and leaf.requires_grad:
             result[i] = next(found)
     return result
+
+
+class _TransferTape:
+    """What :func:`_build_transfer` keeps for :func:`_transfer_backward` (all (L, D, D) or smaller)."""
+
+    def __init__(
+        self,
+        gates: torch.Tensor,
+        shifted: torch.Tensor | None,
+        halves: list[torch.Tensor],
+        steps: torch.Tensor,
+        prefixes: list[torch.Tensor | None],
+        phases: torch.Tensor | None,
+    ) -> None:
+        self.gates, self.shifted, self.halves, self.steps = gates, shifted, halves, steps
+        self.prefixes, self.phases = prefixes, phases
+
+
+def _half_wires(n_qubits: int) -> list[tuple[int, int]]:
+    """(first wire, wires) of the two halves the Kronecker products are split into."""
+    h = n_qubits // 2
+    return [(0, h), (h, n_qubits - h)]
+
+
+def _build_transfer(
+    spec: CircuitSpec,
+    const: _Constants,
+    rotation_weights: torch.Tensor,
+    entangler_weights: torch.Tensor | None,
+    keep_derivatives: bool = False,
+) -> tuple[torch.Tensor, _TransferTape]:
+    """M (D, D) of the whole circuit for an X/Y embedding (ψ_out = ψ_embedded @ M), no autograd.
+
+    Every layer is one step S_l = K_lᵀ·E_l: the Kronecker product of its rotation gates, built
+    for all layers at once from two halves (K = A ⊗ B), with the entangler folded into its
+    columns in one op for all layers (a column gather for CNOTs, a column scaling for
+    CZ/CRZ/IsingZZ); M = S_0 S_1 … (L-1 small GEMMs), then the final QFT on the rows and the X
+    embedding's fixed phases. About 20 kernels, where recording it for autograd cost ~40 nodes
+    each way; :func:`_transfer_backward` is its hand-written derivative.
+
+    ``keep_derivatives``: every rotation factor is R(t) = exp(-itP/2), whose derivative is
+    exactly ½R(t + π), so each gate's derivative in weight k is ½ the gate at weights shifted
+    by π·e_k; those shifted gates (L, n, k, 2, 2) are built in the same call as the gates.
+    """
+    kind = spec.rotations
+    if keep_derivatives:
+        k = rotation_weights.shape[-1]
+        shifts = torch.cat(
+            [
+                torch.zeros(1, k, dtype=rotation_weights.dtype, device=rotation_weights.device),
+                torch.eye(k, dtype=rotation_weights.dtype, device=rotation_weights.device) * np.pi,
+            ]
+        )
+        sets = sv.rotation_gates(rotation_weights[:, :, None, :] + shifts, kind)
+        gates, shifted = sets[:, :, 0], sets[:, :, 1:]
+    else:
+        gates, shifted = sv.rotation_gates(rotation_weights, kind), None
+    n_layers, dim = spec.n_layers, spec.dim
+    halves = [
+        sv.kron_gates(gates[:, first : first + size])
+        for first, size in _half_wires(spec.n_qubits)
+        if size
+    ]
+    if len(halves) == 1:
+        kron = halves[0]
+    else:
+        a, b = halves
+        kron = (a[:, :, None, :, None] * b[:, None, :, None, :]).reshape(n_layers, dim, dim)
+    steps = kron.transpose(1, 2)  # K_lᵀ
+    phases = None
+    if const.gather is not None:
+        steps = steps.index_select(2, const.gather)
+    elif const.cz is not None:
+        steps = steps * const.cz
+    elif const.phase_coeffs is not None:
+        assert entangler_weights is not None
+        theta = (entangler_weights @ const.phase_coeffs) * -0.5  # (L, D)
+        phases = torch.complex(torch.cos(theta), torch.sin(theta))
+        steps = steps * phases[:, None, :]
+    else:
+        steps = steps.contiguous()
+    prefixes: list[torch.Tensor | None] = [None]
+    transfer = steps[0]
+    for layer in range(1, n_layers):
+        prefixes.append(transfer)
+        transfer = transfer @ steps[layer]
+    if spec.final_qft:
+        transfer = torch.fft.ifft(transfer, dim=1, norm="ortho")
+    if spec.embedding == "X":
+        transfer = transfer * const.x_phases[:, None]
+    return transfer, _TransferTape(gates, shifted, halves, steps, prefixes, phases)
+
+
+def _transfer_backward(
+    spec: CircuitSpec,
+    const: _Constants,
+    tape: _TransferTape,
+    grad: torch.Tensor,
+    rotation_weights: torch.Tensor,
+    entangler_weights: torch.Tensor | None,
+    needs: tuple[bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(∂L/∂rotation_weights, ∂L/∂entangler_weights) from ∂L/∂M of :func:`_build_transfer`.
+
+    Reverse of the build: M = S_0 … S_{L-1} gives ∂L/∂S_l = (S_0…S_{l-1})ᴴ G (S_{l+1}…)ᴴ (two
+    D×D GEMMs per layer); the entangler is undone on the columns (inverse gather, or the
+    conjugate scaling, whose phases get Σ_rows Im(∂L/∂S · conj S)). Then K = A ⊗ B:
+    ∂L/∂A = Σ_{rs} ∂L/∂K[(p,r),(q,s)]·conj(B[r,s]) and likewise for B (one permuted copy and two
+    matrix-vector products), and a weight of wire i in half A has ∂L/∂w = Re⟨∂L/∂A, ∂A/∂w⟩ with
+    ∂A/∂w = ½·(A with gate i replaced by its π-shifted gate), the Kronecker products of the
+    shifted gates built for all weights at once. Everything is on (L, D, D) or smaller tensors:
+    the cost does not depend on the batch.
+    """
+    if spec.embedding == "X":
+        grad = grad * const.x_phases.conj()[:, None]
+    if spec.final_qft:
+        grad = torch.fft.fft(grad, dim=1, norm="ortho")
+    steps = tape.steps
+    grads: list[torch.Tensor] = []
+    for layer in reversed(range(spec.n_layers)):
+        prefix = tape.prefixes[layer]
+        grads.append(grad if prefix is None else prefix.mH @ grad)
+        if layer > 0:
+            grad = grad @ steps[layer].mH
+    g_steps = torch.stack(grads[::-1])
+    g_entangler = None
+    if const.gather is not None:
+        assert const.inverse_gather is not None
+        g_steps = g_steps.index_select(2, const.inverse_gather)
+    elif const.cz is not None:
+        g_steps = g_steps * const.cz
+    elif tape.phases is not None:
+        if needs[1]:
+            # S = Kᵀ·diag(e^{iθ}): ∂L/∂θ_k = Σ_r Im(∂L/∂S_rk · conj(S_rk)), θ = -½ φ @ C.
+            g_theta = (g_steps * steps.conj()).imag.sum(1)  # (L, D)
+            assert const.phase_coeffs is not None
+            g_entangler = (g_theta @ const.phase_coeffs.mT) * -0.5
+        g_steps = g_steps * tape.phases.conj()[:, None, :]
+    if not needs[0]:
+        return None, g_entangler
+    assert tape.shifted is not None
+    n_layers = spec.n_layers
+    g_kron = g_steps.transpose(1, 2)  # ∂L/∂K_l
+    halves = tape.halves
+    if len(halves) == 1:
+        g_halves = [g_kron.reshape(n_layers, -1)]
+    else:
+        a, b = halves
+        da, db = a.shape[-1], b.shape[-1]
+        g = (
+            g_kron.reshape(n_layers, da, db, da, db)
+            .transpose(2, 3)
+            .reshape(n_layers, da * da, db * db)
+        )
+        g_halves = [
+            (g @ b.reshape(n_layers, -1, 1).conj())[..., 0],
+            (a.reshape(n_layers, 1, -1).conj() @ g)[:, 0],
+        ]
+    parts = []
+    wires = [(first, size) for first, size in _half_wires(spec.n_qubits) if size]
+    for (first, size), g_half in zip(wires, g_halves, strict=True):
+        gates = tape.gates[:, first : first + size]  # (L, w, 2, 2)
+        shifted = tape.shifted[:, first : first + size]  # (L, w, k, 2, 2)
+        mask = torch.eye(size, dtype=torch.bool, device=g_half.device)[None, :, None, :, None, None]
+        sets = torch.where(mask, shifted[:, :, :, None], gates[:, None, None])  # (L, w, k, w, 2, 2)
+        derivative = sv.kron_gates(sets).flatten(-2)  # 2·∂(half)/∂w: (L, w, k, 4^w)
+        parts.append((derivative @ g_half.conj()[:, None, :, None]).real[..., 0])
+    g_rotations = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)) * 0.5
+    return g_rotations, g_entangler
+
+
+class _FusedUnitaryFunction(torch.autograd.Function):
+    """The unitary strategy for X/Y embeddings with every derivative written out (no autograd).
+
+    Forward: the embedded product state e = ⊗_i (cos x_i/2, sin x_i/2) (B, D) real, M built by
+    :func:`_build_transfer`, amplitudes [Re ψ | Im ψ] = e @ [Re M | Im M] (one real GEMM), the
+    readout. Backward: the readout's derivative, ∂L/∂e = G @ [Re M | Im M]ᵀ and
+    ∂L/∂[Re M | Im M] = eᵀ G (the two batch-sized GEMMs), then the product state's derivative
+    (:func:`sv.product_state_vjp`: one pass over ∂L/∂e) and M's (:func:`_transfer_backward`,
+    cost independent of the batch). About 40 kernels per step, none recorded by autograd.
+    Under ``create_graph=True`` the backward differentiates the ``"gates"`` recomputation.
+    """
+
+    @staticmethod
+    def forward(ctx, inputs, rotation_weights, entangler_weights, circuit):
+        spec = circuit.spec
+        const = circuit.constants(rotation_weights.device, rotation_weights.dtype)
+        embedding = sv.angle_embedding(spec.n_qubits, inputs.device, inputs.dtype)
+        front, embedded = embedding.forward(inputs)
+        transfer, tape = _build_transfer(
+            spec, const, rotation_weights, entangler_weights, ctx.needs_input_grad[1]
+        )
+        matrix = _real_transfer(transfer)
+        amplitudes = front @ matrix
+        ctx.circuit, ctx.const = circuit, const
+        ctx.parts = (embedding, embedded, front, matrix, amplitudes, tape)
+        ctx.save_for_backward(inputs, rotation_weights, entangler_weights)
+        return _readout(spec, const, amplitudes, split=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            return _recorded_backward(ctx, grad)
+        inputs, rotation_weights, entangler_weights = ctx.saved_tensors
+        embedding, embedded, front, matrix, amplitudes, tape = ctx.parts
+        spec, const = ctx.circuit.spec, ctx.const
+        needs = ctx.needs_input_grad
+        g_amp = _readout_backward(spec, const, amplitudes, grad, split=True)
+        g_inputs = g_rotations = g_entangler = None
+        if needs[0]:
+            g_inputs = embedding.backward(g_amp @ matrix.mT, embedded)
+        if needs[1] or (needs[2] and entangler_weights is not None):
+            g_matrix = front.mT @ g_amp  # (D, 2D): ∂L/∂Re M | ∂L/∂Im M
+            dim = spec.dim
+            g_transfer = torch.complex(g_matrix[:, :dim], g_matrix[:, dim:])
+            g_rotations, g_entangler = _transfer_backward(
+                spec,
+                const,
+                tape,
+                g_transfer,
+                rotation_weights,
+                entangler_weights,
+                (bool(needs[1]), bool(needs[2])),
+            )
+        return g_inputs, g_rotations, g_entangler, None
 
 
 class _UnitaryFunction(torch.autograd.Function):
