@@ -36,7 +36,7 @@ def _tiny(**overrides: Any) -> Any:
 
 
 def test_every_registered_kind_has_its_config_in_the_run_config_and_back() -> None:
-    assert set(kinds_module.KINDS) == set(MODEL_CONFIG_TYPES) == {"flow", "born"}
+    assert set(kinds_module.KINDS) == set(MODEL_CONFIG_TYPES) == {"flow", "born", "wgan", "qinn"}
     for name, kind in kinds_module.KINDS.items():
         assert MODEL_CONFIG_TYPES[name] is kind.config_type
         assert typing.get_args(kind.config_type.model_fields["kind"].annotation) == (name,)
