@@ -89,92 +89,67 @@ def _fit_flow(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
     return fit_preprocessing(chunks(), geometry, config.preprocessing)
 
 
-def _flow_stats(data: dict[str, Any]) -> Any:
-    from qcalo.data.preprocessing import PreprocessingStats
-
-    return PreprocessingStats.from_dict(data)
-
-
-def _build_flow(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
-    from qcalo.models.shower_flow import ShowerFlow
-
-    return ShowerFlow(config, geometry, stats)
-
-
-def _fit_born(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
-    from qcalo.models.born import fit_born_preprocessing
-
-    return fit_born_preprocessing(chunks, geometry, config)
-
-
-def _born_stats(data: dict[str, Any]) -> Any:
-    from qcalo.models.born import BornStats
-
-    return BornStats.from_dict(data)
-
-
-def _build_born(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
-    from qcalo.models.born import BornShowerModel
-
-    return BornShowerModel(config, geometry, stats)
-
-
-def _fit_wgan(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
-    from qcalo.models.wgan_shower import fit_wgan_preprocessing
-
-    return fit_wgan_preprocessing(chunks, geometry, config)
-
-
-def _wgan_stats(data: dict[str, Any]) -> Any:
-    from qcalo.models.wgan import GANPreprocessing
-
-    return GANPreprocessing.from_dict(data)
-
-
-def _build_wgan(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
-    from qcalo.models.wgan_shower import WGANShowerModel
-
-    return WGANShowerModel(config, geometry, stats)
-
-
-def _fit_qinn(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
-    from qcalo.models.qinn import fit_qinn_preprocessing
-
-    return fit_qinn_preprocessing(chunks, geometry, config)
-
-
-def _qinn_stats(data: dict[str, Any]) -> Any:
-    from qcalo.models.qinn import QINNStats
-
-    return QINNStats.from_dict(data)
-
-
-def _build_qinn(config: Any, geometry: Geometry, stats: Any) -> nn.Module:
-    from qcalo.models.qinn import QINNShowerModel
-
-    return QINNShowerModel(config, geometry, stats)
-
-
 def _register_builtin() -> None:
-    from qcalo.models.born import BornModelConfig
+    # The kinds' modules are imported here, not at the top: qcalo.models imports this package's
+    # neighbours, and registering must not make `import qcalo.training.kinds` circular.
+    from qcalo.data.preprocessing import PreprocessingStats
+    from qcalo.models.born import (
+        BornModelConfig,
+        BornShowerModel,
+        BornStats,
+        fit_born_preprocessing,
+    )
     from qcalo.models.config import ModelConfig
-    from qcalo.models.qinn import QINNModelConfig
-    from qcalo.models.wgan_shower import WGANModelConfig
+    from qcalo.models.qinn import (
+        QINNModelConfig,
+        QINNShowerModel,
+        QINNStats,
+        fit_qinn_preprocessing,
+    )
+    from qcalo.models.shower_flow import ShowerFlow
+    from qcalo.models.wgan import GANPreprocessing
+    from qcalo.models.wgan_shower import (
+        WGANModelConfig,
+        WGANShowerModel,
+        fit_wgan_preprocessing,
+    )
     from qcalo.training.gan_objective import WGANObjective
 
-    register_kind(
-        ModelKind("flow", ModelConfig, _fit_flow, _flow_stats, _build_flow, LikelihoodObjective)
-    )
-    register_kind(
-        ModelKind("born", BornModelConfig, _fit_born, _born_stats, _build_born, LikelihoodObjective)
-    )
-
-    register_kind(
-        ModelKind("wgan", WGANModelConfig, _fit_wgan, _wgan_stats, _build_wgan, WGANObjective)
-    )
-    register_kind(
-        ModelKind("qinn", QINNModelConfig, _fit_qinn, _qinn_stats, _build_qinn, QINNObjective)
-    )
+    for kind in (
+        ModelKind(
+            "flow",
+            ModelConfig,
+            _fit_flow,
+            PreprocessingStats.from_dict,
+            ShowerFlow,
+            LikelihoodObjective,
+        ),
+        ModelKind(
+            "born",
+            BornModelConfig,
+            fit_born_preprocessing,
+            BornStats.from_dict,
+            BornShowerModel,
+            LikelihoodObjective,
+        ),
+        ModelKind(
+            "wgan",
+            WGANModelConfig,
+            fit_wgan_preprocessing,
+            GANPreprocessing.from_dict,
+            WGANShowerModel,
+            WGANObjective,
+        ),
+        ModelKind(
+            "qinn",
+            QINNModelConfig,
+            fit_qinn_preprocessing,
+            QINNStats.from_dict,
+            QINNShowerModel,
+            QINNObjective,
+        ),
+    ):
+        register_kind(kind)
 
 
 _register_builtin()
