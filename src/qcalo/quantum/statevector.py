@@ -89,45 +89,41 @@ def _rotation_tables() -> tuple[np.ndarray, np.ndarray]:
 _HALF_ANGLES, _ROTATION_PICKS = _rotation_tables()
 
 
+_ROTATION_CONSTANTS: dict[
+    tuple[str, torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]
+] = {}
+
+
+def _rotation_constants(
+    kind: str, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    key = (kind, dtype, device)
+    if key not in _ROTATION_CONSTANTS:
+        if kind == "ryrz":
+            rows = _HALF_ANGLES[1:]  # rows θ, ω
+        elif kind == "rot":
+            rows = _HALF_ANGLES
+        else:
+            raise ValueError(f"unknown rotation kind {kind!r}")
+        _ROTATION_CONSTANTS[key] = (
+            torch.as_tensor(rows, dtype=dtype, device=device),
+            torch.as_tensor(_ROTATION_PICKS, dtype=dtype, device=device),
+        )
+    return _ROTATION_CONSTANTS[key]
+
+
 def rotation_gates(weights: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-wire rotation matrices from weights (..., 2 | 3) -> (..., 2, 2) complex.
 
     ``"ryrz"``: RZ(w1)·RY(w0); ``"rot"``: Rot(w0, w1, w2) = RZ(w2)·RY(w1)·RZ(w0). Built in
     closed form with a handful of kernels (this runs every step, and autograd pays per kernel).
+    Every factor is R(t) = exp(-itP/2), so ∂gate/∂w_k is exactly ½·gate(w + π·e_k).
     """
-    if kind == "ryrz":
-        half = torch.as_tensor(
-            _HALF_ANGLES[1:], dtype=weights.dtype, device=weights.device
-        )  # rows θ, ω
-    elif kind == "rot":
-        half = torch.as_tensor(_HALF_ANGLES, dtype=weights.dtype, device=weights.device)
-    else:
-        raise ValueError(f"unknown rotation kind {kind!r}")
-    picks = torch.as_tensor(_ROTATION_PICKS, dtype=weights.dtype, device=weights.device)
+    half, picks = _rotation_constants(kind, weights.dtype, weights.device)
     angles = weights @ half  # (..., 3): θ/2, (φ+ω)/2, (φ-ω)/2
     trig = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)  # (..., 6)
     entries = (trig[..., :, None] * trig[..., None, :]).flatten(-2) @ picks  # (..., 8)
     return torch.complex(entries[..., :4], entries[..., 4:]).unflatten(-1, (2, 2))
-
-
-def rotation_gates_vjp(weights: torch.Tensor, kind: str, grad_gates: torch.Tensor) -> torch.Tensor:
-    """Gradient of :func:`rotation_gates` w.r.t. its weights, written out: (..., 2, 2) -> (..., 2 | 3).
-
-    The gate entries are ``(trig ⊗ trig) @ picks`` of the half-angles' (cos, sin), so the chain
-    is three small matmuls: picks back to trig products, the symmetric product rule to trig,
-    trig to half-angles to weights. Replaces ~20 autograd nodes on (L, n, 2, 2) tensors.
-    """
-    rows = _HALF_ANGLES[1:] if kind == "ryrz" else _HALF_ANGLES
-    half = torch.as_tensor(rows, dtype=weights.dtype, device=weights.device)
-    picks = torch.as_tensor(_ROTATION_PICKS, dtype=weights.dtype, device=weights.device)
-    angles = weights @ half
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    trig = torch.cat([cos, sin], dim=-1)  # (..., 6)
-    grad_entries = torch.cat([grad_gates.real.flatten(-2), grad_gates.imag.flatten(-2)], dim=-1)
-    grad_outer = (grad_entries @ picks.mT).unflatten(-1, (6, 6))
-    grad_trig = ((grad_outer + grad_outer.mT) @ trig[..., None])[..., 0]
-    grad_angles = grad_trig[..., 3:] * cos - grad_trig[..., :3] * sin
-    return grad_angles @ half.mT
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,6 +151,132 @@ def kron_gates(gates: torch.Tensor) -> torch.Tensor:
             *out.shape[:-2], 2 * d, 2 * d
         )
     return out
+
+
+class KronHalves:
+    """Transposed Kronecker products Kᵀ = Aᵀ ⊗ Bᵀ of layers of single-qubit gates, with weight derivatives.
+
+    A is the product of the gates on wires < n//2, B of the rest. Each half is built by one
+    GEMM that spreads every gate's 4 entries over the half's 4^w matrix entries (already in the
+    transposed matrix layout), then w-1 elementwise products; equal halves go through together.
+    This replaces :func:`kron_gates`' chain of small broadcasts (slow on CPU for 2-wide
+    trailing dimensions, and one kernel per wire).
+
+    Derivatives: given, for every gate, k gates D_{j,κ} with ∂g_j/∂w_κ = ½·D_{j,κ} (the
+    π-shifted rotations, see :func:`rotation_gates`), the same GEMM and products also build the
+    half with gate j replaced by D_{j,κ} (= 2·∂A/∂w_{j,κ}) for every (j, κ): a few more rows of
+    a small GEMM. :meth:`weight_grads` then needs only ∂L/∂Aᵀ = (∂L/∂Kᵀ arranged as (Aᵀ
+    entries, Bᵀ entries)) @ conj(Bᵀ) (likewise for B) and one batched matrix-vector product:
+    ∂L/∂w = ½ Re Σ conj(∂L/∂Aᵀ) ⊙ (2·∂Aᵀ/∂w). Complex gradients use torch's convention.
+    """
+
+    def __init__(
+        self, n_qubits: int, n_weights: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        n, h = n_qubits, n_qubits // 2
+        self.n, self.k = n, n_weights
+        halves = [(0, h), (h, n - h)] if h else [(0, n)]
+        # Groups of equal-sized halves, processed together: [(first wire, halves, wires)].
+        if len(halves) == 2 and halves[0][1] == halves[1][1]:
+            self.groups = [(0, 2, h)]
+        else:
+            self.groups = [(first, 1, wires) for first, wires in halves]
+        self.spread: dict[int, torch.Tensor] = {}
+        self.variant_mask: dict[int, torch.Tensor] = {}
+        for _, _, w in self.groups:
+            d = 2**w
+            m = np.arange(d * d)
+            row, col = m // d, m % d  # entry m of Aᵀ: row ρ = column of A, column κ = row of A
+            spread = np.zeros((4 * w, w * d * d))
+            for j in range(w):
+                shift = w - 1 - j
+                c = 2 * ((col >> shift) & 1) + ((row >> shift) & 1)  # A[κ, ρ] uses g_j[κ_j, ρ_j]
+                spread[4 * j + c, j * d * d + m] = 1.0
+            self.spread[w] = torch.as_tensor(spread, dtype=dtype, device=device)
+            # Variant v = 1 + j·k + κ replaces gate j; variant 0 is the half itself.
+            mask = np.zeros((1 + w * n_weights, w, 1), dtype=bool)
+            for j in range(w):
+                mask[1 + j * n_weights : 1 + (j + 1) * n_weights, j] = True
+            self.variant_mask[w] = torch.as_tensor(mask, device=device)
+
+    def forward(
+        self, gates: torch.Tensor, shifted: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Kᵀ (L, 2^n, 2^n) of gates (L, n, 2, 2), and what :meth:`weight_grads` needs.
+
+        ``shifted`` (L, n, k, 2, 2): twice the gates' derivatives in their k weights, or None
+        when no weight gradient is wanted.
+        """
+        layers = gates.shape[0]
+        flat = gates.reshape(layers, self.n, 4)
+        halves, derivatives = [], []
+        for first, count, w in self.groups:
+            d2 = 4**w
+            wires = slice(first, first + count * w)
+            part = flat[:, wires].reshape(layers, count, 1, w, 4)
+            if shifted is not None:
+                sub = shifted[:, wires].reshape(layers, count, w * self.k, 1, 4)
+                sub = torch.cat([sub[:, :, :1], sub], dim=2)  # row 0 unused (variant 0)
+                part = torch.where(self.variant_mask[w], sub, part)
+            variants = part.shape[2]
+            y = (part.reshape(layers, count, variants, 4 * w) @ self.spread[w]).view(
+                layers, count, variants, w, d2
+            )
+            product = y[:, :, :, 0]
+            for j in range(1, w):
+                product = product * y[:, :, :, j]
+            halves += list(product[:, :, 0].unbind(1))
+            if shifted is not None:
+                derivatives.append(product[:, :, 1:])  # (L, count, w·k, 4^w)
+        if len(halves) == 1:
+            dim = 2**self.n
+            return halves[0].view(layers, dim, dim), halves + derivatives
+        a, b = halves
+        da, db = int(round(a.shape[-1] ** 0.5)), int(round(b.shape[-1] ** 0.5))
+        kron = a.view(layers, da, 1, da, 1) * b.view(layers, 1, db, 1, db)
+        return kron.reshape(layers, da * db, da * db), halves + derivatives
+
+    def weight_grads(self, grad: torch.Tensor, saved: list[torch.Tensor]) -> torch.Tensor:
+        """∂L/∂weights (L, n, k) from ∂L/∂Kᵀ (L, 2^n, 2^n) (``forward`` with ``shifted``)."""
+        layers = grad.shape[0]
+        n_halves = len(saved) - len(self.groups)
+        halves, derivatives = saved[:n_halves], saved[n_halves:]
+        if n_halves == 1:
+            g_halves = [grad.reshape(layers, 1, -1)]
+        else:
+            a, b = halves
+            da, db = int(round(a.shape[-1] ** 0.5)), int(round(b.shape[-1] ** 0.5))
+            g = (
+                grad.reshape(layers, da, db, da, db)
+                .transpose(2, 3)
+                .reshape(layers, da * da, db * db)
+            )
+            g_a = g @ b.conj()[:, :, None]  # (L, da², 1)
+            g_b = (a.conj()[:, None, :] @ g).mT  # (L, db², 1)
+            g_halves = (
+                [torch.cat([g_a, g_b], dim=2).mT] if len(self.groups) == 1 else [g_a.mT, g_b.mT]
+            )
+        out = []
+        for (_, count, w), g_half, derivative in zip(
+            self.groups, g_halves, derivatives, strict=True
+        ):
+            # Re Σ conj(g)·D = Re(D @ conj(g)): (L, count, w·k, 4^w) @ (L, count, 4^w, 1).
+            dots = (derivative @ g_half.conj()[..., None]).real
+            out.append(dots.reshape(layers, count * w, self.k))
+        return (out[0] if len(out) == 1 else torch.cat(out, dim=1)) * 0.5
+
+
+_KRON_HALVES: dict[tuple[int, int, torch.device, torch.dtype], KronHalves] = {}
+
+
+def kron_halves(
+    n_qubits: int, n_weights: int, device: torch.device, dtype: torch.dtype
+) -> KronHalves:
+    """The cached :class:`KronHalves` for this register, weights per gate, device and complex dtype."""
+    key = (n_qubits, n_weights, device, dtype)
+    if key not in _KRON_HALVES:
+        _KRON_HALVES[key] = KronHalves(n_qubits, n_weights, device, dtype)
+    return _KRON_HALVES[key]
 
 
 def apply_product_layer(
@@ -369,13 +491,10 @@ class AngleEmbedding:
         back = np.zeros((2 * 2**n, halves))
         back[big, 2**h + (big & (2**r - 1))] = 1.0
         back[2**n + big, big >> r] = 1.0
-        kw = {"device": device, "dtype": dtype}
-        self.expand = torch.as_tensor(expand, **kw)
-        self.flip = torch.as_tensor(flip, **kw)
-        self.tile = torch.as_tensor(tile, **kw)
-        self.total = torch.as_tensor(total, **kw)
-        self.spread = torch.as_tensor(spread, **kw)
-        self.back = torch.as_tensor(back, **kw)
+        self.expand, self.flip, self.tile, self.total, self.spread, self.back = (
+            torch.as_tensor(m, device=device, dtype=dtype)
+            for m in (expand, flip, tile, total, spread, back)
+        )
 
     def forward(self, angles: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """(state (B, 2^n) real, saved tensors for :meth:`backward`) of angles (B, n)."""
@@ -413,82 +532,6 @@ def angle_embedding(n_qubits: int, device: torch.device, dtype: torch.dtype) -> 
     if key not in _EMBEDDINGS:
         _EMBEDDINGS[key] = AngleEmbedding(n_qubits, device, dtype)
     return _EMBEDDINGS[key]
-
-
-_DIGIT_SELECTORS: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
-
-
-def _digit_selector(m: int, d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(m, d^m, d) one-hot: [i, k, c] = 1 where base-d digit i of k (digit 0 most significant) is c."""
-    key = (m, d, device, dtype)
-    if key not in _DIGIT_SELECTORS:
-        k = np.arange(d**m)
-        digits = (k[None, :] // d ** (m - 1 - np.arange(m))[:, None]) % d  # (m, d^m)
-        _DIGIT_SELECTORS[key] = torch.as_tensor(
-            digits[:, :, None] == np.arange(d)[None, None, :], dtype=dtype, device=device
-        )
-    return _DIGIT_SELECTORS[key]
-
-
-def _product_state_vjp_direct(grad: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """:func:`product_state_vjp` for a few factors: m products with factor i replaced by ones."""
-    batch, m, d = vectors.shape
-    if m == 1:
-        return grad.reshape(batch, 1, d)
-    eye = torch.eye(m, dtype=torch.bool, device=vectors.device)[None, :, :, None]
-    others = vectors.conj()[:, None].expand(batch, m, m, d).masked_fill(eye, 1)
-    products = product_state(others.reshape(batch * m, m, d)).view(batch, m, d**m)
-    weighted = (products * grad[:, None, :]).transpose(0, 1)  # (m, B, d^m)
-    selector = _digit_selector(m, d, vectors.device, vectors.dtype)
-    return torch.bmm(weighted, selector).transpose(0, 1)
-
-
-def product_state_vjp(grad: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """Vector-Jacobian product of :func:`product_state`: grad (B, d^m), vectors (B, m, d) -> (B, m, d).
-
-    g_i[c] = Σ_{k: digit i of k = c} grad[k] · conj(Π_{j≠i} v_j[k_j]) (torch's convention for
-    complex tensors; plain products for real ones). The state is split into two halves,
-    ψ = a ⊗ b: grad contracted with conj(b) is the gradient of a and vice versa (one pass over
-    the 2^m-wide grad), and each half's own factors are found from its (small) gradient directly.
-    Equal halves are processed as one batch. Exact where factors vanish (no division).
-    """
-    batch, m, d = vectors.shape
-    if m <= 3:
-        return _product_state_vjp_direct(grad, vectors)
-    h = m // 2
-    if 2 * h == m:
-        halves = vectors.reshape(batch, 2, h, d).transpose(0, 1).reshape(2 * batch, h, d)
-        parts = product_state(halves).conj().view(2, batch, d**h)
-        g = grad.view(batch, d**h, d**h)
-        g_left = (g * parts[1][:, None, :]).sum(2)
-        g_right = (g * parts[0][:, :, None]).sum(1)
-        inner = product_state_vjp(torch.cat([g_left, g_right]), halves)  # (2B, h, d)
-        return inner.view(2, batch, h, d).transpose(0, 1).reshape(batch, m, d)
-    left = product_state(vectors[:, :h]).conj()
-    right = product_state(vectors[:, h:]).conj()
-    g = grad.view(batch, d**h, d ** (m - h))
-    g_left = (g * right[:, None, :]).sum(2)
-    g_right = (g * left[:, :, None]).sum(1)
-    return torch.cat(
-        [product_state_vjp(g_left, vectors[:, :h]), product_state_vjp(g_right, vectors[:, h:])],
-        dim=1,
-    )
-
-
-def kron_gates_vjp(gates: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """Vector-Jacobian product of :func:`kron_gates`: gates (..., k, 2, 2), grad (..., 2^k, 2^k).
-
-    K[(a_0…a_k-1), (b_0…b_k-1)] = Π_i g_i[a_i, b_i] is the product state of the flattened gates
-    once K's row and column bits are interleaved: one permutation copy, then
-    :func:`product_state_vjp`.
-    """
-    k = gates.shape[-3]
-    lead = gates.shape[:-3]
-    flat = gates.reshape(-1, k, 4)
-    g = grad.reshape(flat.shape[0], *([2] * (2 * k)))
-    order = [0] + [axis for i in range(k) for axis in (1 + i, 1 + k + i)]
-    g = g.permute(order).reshape(flat.shape[0], 4**k)
-    return product_state_vjp(g, flat).reshape(*lead, k, 2, 2)
 
 
 _FLIP_TABLES: dict[tuple[int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}

@@ -142,15 +142,25 @@ class _Constants:
         )
         # [S; S] for the real path's [Re² | Im²] @ [S; S] readout.
         self.signs_doubled = torch.cat([self.signs, self.signs]) if self.signs is not None else None
+        # 2·[S; S]ᵀ contiguous: the split readout's backward is one GEMM and one in-place product.
+        self.signs_doubled_grad = (
+            (2 * self.signs_doubled).mT.contiguous() if self.signs_doubled is not None else None
+        )
+        #: Measurements are only ⟨Z⟩/⟨ZZ⟩, in the signs' column order (features = |ψ|² @ signs).
+        self.expectations_only = tuple(spec.measurements) in (("z",), ("zz",), ("z", "zz"))
         self.signs_doubled_after_gather = (
             torch.cat([self.signs_after_gather, self.signs_after_gather])
             if self.signs_after_gather is not None
             else None
         )
         self.blocks = sv.wire_blocks(n)
+        complex_dtype = torch.complex64 if real_dtype == torch.float32 else torch.complex128
+        k = spec.rotation_weight_shape[-1]
+        self.kron_halves = sv.kron_halves(n, k, device, complex_dtype)
+        # [0; π·I]: the weights of each gate and of its π-shifted copies (exact derivatives).
+        self.rotation_shifts = torch.cat([torch.zeros(1, k, **kw), torch.eye(k, **kw) * np.pi])
         popcount = sv.basis_bits(n).sum(1) % 4
         phases = np.array([1, -1j, -1, 1j])[popcount]
-        complex_dtype = torch.complex64 if real_dtype == torch.float32 else torch.complex128
         self.x_phases = torch.as_tensor(phases, dtype=complex_dtype, device=device)
         # Column ranges of each measurement in the feature vector.
         self.slices: dict[str, slice] = {}
@@ -179,6 +189,9 @@ def _readout(
 ) -> torch.Tensor:
     """Measured features (B, n_outputs) of final amplitudes."""
     dim = spec.dim
+    if split and const.expectations_only:
+        assert const.signs_doubled is not None
+        return amplitudes.square() @ const.signs_doubled
     outputs: dict[str, torch.Tensor] = {}
     if split:
         squares = amplitudes * amplitudes
@@ -205,6 +218,11 @@ def _readout_backward(
     spec: CircuitSpec, const: _Constants, amplitudes: torch.Tensor, grad: torch.Tensor, split: bool
 ) -> torch.Tensor:
     """Gradient with respect to the amplitudes from the features' gradient (B, n_outputs)."""
+    if split and const.expectations_only:
+        # ∂L/∂[Re ψ | Im ψ] = 2·[Re ψ | Im ψ] ⊙ (g @ [S; S]ᵀ): one GEMM, one in-place product
+        # (each pass over a (B, 2^(n+1)) tensor costs, and a fresh one more so).
+        assert const.signs_doubled_grad is not None
+        return (grad @ const.signs_doubled_grad).mul_(amplitudes)
     sl = const.slices
     weights = None  # ∂L/∂|ψ_k|², (B, D); tiled to (B, 2D) on the split path
     if const.signs is not None:
@@ -550,21 +568,14 @@ class _TransferTape:
 
     def __init__(
         self,
-        gates: torch.Tensor,
         shifted: torch.Tensor | None,
-        halves: list[torch.Tensor],
+        kron: list[torch.Tensor],
         steps: torch.Tensor,
         prefixes: list[torch.Tensor | None],
         phases: torch.Tensor | None,
     ) -> None:
-        self.gates, self.shifted, self.halves, self.steps = gates, shifted, halves, steps
+        self.shifted, self.kron, self.steps = shifted, kron, steps
         self.prefixes, self.phases = prefixes, phases
-
-
-def _half_wires(n_qubits: int) -> list[tuple[int, int]]:
-    """(first wire, wires) of the two halves the Kronecker products are split into."""
-    h = n_qubits // 2
-    return [(0, h), (h, n_qubits - h)]
 
 
 def _build_transfer(
@@ -576,42 +587,24 @@ def _build_transfer(
 ) -> tuple[torch.Tensor, _TransferTape]:
     """M (D, D) of the whole circuit for an X/Y embedding (ψ_out = ψ_embedded @ M), no autograd.
 
-    Every layer is one step S_l = K_lᵀ·E_l: the Kronecker product of its rotation gates, built
-    for all layers at once from two halves (K = A ⊗ B), with the entangler folded into its
+    Every layer is one step S_l = K_lᵀ·E_l: the transposed Kronecker product of its rotation
+    gates (:class:`sv.KronHalves`, all layers at once), with the entangler folded into its
     columns in one op for all layers (a column gather for CNOTs, a column scaling for
     CZ/CRZ/IsingZZ); M = S_0 S_1 … (L-1 small GEMMs), then the final QFT on the rows and the X
-    embedding's fixed phases. About 20 kernels, where recording it for autograd cost ~40 nodes
+    embedding's fixed phases. About 15 kernels, where recording it for autograd cost ~40 nodes
     each way; :func:`_transfer_backward` is its hand-written derivative.
 
-    ``keep_derivatives``: every rotation factor is R(t) = exp(-itP/2), whose derivative is
-    exactly ½R(t + π), so each gate's derivative in weight k is ½ the gate at weights shifted
-    by π·e_k; those shifted gates (L, n, k, 2, 2) are built in the same call as the gates.
+    ``keep_derivatives``: ∂gate/∂w_k = ½·gate(w + π·e_k) exactly (see :func:`sv.rotation_gates`),
+    so the π-shifted gates (L, n, k, 2, 2) are built in the same call as the gates.
     """
-    kind = spec.rotations
     if keep_derivatives:
-        k = rotation_weights.shape[-1]
-        shifts = torch.cat(
-            [
-                torch.zeros(1, k, dtype=rotation_weights.dtype, device=rotation_weights.device),
-                torch.eye(k, dtype=rotation_weights.dtype, device=rotation_weights.device) * np.pi,
-            ]
+        sets = sv.rotation_gates(
+            rotation_weights[:, :, None, :] + const.rotation_shifts, spec.rotations
         )
-        sets = sv.rotation_gates(rotation_weights[:, :, None, :] + shifts, kind)
         gates, shifted = sets[:, :, 0], sets[:, :, 1:]
     else:
-        gates, shifted = sv.rotation_gates(rotation_weights, kind), None
-    n_layers, dim = spec.n_layers, spec.dim
-    halves = [
-        sv.kron_gates(gates[:, first : first + size])
-        for first, size in _half_wires(spec.n_qubits)
-        if size
-    ]
-    if len(halves) == 1:
-        kron = halves[0]
-    else:
-        a, b = halves
-        kron = (a[:, :, None, :, None] * b[:, None, :, None, :]).reshape(n_layers, dim, dim)
-    steps = kron.transpose(1, 2)  # K_lᵀ
+        gates, shifted = sv.rotation_gates(rotation_weights, spec.rotations), None
+    steps, kron = const.kron_halves.forward(gates, shifted)  # K_lᵀ
     phases = None
     if const.gather is not None:
         steps = steps.index_select(2, const.gather)
@@ -622,18 +615,16 @@ def _build_transfer(
         theta = (entangler_weights @ const.phase_coeffs) * -0.5  # (L, D)
         phases = torch.complex(torch.cos(theta), torch.sin(theta))
         steps = steps * phases[:, None, :]
-    else:
-        steps = steps.contiguous()
     prefixes: list[torch.Tensor | None] = [None]
     transfer = steps[0]
-    for layer in range(1, n_layers):
+    for layer in range(1, spec.n_layers):
         prefixes.append(transfer)
         transfer = transfer @ steps[layer]
     if spec.final_qft:
         transfer = torch.fft.ifft(transfer, dim=1, norm="ortho")
     if spec.embedding == "X":
         transfer = transfer * const.x_phases[:, None]
-    return transfer, _TransferTape(gates, shifted, halves, steps, prefixes, phases)
+    return transfer, _TransferTape(shifted, kron, steps, prefixes, phases)
 
 
 def _transfer_backward(
@@ -641,20 +632,16 @@ def _transfer_backward(
     const: _Constants,
     tape: _TransferTape,
     grad: torch.Tensor,
-    rotation_weights: torch.Tensor,
-    entangler_weights: torch.Tensor | None,
     needs: tuple[bool, bool],
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(∂L/∂rotation_weights, ∂L/∂entangler_weights) from ∂L/∂M of :func:`_build_transfer`.
 
     Reverse of the build: M = S_0 … S_{L-1} gives ∂L/∂S_l = (S_0…S_{l-1})ᴴ G (S_{l+1}…)ᴴ (two
     D×D GEMMs per layer); the entangler is undone on the columns (inverse gather, or the
-    conjugate scaling, whose phases get Σ_rows Im(∂L/∂S · conj S)). Then K = A ⊗ B:
-    ∂L/∂A = Σ_{rs} ∂L/∂K[(p,r),(q,s)]·conj(B[r,s]) and likewise for B (one permuted copy and two
-    matrix-vector products), and a weight of wire i in half A has ∂L/∂w = Re⟨∂L/∂A, ∂A/∂w⟩ with
-    ∂A/∂w = ½·(A with gate i replaced by its π-shifted gate), the Kronecker products of the
-    shifted gates built for all weights at once. Everything is on (L, D, D) or smaller tensors:
-    the cost does not depend on the batch.
+    conjugate scaling, whose phases get Σ_rows Im(∂L/∂S · conj S)); the Kronecker products give
+    the gates' gradients (:meth:`sv.KronHalves.gate_grads`), and ∂L/∂w_k = ½ Re Σ conj(∂L/∂g)
+    ⊙ g(w + π·e_k). Everything is on (L, D, D) or smaller tensors: the cost does not depend
+    on the batch.
     """
     if spec.embedding == "X":
         grad = grad * const.x_phases.conj()[:, None]
@@ -667,7 +654,7 @@ def _transfer_backward(
         grads.append(grad if prefix is None else prefix.mH @ grad)
         if layer > 0:
             grad = grad @ steps[layer].mH
-    g_steps = torch.stack(grads[::-1])
+    g_steps = grads[0][None] if len(grads) == 1 else torch.stack(grads[::-1])
     g_entangler = None
     if const.gather is not None:
         assert const.inverse_gather is not None
@@ -683,35 +670,7 @@ def _transfer_backward(
         g_steps = g_steps * tape.phases.conj()[:, None, :]
     if not needs[0]:
         return None, g_entangler
-    assert tape.shifted is not None
-    n_layers = spec.n_layers
-    g_kron = g_steps.transpose(1, 2)  # ∂L/∂K_l
-    halves = tape.halves
-    if len(halves) == 1:
-        g_halves = [g_kron.reshape(n_layers, -1)]
-    else:
-        a, b = halves
-        da, db = a.shape[-1], b.shape[-1]
-        g = (
-            g_kron.reshape(n_layers, da, db, da, db)
-            .transpose(2, 3)
-            .reshape(n_layers, da * da, db * db)
-        )
-        g_halves = [
-            (g @ b.reshape(n_layers, -1, 1).conj())[..., 0],
-            (a.reshape(n_layers, 1, -1).conj() @ g)[:, 0],
-        ]
-    parts = []
-    wires = [(first, size) for first, size in _half_wires(spec.n_qubits) if size]
-    for (first, size), g_half in zip(wires, g_halves, strict=True):
-        gates = tape.gates[:, first : first + size]  # (L, w, 2, 2)
-        shifted = tape.shifted[:, first : first + size]  # (L, w, k, 2, 2)
-        mask = torch.eye(size, dtype=torch.bool, device=g_half.device)[None, :, None, :, None, None]
-        sets = torch.where(mask, shifted[:, :, :, None], gates[:, None, None])  # (L, w, k, w, 2, 2)
-        derivative = sv.kron_gates(sets).flatten(-2)  # 2·∂(half)/∂w: (L, w, k, 4^w)
-        parts.append((derivative @ g_half.conj()[:, None, :, None]).real[..., 0])
-    g_rotations = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)) * 0.5
-    return g_rotations, g_entangler
+    return const.kron_halves.weight_grads(g_steps, tape.kron), g_entangler
 
 
 class _FusedUnitaryFunction(torch.autograd.Function):
@@ -759,13 +718,7 @@ class _FusedUnitaryFunction(torch.autograd.Function):
             dim = spec.dim
             g_transfer = torch.complex(g_matrix[:, :dim], g_matrix[:, dim:])
             g_rotations, g_entangler = _transfer_backward(
-                spec,
-                const,
-                tape,
-                g_transfer,
-                rotation_weights,
-                entangler_weights,
-                (bool(needs[1]), bool(needs[2])),
+                spec, const, tape, g_transfer, (bool(needs[1]), bool(needs[2]))
             )
         return g_inputs, g_rotations, g_entangler, None
 
