@@ -82,3 +82,38 @@ def test_cnot_gather_matches_pennylane():
     torch.testing.assert_close(
         sv.permute_amplitudes(state, index, index.argsort()), state @ matrix.T
     )
+
+
+@pytest.mark.parametrize("n", range(1, 10))
+def test_angle_embedding_matches_product_state_and_its_gradient(n):
+    gen = torch.Generator().manual_seed(n)
+    x = (torch.rand(5, n, generator=gen, dtype=torch.float64) * 2 - 1) * 6
+    x[0, 0], x[1, -1] = torch.pi, 0.0  # a vanishing cos and a vanishing sin
+    embedding = sv.AngleEmbedding(n, x.device, x.dtype)
+    state, saved = embedding.forward(x)
+    xr = x.clone().requires_grad_(True)
+    reference = sv.product_state(torch.stack([torch.cos(xr / 2), torch.sin(xr / 2)], -1))
+    torch.testing.assert_close(state, reference.detach(), atol=1e-14, rtol=0)
+    grad = torch.randn(reference.shape, generator=gen, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(reference, xr, grad)
+    torch.testing.assert_close(embedding.backward(grad, saved), expected, atol=1e-13, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["rot", "ryrz"])
+@pytest.mark.parametrize("n", range(1, 10))
+def test_kron_halves_match_kron_gates_and_weight_gradient(kind, n):
+    k = 3 if kind == "rot" else 2
+    gen = torch.Generator().manual_seed(10 * n + k)
+    weights = torch.rand(3, n, k, generator=gen, dtype=torch.float64) * 6
+    weights.requires_grad_(True)
+    eye = torch.eye(k, dtype=torch.float64)
+    shifts = torch.cat([torch.zeros(1, k, dtype=torch.float64), eye * math.pi])
+    sets = sv.rotation_gates(weights.detach()[:, :, None, :] + shifts, kind)
+    halves = sv.KronHalves(n, k, weights.device, torch.complex128)
+    kron_t, saved = halves.forward(sets[:, :, 0], sets[:, :, 1:])
+    reference = sv.kron_gates(sv.rotation_gates(weights, kind)).transpose(1, 2)
+    torch.testing.assert_close(kron_t, reference.detach(), atol=1e-13, rtol=0)
+    torch.testing.assert_close(halves.forward(sets[:, :, 0])[0], kron_t, atol=0, rtol=0)
+    grad = torch.randn(reference.shape, generator=gen, dtype=torch.complex128)
+    (expected,) = torch.autograd.grad(reference, weights, grad)
+    torch.testing.assert_close(halves.weight_grads(grad, saved), expected, atol=1e-12, rtol=0)

@@ -444,12 +444,12 @@ class AngleEmbedding:
     of fixed overhead, so the state is built from two halves a (wires < h) and b (the rest):
 
     * forward: Y = [cos | sin] @ E expands every wire's factor to its half's 2^h (2^r)
-      entries, a and b are products of those slices (tiny), then z = [a | b] @ R = [a↑ | b↑]
-      spreads both to 2^n and e = a↑ ⊙ b↑: one pass over the output;
-    * backward: ∂L/∂a = (g ⊙ b↑) @ R_aᵀ, ∂L/∂b = (g ⊙ a↑) @ R_bᵀ (one (B, 2^(n+1)) product and
-      one GEMM), then inside each half ∂e/∂x_i = ½ J_i e (J_i: flip bit i, sign −1 where it
-      was 0) gives ∂L/∂x_i = ½ ⟨∂L/∂a, J_i a⟩: the flipped copies ``[a | b] @ F`` and the
-      tiled gradients ``[∂a | ∂b] @ T`` are (B, h·2^h + r·2^r) and summed per wire by one GEMM.
+      entries, a and b are products of those slices (tiny), and e = a ⊗ b is one outer product;
+    * backward: ∂L/∂a = G b and ∂L/∂b = Gᵀ a with G = ∂L/∂e viewed (B, 2^h, 2^r) (two batched
+      mat-vecs, one read of ∂L/∂e each), then inside each half ∂e/∂x_i = ½ J_i e (J_i: flip
+      bit i, sign −1 where it was 0) gives ∂L/∂x_i = ½ ⟨∂L/∂a, J_i a⟩: the flipped copies
+      ``[a | b] @ F`` and the tiled gradients ``[∂a | ∂b] @ T`` are (B, h·2^h + r·2^r) and
+      summed per wire by one GEMM.
 
     No division (exact where cos or sin vanishes). Constants are 0/±1 matrices per device/dtype.
     """
@@ -483,17 +483,8 @@ class AngleEmbedding:
                 col += width
             self.slices.append(spans)
             row += width
-        big = np.arange(2**n)
-        spread = np.zeros((halves, 2 * 2**n))
-        spread[big >> r, big] = 1.0
-        spread[2**h + (big & (2**r - 1)), 2**n + big] = 1.0
-        # ∂L/∂[a | b] from [g ⊙ a↑ | g ⊙ b↑]: the b↑-weighted half sums into a, and vice versa.
-        back = np.zeros((2 * 2**n, halves))
-        back[big, 2**h + (big & (2**r - 1))] = 1.0
-        back[2**n + big, big >> r] = 1.0
-        self.expand, self.flip, self.tile, self.total, self.spread, self.back = (
-            torch.as_tensor(m, device=device, dtype=dtype)
-            for m in (expand, flip, tile, total, spread, back)
+        self.expand, self.flip, self.tile, self.total = (
+            torch.as_tensor(m, device=device, dtype=dtype) for m in (expand, flip, tile, total)
         )
 
     def forward(self, angles: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -510,16 +501,17 @@ class AngleEmbedding:
                 part = part * expanded[:, span]
             parts.append(part)
         halves = torch.cat(parts, dim=1)  # [a | b]
-        spread = halves @ self.spread  # [a↑ | b↑]
-        state = spread[:, : self.dim] * spread[:, self.dim :]
-        return state, (halves, spread)
+        state = (parts[0][:, :, None] * parts[1][:, None, :]).view(-1, self.dim)
+        return state, (halves, parts[0], parts[1])
 
     def backward(self, grad: torch.Tensor, saved: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """∂L/∂angles (B, n) from ∂L/∂state (B, 2^n)."""
-        halves, spread = saved
+        halves, a, b = saved
         batch = grad.shape[0]
-        weighted = (spread.view(batch, 2, self.dim) * grad[:, None, :]).view(batch, -1)
-        g_halves = weighted @ self.back  # [∂L/∂a | ∂L/∂b]
+        g = grad.view(batch, a.shape[1], b.shape[1])
+        g_a = torch.bmm(g, b[:, :, None])[:, :, 0]
+        g_b = torch.bmm(a[:, None, :], g)[:, 0]
+        g_halves = torch.cat([g_a, g_b], dim=1)  # [∂L/∂a | ∂L/∂b]
         return ((halves @ self.flip) * (g_halves @ self.tile)) @ self.total
 
 
