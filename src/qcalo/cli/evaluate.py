@@ -60,8 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="classifier settings. 'calochallenge': those of the CaloChallenge's evaluate.py "
         "(3x2048 network, 50 epochs, Adam 2e-4, batch 1000, float64, raw inputs); its AUCs "
         "agree with evaluate.py's and only they compare with the CaloChallenge tables; "
-        "cls-high at 19,200 vs 19,200 showers takes about 22 min on 2 CPU cores (evaluate.py "
-        "itself: ~25 min), cls-low about 3x that. 'fast' (default): a quick check, not "
+        "cls-high at 19,200 vs 19,200 showers takes about 12-15 min on 2 idle CPU cores, as "
+        "long as evaluate.py (measured: 77 s each for 5 epochs); each cls-low* ~10%% more "
+        "(estimated: 369 inputs instead of 30). 'fast' "
+        "(default): a quick check, not "
         "comparable with the CaloChallenge tables (3x256, standardised inputs, at most 20 "
         "epochs, Adam 1e-3; about a minute per classifier at 20k vs 20k); it separates more "
         "strongly, so its AUCs are higher",

@@ -23,8 +23,13 @@ Two profiles. Every AUC qcalo prints or writes names its profile (:func:`format_
   ``torch.set_default_dtype(torch.float64)``), raw inputs (no standardisation), no early stop
   except at test accuracy 1. Inputs from :func:`calochallenge_inputs`, which reproduces
   evaluate.py's ``prepare_*_data_for_classifier``. Duration on this project's 2-core CPU at
-  19,200 vs 19,200 (cls-high): about 22 minutes, the same as evaluate.py itself (~25 min; see
-  benchmarks/results/classifier_vs_evaluate_py.md), growing linearly with N.
+  19,200 vs 19,200 (cls-high, benchmarks/results/classifier_vs_evaluate_py.md): 5 epochs took
+  77 s here and 77 s in evaluate.py (reading and features included), so 50 epochs take about
+  12–15 minutes on idle cores (evaluate.py: ~25 min measured in issue 8) and two to three times
+  that when the cores are shared; cls-low has 369 inputs instead of 30 and should cost ~10 % more
+  (estimated from the operation count, not measured).
+  Time grows linearly with N. AUCs agree with evaluate.py's: 0.9580 / 0.9654 against
+  0.9588 / 0.9631 (seeds 0 / 1, 5,000 vs 5,000, 50 epochs).
 * ``fast`` (the default): a quick check, not the CaloChallenge test — 256-wide (3 hidden
   layers), at most 20 epochs, stopping 5 epochs after the best test accuracy, Adam 1e-3, batch
   250, float32, inputs standardised with the training split's mean and spread. 20k vs 20k takes
