@@ -55,15 +55,20 @@ def autograd_state_bytes(spec: CircuitSpec, batch: int, itemsize: int = 8) -> in
 def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8) -> str:
     """The strategy for this circuit and batch: a rough cost model (ns, one core) and a memory cap.
 
-    Forward+backward per sample: the unitary path is about three real GEMMs against a
-    (2^n, 2^(n+1)) matrix, ~0.24·D² ns (D = 2^n; 4× that for the complex Z-embedding path), plus
-    building the matrix (D rows through the gate path). The gate paths cost about
-    0.8·D·Σ2^k ns per later layer of blocked gates and ~10·D ns per CNOT permutation (gathers are
-    memory-bound), 2·D ns per diagonal entangler. Re-uploading circuits and registers above
-    ``UNITARY_MAX_QUBITS`` never take the unitary path. Between the two gate paths, autograd's
-    ``"gates"`` is ~1.25× faster (three block products per block instead of four) but keeps every
-    intermediate state: ``"adjoint"`` when those would exceed ``AUTOGRAD_MEMORY_BUDGET``
-    (``itemsize``: bytes per amplitude, 8 for complex64).
+    Forward+backward: the gate paths cost about 0.8·D·Σ2^k ns per sample and later layer of
+    blocked gates and ~10·D ns per CNOT permutation (gathers are memory-bound), 2·D ns per
+    diagonal entangler, plus a fixed ~1 ms + 0.45 ms per later layer and block (kernel and
+    autograd overhead). The unitary path with an X/Y embedding (:class:`_FusedUnitaryFunction`)
+    costs 0.24·D² + 6·D ns per sample (three real GEMMs against a (D, 2D) matrix, and the
+    embedding), plus building and differentiating the matrix: ~0.8 ms + 0.05 ms per layer of
+    fixed overhead and 0.17·L·D³ ns of D×D complex GEMMs (measured on 2 shared cores, one
+    thread, torch 2.13: it wins at every batch up to 6 qubits, and loses at small batches from
+    8). With a Z embedding the unitary path is 0.96·D² ns per sample plus D rows through the
+    gate path, and pays the same fixed overhead as the gate paths. Re-uploading circuits and
+    registers above ``UNITARY_MAX_QUBITS`` never take the unitary path. Between the two gate
+    paths, autograd's ``"gates"`` is ~1.25× faster (three block products per block instead of
+    four) but keeps every intermediate state: ``"adjoint"`` when those would exceed
+    ``AUTOGRAD_MEMORY_BUDGET`` (``itemsize``: bytes per amplitude, 8 for complex64).
     """
     gate_path = (
         "adjoint"
@@ -72,13 +77,20 @@ def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8) -> str:
     )
     if spec.reupload or spec.n_qubits > UNITARY_MAX_QUBITS:
         return gate_path
-    dim = spec.dim
-    block_cost = sum(2**size for _, size in sv.wire_blocks(spec.n_qubits))
+    dim, layers = spec.dim, spec.n_layers
+    blocks = sv.wire_blocks(spec.n_qubits)
+    block_cost = sum(2**size for _, size in blocks)
     entangler = (10 if spec.entangler_gate == "cnot" else 2) * dim if spec.entangler_pairs else 0
-    per_sample_gates = 0.8 * dim * block_cost * (spec.n_layers - 1) + entangler * spec.n_layers
-    per_sample_unitary = (0.24 if spec.embedding in ("X", "Y") else 0.96) * dim * dim
-    unitary = batch * per_sample_unitary + dim * (per_sample_gates + 0.8 * dim * block_cost)
-    gates = batch * per_sample_gates
+    per_sample_gates = 0.8 * dim * block_cost * (layers - 1) + entangler * layers
+    fixed_gates = 1.0e6 + 0.45e6 * (layers - 1) * len(blocks)
+    if spec.embedding in ("X", "Y"):
+        per_sample_unitary = 0.24 * dim * dim + 6 * dim
+        matrix = 0.8e6 + 0.05e6 * layers + 0.17 * layers * dim**3
+    else:
+        per_sample_unitary = 0.96 * dim * dim
+        matrix = fixed_gates + dim * (per_sample_gates + 0.8 * dim * block_cost)
+    unitary = batch * per_sample_unitary + matrix
+    gates = batch * per_sample_gates + fixed_gates
     return "unitary" if unitary <= gates else gate_path
 
 
