@@ -69,3 +69,15 @@ def test_two_independent_reference_samples_give_alpha_on_showers():
     result = conformal_typicality(ref, ref_e, other, other_e, seed=3)
     for alpha in ("0.05", "0.01"):
         assert abs(result["alphas"][alpha]["pull"]) < 3.5, result["alphas"]
+
+
+def test_error_includes_the_finite_calibration_set():
+    rng = np.random.default_rng(7)
+    e_ref, e_gen = np.full(100, 512.0), np.full(5000, 512.0)
+    result = conformal_typicality(
+        rng.normal(size=(100, 2)), e_ref, rng.normal(size=(5000, 2)), e_gen
+    )
+    block = result["alphas"]["0.05"]
+    n_cal = result["n_calibration"]
+    assert n_cal == 50
+    assert block["error"] >= np.sqrt(0.05 * 0.95 / n_cal)  # dominated by 50 calibration showers

@@ -66,20 +66,33 @@ def _knn_scores(
     return cal, gen
 
 
-def _summary(p_values: np.ndarray, alphas: tuple[float, ...]) -> dict[str, dict[str, float]]:
+def _summary(
+    p_values: np.ndarray, alphas: tuple[float, ...], n_calibration: int
+) -> dict[str, dict[str, float]]:
+    """Fraction with p ≤ α, its error and pull, for each α.
+
+    The error has two parts: the binomial error of the generated sample (at least the one a
+    perfect generator would show, so that "consistent with α" can be read off near 0) and the
+    finite calibration set's, α(1 − α)/n_calibration (the coverage of split conformal given one
+    calibration set fluctuates by that much; measured on two independent Geant4 samples in
+    benchmarks/results/typicality_calibration_g4.json)."""
     out = {}
     n = len(p_values)
     for alpha in alphas:
         fraction = float(np.mean(p_values <= alpha)) if n else math.nan
-        error = math.sqrt(fraction * (1 - fraction) / n) if n else math.nan
-        # The binomial error of a fraction near 0 is ~0; quote at least the error a perfect
-        # generator would show, so that "consistent with α" can be read off directly.
-        expected_error = math.sqrt(alpha * (1 - alpha) / n) if n else math.nan
+        if n and n_calibration:
+            variance = alpha * (1 - alpha)
+            expected = math.sqrt(variance / n + variance / n_calibration)
+            error = math.sqrt(
+                max(fraction * (1 - fraction), variance) / n + variance / n_calibration
+            )
+        else:
+            expected = error = math.nan
         out[f"{alpha:g}"] = {
             "fraction": fraction,
-            "error": max(error, expected_error),
+            "error": error,
             "n": n,
-            "pull": (fraction - alpha) / expected_error if n else math.nan,
+            "pull": (fraction - alpha) / expected if n else math.nan,
         }
     return out
 
@@ -106,7 +119,8 @@ def conformal_typicality(
     ``*_energies``: (N,) incident energies in MeV. Returns a dict (the metrics.json block
     ``typicality``): ``score`` ("knn"), ``k``, ``per_energy_calibration`` (bool),
     ``n_proper``/``n_calibration``/``n_generated``, ``alphas`` ({"0.05": {fraction, error,
-    n, pull}, …}; a perfect generator gives fraction ≈ α, pull = (fraction − α)/σ_α), and
+    n, pull}, …}; a perfect generator gives fraction ≈ α, pull = (fraction − α)/σ_α with σ_α
+    from the generated and the calibration sample sizes), and
     ``per_energy`` ({"1024": {"0.05": …}, …}).
     """
     ref = _prepare(reference_features)
@@ -133,7 +147,8 @@ def conformal_typicality(
 
     p_all = np.full(len(gen), np.nan)
     n_proper = n_calibration = 0
-    for _, ref_mask, gen_mask in groups:
+    calibration_of_energy: dict[float, int] = {}
+    for energy, ref_mask, gen_mask in groups:
         if not gen_mask.any():
             continue
         rows = rng.permutation(np.flatnonzero(ref_mask))
@@ -143,6 +158,7 @@ def conformal_typicality(
         p_all[gen_mask] = conformal_p_values(cal_scores, gen_scores)
         n_proper += len(proper)
         n_calibration += len(calibration)
+        calibration_of_energy[float(energy)] = len(calibration)
     judged = ~np.isnan(p_all)  # generated energies absent from the reference are not judged
     result: dict[str, Any] = {
         "score": "knn",
@@ -152,10 +168,11 @@ def conformal_typicality(
         "n_calibration": n_calibration,
         "n_generated": int(judged.sum()),
         "n_unjudged": int((~judged).sum()),
-        "alphas": _summary(p_all[judged], alphas),
+        "alphas": _summary(p_all[judged], alphas, n_calibration),
         "per_energy": {},
     }
     for e in np.unique(gen_e[judged]):
         mask = judged & (gen_e == e)
-        result["per_energy"][f"{e:g}"] = _summary(p_all[mask], alphas)
+        n_cal = calibration_of_energy.get(float(e), n_calibration)
+        result["per_energy"][f"{e:g}"] = _summary(p_all[mask], alphas, n_cal)
     return result
