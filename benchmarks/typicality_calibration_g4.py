@@ -13,7 +13,8 @@ flag a fraction α of one sample as atypical of the other, within errors, at eve
    half contributes. The quoted error is binomial in the number of generated showers only; the
    split-conformal fraction also fluctuates with the calibration set (conditional coverage
    ~ Beta, variance ≈ α(1−α)/n_cal), so the full error is
-   sqrt(α(1−α)·(1/n_gen + 1/n_cal)); both are recorded, with pulls against each.
+   sqrt(α(1−α)·(1/n_gen + 1/n_cal)); both are recorded, with pulls against each (qcalo's own
+   quoted error includes the calibration term from commit 96d0b64 on).
 
 Usage::
 
@@ -205,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": time.perf_counter() - wall,
         "alphas": list(ALPHAS),
         "note": (
-            "quoted 'error' = max(binomial, sqrt(α(1-α)/n_gen)) as qcalo reports it; "
-            "'error_with_calibration' adds the finite-calibration-half term α(1-α)/n_cal "
-            "(conditional coverage of split conformal ~ Beta), which the quoted error omits; "
+            "quoted 'error'/'pull' = what qcalo's typicality reports at git_commit (before "
+            "96d0b64: binomial in n_gen only; from 96d0b64 on it includes the calibration "
+            "term); 'error_with_calibration' is computed here independently: "
+            "sqrt(α(1-α)(1/n_gen + 1/n_cal)) (conditional coverage of split conformal ~ Beta); "
             "'spread' is the std of the fraction over reference splits with the generated "
             "sample fixed (it measures the calibration/proper-split part only)."
         ),
