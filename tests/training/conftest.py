@@ -33,3 +33,26 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, train_file: Path) -> Path
         epochs=3,
         device="cpu",
     )
+
+
+@pytest.fixture
+def script_validation(monkeypatch: pytest.MonkeyPatch):
+    """A function that makes the trainer's validation return the given NLLs in turn (one per
+    epoch), so early stopping and the best-checkpoint rule are tested without training to a
+    given NLL."""
+    import qcalo.training.trainer as trainer
+
+    def apply(val_nlls: list[float]) -> None:
+        scripted = iter(val_nlls)
+        monkeypatch.setattr(
+            trainer,
+            "_validate",
+            lambda *a, **k: {
+                "val_nll": next(scripted),
+                "val_nll_stage1": 0.0,
+                "val_nll_stage2": 0.0,
+                "val_excluded": 0.0,
+            },
+        )
+
+    return apply

@@ -155,21 +155,9 @@ def test_born_run_killed_and_resumed_ends_bit_identical(
 
 
 def test_born_early_stopping_keeps_the_best_epoch(
-    small_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_file: Path, tmp_path: Path, script_validation
 ) -> None:
-    import qcalo.training.trainer as trainer
-
-    scripted = iter([3.0, 2.0, 2.5, 2.2, 1.0])
-    monkeypatch.setattr(
-        trainer,
-        "_validate",
-        lambda *a, **k: {
-            "val_nll": next(scripted),
-            "val_nll_stage1": 0.0,
-            "val_nll_stage2": 0.0,
-            "val_excluded": 0.0,
-        },
-    )
+    script_validation([3.0, 2.0, 2.5, 2.2, 1.0])
     base = load_config("tiny_born_photons").to_dict() | {
         "epochs": 5,
         "early_stopping_patience": 2,

@@ -246,22 +246,10 @@ def test_state_capture_needs_circuits() -> None:
 
 
 def test_early_stopping_keeps_the_best_epoch(
-    train_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    train_file: Path, tmp_path: Path, script_validation
 ) -> None:
-    import qcalo.training.trainer as trainer
-
     # Scripted validation NLLs: best at epoch 2, then no improvement for `patience` = 2 epochs.
-    scripted = iter([5.0, 4.0, 4.5, 4.0, 3.0, 2.0])
-    monkeypatch.setattr(
-        trainer,
-        "_validate",
-        lambda *a, **k: {
-            "val_nll": next(scripted),
-            "val_nll_stage1": 0.0,
-            "val_nll_stage2": 0.0,
-            "val_excluded": 0.0,
-        },
-    )
+    script_validation([5.0, 4.0, 4.5, 4.0, 3.0, 2.0])
     base = load_config("tiny_photons").to_dict() | {
         "epochs": 6,
         "early_stopping_patience": 2,

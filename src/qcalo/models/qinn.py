@@ -69,6 +69,7 @@ __all__ = [
     "QINN",
     "mmd_to_normal",
     "qinn_losses",
+    "qinn_training_terms",
     "QINNModelConfig",
     "QINNStats",
     "QINNStage1",
@@ -206,16 +207,25 @@ def mmd_to_normal(
     return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
 
 
+def qinn_training_terms(
+    model: QINN, x: Tensor, cond: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """From one pass through the circuit: log p(x | c) per event (B,) (differentiable to second
+    order), the MMD of the latent batch to N(0, I) and the mean reconstruction ‖g(f(x)) − x‖²."""
+    z, jac = model.jacobian(x, cond, create_graph=True)
+    log_prob = _standard_normal_log_prob(z) + torch.linalg.slogdet(jac).logabsdet
+    mmd = mmd_to_normal(z, model.config.mmd_bandwidths, generator)
+    reconstruction = (model.decode(z, cond) - x).pow(2).sum(dim=1).mean()
+    return log_prob, mmd, reconstruction
+
+
 def qinn_losses(
     model: QINN, x: Tensor, cond: Tensor, generator: torch.Generator | None = None
 ) -> dict[str, Tensor]:
     """The QINN's training losses on a batch: ``nll`` (nats per event), ``mmd``,
     ``reconstruction`` (mean ‖g(f(x)) − x‖²) and their weighted sum ``total``."""
-    z, jac = model.jacobian(x, cond, create_graph=True)
-    log_det = torch.linalg.slogdet(jac).logabsdet
-    nll = -(_standard_normal_log_prob(z) + log_det).mean()
-    mmd = mmd_to_normal(z, model.config.mmd_bandwidths, generator)
-    reconstruction = (model.decode(z, cond) - x).pow(2).sum(dim=1).mean()
+    log_prob, mmd, reconstruction = qinn_training_terms(model, x, cond, generator)
+    nll = -log_prob.mean()
     total = (
         nll + model.config.lambda_mmd * mmd + model.config.lambda_reconstruction * reconstruction
     )
@@ -331,17 +341,13 @@ class QINNStage1(nn.Module):
         log_norm = torch.log(self.std).sum()
         if not self.training:
             return self.qinn.log_prob(x, condition) - log_norm
-        z, jac = self.qinn.jacobian(x, condition, create_graph=True)
-        log_det = torch.linalg.slogdet(jac).logabsdet
+        log_prob, mmd, reconstruction = qinn_training_terms(self.qinn, x, condition)
         cfg = self.qinn.config
         self.auxiliary_losses = {
-            "mmd": (cfg.lambda_mmd, mmd_to_normal(z, cfg.mmd_bandwidths)),
-            "reconstruction": (
-                cfg.lambda_reconstruction,
-                (self.qinn.decode(z, condition) - x).pow(2).sum(dim=1).mean(),
-            ),
+            "mmd": (cfg.lambda_mmd, mmd),
+            "reconstruction": (cfg.lambda_reconstruction, reconstruction),
         }
-        return _standard_normal_log_prob(z) + log_det - log_norm
+        return log_prob - log_norm
 
     def sample(self, condition: Tensor) -> Tensor:
         """y (B, L) for conditions (B, 1): the adjoint circuit applied to z ~ N(0, I)."""
