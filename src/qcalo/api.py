@@ -8,7 +8,7 @@ Example::
 
     from qcalo import api
     api.simulate_to_file("ref.h5", "photon", [1024, 65536], events_per_energy=500, seed=1)
-    run = api.train("tiny_photons", "ref.h5", "runs/tiny", seed=1)
+    run = api.train("tiny_photons", "ref.h5", "runs/tiny", seed=1)  # or ["a.h5", "b.h5"]: one data set
     api.generate(run, "gen.h5", energies_from="ref.h5", seed=2)
     metrics = api.evaluate("gen.h5", "ref.h5", "photons", "eval/", metrics="hist,cls-high,fpd,kpd")
 """

@@ -1,4 +1,8 @@
-"""``qcalo train CONFIG.yaml --data FILE.h5 --out RUN_DIR``: maximum-likelihood training."""
+"""``qcalo train CONFIG.yaml --data FILE.h5 [FILE.h5 ...] --out RUN_DIR``: training.
+
+Several ``--data`` files (all of one geometry) are read as one data set, the validation split
+drawn over all of their events.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="FILE.h5",
-        help="CaloChallenge HDF5 training file (default: the config's data.path)",
+        nargs="+",
+        action="extend",
+        help="CaloChallenge HDF5 training file, or several of the same geometry read as one data "
+        "set in the order given, the validation split drawn over all of them; put CONFIG "
+        "before --data (default: the config's data.path)",
     )
     parser.add_argument(
         "--out",
@@ -47,16 +55,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue RUN_DIR from checkpoints/last.pt (same config required)",
+        help="continue RUN_DIR from checkpoints/last.pt (same config and --data files required)",
     )
     parser.add_argument(
         "--device", choices=("cpu", "cuda", "auto"), help="override the config's device"
     )
 
 
-def check_config(args: argparse.Namespace) -> tuple[Path, Path | None]:
-    """Read and check the config before anything is written; returns (config file, data file)."""
+def check_config(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """Read and check the config and the training files before anything is written.
+
+    Returns (config file, training files in order; empty when neither --data nor the config's
+    data.path names one, which :func:`qcalo.training.train` then reports).
+    """
+    from qcalo.data.geometry import load_geometry
     from qcalo.training.config import load_config
+    from qcalo.training.data import check_data_files
     from qcalo.utils.memory import check_allocation, model_memory_bytes
     from qcalo.utils.paths import check_input_file
     from qcalo.utils.seeding import check_seed
@@ -65,9 +79,11 @@ def check_config(args: argparse.Namespace) -> tuple[Path, Path | None]:
     cfg = load_config(config_file)
     if args.seed is None:
         check_seed(cfg.seed, f"{config_file}: seed")
-    data = args.data if args.data is not None else cfg.data.path
-    if data is not None:
-        check_input_file(data, "CaloChallenge HDF5 training file")
+    data = [Path(p) for p in (args.data if args.data is not None else cfg.data.paths)]
+    for path in data:  # stat before any open: a FIFO must never be opened
+        check_input_file(path, "CaloChallenge HDF5 training file")
+    if data:  # the same geometry, each file once
+        check_data_files(data, load_geometry(cfg.geometry))
     settings: dict[str, Any] = cfg.to_dict()
     batch = int(settings.get("batch_size", 1) or 1)
     check_allocation(
@@ -75,7 +91,7 @@ def check_config(args: argparse.Namespace) -> tuple[Path, Path | None]:
         f"{config_file}: the model (hidden widths, qubit counts) at batch_size {batch}",
         "use smaller hidden widths, fewer qubits or a smaller batch_size",
     )
-    return config_file, None if data is None else Path(data)
+    return config_file, data
 
 
 def format_result(run_dir: Path, summary: dict[str, Any]) -> str:
@@ -104,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     with claim_output(
         args.out,
         kind="dir",
-        inputs=[config_file, data],
+        inputs=[config_file, *data],
         writes=[*RUN_FOLDERS, "metrics.csv", "summary.json"],
     ) as out:
         run_dir = train(

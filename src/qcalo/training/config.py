@@ -7,6 +7,7 @@ in the YAML (``model.stage1.conditioner[2]``), the problem and what was expected
 Example YAML::
 
     name: tiny_photons
+    data: {path: showers.h5}   # or several files, one data set: {path: [a.h5, b.h5]}
     geometry: photons
     model: {...}            # qcalo.models.ModelConfig
     optimiser: {name: adamw, lr: 1.0e-3, weight_decay: 1.0e-5}
@@ -108,15 +109,48 @@ else:
 class DataConfig(_Strict):
     """Where the training showers come from and how they are held in memory.
 
-    Files up to ``max_in_memory_mb`` (size of the float32 arrays) are read into memory once;
-    larger files stream from HDF5: contiguous chunks of ``chunk_events`` events in a random
-    order, ``shuffle_window`` chunks read and shuffled together at a time.
+    ``path`` is one CaloChallenge HDF5 file or a list of files of the same geometry, read as
+    one data set in the order given (the train/validation split is drawn over all their
+    events); a one-file list is the same as the plain path. Data up to ``max_in_memory_mb``
+    (size of the float32 arrays of all files) are read into memory once; larger data stream
+    from HDF5: contiguous chunks of at most ``chunk_events`` events in a random order,
+    ``shuffle_window`` chunks read and shuffled together at a time.
     """
 
-    path: str | None = None
+    path: str | list[str] | None = None
     max_in_memory_mb: float = Field(default=2048.0, gt=0)
     chunk_events: int = Field(default=4096, ge=1)
     shuffle_window: int = Field(default=8, ge=1)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _one_or_more_files(cls, value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, (list, tuple)):
+            return value
+        files = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        if not files:
+            raise ValueError(
+                "empty list of training files; expected a file path or a list of one or more"
+            )
+        bad = [v for v in files if not isinstance(v, str)]
+        if bad:
+            raise ValueError(
+                f"entry {bad[0]!r} is not a file path; expected a list of CaloChallenge HDF5 paths"
+            )
+        repeated = sorted({v for v in files if files.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{repeated[0]!r} is listed twice; give each training file once")
+        # One file in a list is the plain path, so its config (and resumption) match.
+        return files[0] if len(files) == 1 else files
+
+    @property
+    def paths(self) -> list[str]:
+        """The training files in order (empty when none is set)."""
+        if self.path is None:
+            return []
+        return [self.path] if isinstance(self.path, str) else list(self.path)
 
 
 class OptimiserConfig(_Strict):
@@ -177,9 +211,12 @@ class RunConfig(_Strict):
     @field_validator("data", mode="before")
     @classmethod
     def _data_may_be_a_path(cls, value: Any) -> Any:
-        # `data: showers.h5` is shorthand for `data: {path: showers.h5}`.
+        # `data: showers.h5` is shorthand for `data: {path: showers.h5}`, and
+        # `data: [a.h5, b.h5]` for `data: {path: [a.h5, b.h5]}`.
         if isinstance(value, (str, os.PathLike)):
-            return {"path": str(value)}
+            return {"path": os.fspath(value)}
+        if isinstance(value, (list, tuple)):
+            return {"path": list(value)}
         return value
 
     @field_validator("geometry")
@@ -250,8 +287,8 @@ def config_path(name: str | os.PathLike[str]) -> Path:
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
     """Read and validate a run config from YAML (a path or a shipped name).
 
-    ``name`` defaults to the file's stem; ``data.path``, if relative, is taken relative to the
-    YAML file's folder.
+    ``name`` defaults to the file's stem; ``data.path`` (each of its files, for a list), if
+    relative, is taken relative to the YAML file's folder.
     """
     resolved = config_path(path)
     try:
@@ -268,8 +305,12 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     updates: dict[str, Any] = {}
     if config.name is None:
         updates["name"] = resolved.stem
-    if config.data.path is not None and not Path(config.data.path).is_absolute():
+    files = [
+        p if Path(p).is_absolute() else str((resolved.parent / p).resolve())
+        for p in config.data.paths
+    ]
+    if files != config.data.paths:
         updates["data"] = config.data.model_copy(
-            update={"path": str((resolved.parent / config.data.path).resolve())}
+            update={"path": files[0] if isinstance(config.data.path, str) else files}
         )
     return config.model_copy(update=updates) if updates else config

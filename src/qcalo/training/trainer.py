@@ -26,7 +26,8 @@ Run directory::
     RUN_DIR/checkpoints/best.pt    state at the best monitored validation value
     RUN_DIR/metrics.csv            one row per epoch (the objective's columns; NLLs in nats per event)
     RUN_DIR/tensorboard/           the same scalars for TensorBoard
-    RUN_DIR/summary.json           parameter counts, time, monitor and best value/epoch, seed, data
+    RUN_DIR/summary.json           parameter counts, time, monitor and best value/epoch, seed,
+                                   data (the training file, or the list of files)
     RUN_DIR/quantum_states/        circuit statevector snapshots (state_capture.enabled only)
 
 Checkpoints (:mod:`qcalo.training.checkpoint`) hold ``kind``, ``model`` (weights),
@@ -64,7 +65,7 @@ from qcalo.training.checkpoint import (
     save_checkpoint,
 )
 from qcalo.training.config import RunConfig, config_from_dict, load_config
-from qcalo.training.data import ShowerDataset
+from qcalo.training.data import DataPaths, ShowerDataset, data_files
 from qcalo.training.kinds import model_kind
 from qcalo.training.objectives import LikelihoodObjective, Objective, TrainingDiverged
 from qcalo.utils.atomic import atomic_path, write_json
@@ -118,7 +119,7 @@ def run_paths(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
 # --------------------------------------------------------------------------------------------
 def _resolve_config(
     config: RunConfig | str | os.PathLike[str],
-    data: str | os.PathLike[str] | None,
+    data: DataPaths | None,
     seed: int | None,
     epochs: int | None,
     device: str | None,
@@ -132,9 +133,13 @@ def _resolve_config(
     if device is not None:
         overrides["device"] = str(device)
     if data is not None:
-        overrides["data"]["path"] = str(Path(data).resolve())
+        # One file stays a plain path (as in every run before several files were possible).
+        files = [str(p.resolve()) for p in data_files(data)]
+        overrides["data"]["path"] = files[0] if len(files) == 1 else files
     if overrides["data"]["path"] is None:
-        raise ConfigError("no training data: pass --data FILE.h5 (or set data.path in the config)")
+        raise ConfigError(
+            "no training data: pass --data FILE.h5 [FILE.h5 ...] (or set data.path in the config)"
+        )
     return config_from_dict(overrides, source="run config (after command-line options)")
 
 
@@ -269,7 +274,7 @@ def _checkpoint_config(checkpoint: dict[str, Any], path: Path) -> RunConfig:
 
 def train(
     config: RunConfig | str | os.PathLike[str],
-    data: str | os.PathLike[str] | None = None,
+    data: DataPaths | None = None,
     out_dir: str | os.PathLike[str] = "run",
     *,
     seed: int | None = None,
@@ -280,10 +285,12 @@ def train(
     """Train a model of the config's kind; returns the run directory.
 
     ``config`` is a :class:`RunConfig`, a YAML path or a shipped config name; ``data`` a
-    CaloChallenge HDF5 file (default: the config's ``data.path``); ``seed``, ``epochs`` and
-    ``device`` override the config. With ``resume=True`` training continues from
-    ``out_dir/checkpoints/last.pt`` (or starts afresh when the run never reached a
-    checkpoint); the config must then equal the run's saved config (device aside).
+    CaloChallenge HDF5 file or a list of files of the same geometry, read as one data set with
+    the validation split drawn over all of them (default: the config's ``data.path``);
+    ``seed``, ``epochs`` and ``device`` override the config. With ``resume=True`` training
+    continues from ``out_dir/checkpoints/last.pt`` (or starts afresh when the run never reached
+    a checkpoint); the config, data files included, must then equal the run's saved config
+    (device aside).
     """
     cfg = _resolve_config(config, data, seed, epochs, device)
     kind = model_kind(cfg.model)
@@ -300,9 +307,14 @@ def train(
         saved = _checkpoint_config(checkpoint, paths["last"])
         differing = _diff_keys(_comparable(saved), _comparable(cfg))
         if differing:
+            trained_on = (
+                f" (the run trained on --data {' '.join(saved.data.paths)})"
+                if "data.path" in differing
+                else ""
+            )
             raise ConfigError(
-                f"{out}: cannot resume with a different config (differs in {', '.join(differing)}); "
-                "resume with the run's own config.yaml and options"
+                f"{out}: cannot resume with a different config (differs in {', '.join(differing)})"
+                f"{trained_on}; resume with the run's own config.yaml and options"
             )
     elif out.exists() and not out.is_dir():
         raise ConfigError(
@@ -314,7 +326,7 @@ def train(
     assert cfg.data.path is not None
     seed_everything(cfg.seed)
     dataset = ShowerDataset(
-        cfg.data.path,
+        cfg.data.paths,
         geometry,
         validation_fraction=cfg.validation_fraction,
         seed=cfg.seed,
@@ -389,7 +401,8 @@ def train(
             "best_epoch": int(state["best_epoch"]),
             "epochs_run": int(state["epoch"]),
             "seed": int(cfg.seed),
-            "data": str(cfg.data.path),
+            # A path for one file (as ever), the list of paths in order for several.
+            "data": cfg.data.path,
             "geometry": geometry.name,
             "config_name": cfg.name or "",
             "n_train": dataset.n_train,
@@ -399,6 +412,10 @@ def train(
         }
         if objective.monitor == "val_nll":  # the key readers of likelihood runs know
             summary["best_val_nll"] = state["best_metric"]
+        # Every logged column at the best epoch (the weights best.pt holds), e.g. a study's
+        # `training.val_nll_stage1`.
+        best_rows = [r for r in state["history"] if int(r["epoch"]) == int(state["best_epoch"])]
+        summary["best_epoch_metrics"] = dict(best_rows[-1]) if best_rows else {}
         write_json(paths["summary"], summary)
 
     patience = cfg.early_stopping_patience or math.inf
