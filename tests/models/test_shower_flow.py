@@ -130,7 +130,18 @@ def test_parameter_counts_by_hand():
     # head Linear(3 → 6) = 24; mixer on 2^2 features: 2 layers × 2 qubits = 4 (quantum).
     # stage 2 (368 dims, context 6): ActNorm 736; Linear(184+6 → 2) = 382; Linear(2 → 368) = 1104.
     classical = 10 + 12 + 24 + 736 + 382 + 1104
-    assert counts == {"classical": classical, "quantum": 12 + 4, "total": classical + 16}
+    stage1_classical = 10 + 12 + 24
+    assert counts == {
+        "classical": classical,
+        "quantum": 12 + 4,
+        "total": classical + 16,
+        "stage1_classical": stage1_classical,
+        "stage1_quantum": 16,
+        "stage1_total": stage1_classical + 16,
+        "stage2_classical": classical - stage1_classical,
+        "stage2_quantum": 0,
+        "stage2_total": classical - stage1_classical,
+    }
 
 
 def test_quantum_conditioner_gradients_match_pennylane():

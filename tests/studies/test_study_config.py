@@ -275,3 +275,52 @@ def test_a_failing_cell_is_recorded_and_the_others_still_run(tmp_path, monkeypat
     assert main(["study", str(study_file), "--out", str(out), "--executor", "sequential"]) == 0
     assert not failed.exists() and failed.with_name("DONE").is_file()
     assert len((out / "table.csv").read_text().splitlines()) == 3
+
+
+def test_explicit_cells_mix_kinds_and_label_families():
+    study = _study(
+        grid={},
+        cells=[
+            {"family": "mlp", "model.stage1.hidden": [8]},
+            {"family": "mlp", "model.stage1.hidden": [16]},
+            {"family": "quantum", "model.stage1.conditioner": "quantum"},
+            {"family": "born", "base": "tiny_born_photons"},
+        ],
+        overrides={"model.stage2.hidden": [4]},
+        metrics=["training.val_nll_stage1", "separation_power.etot_einc"],
+    )
+    assert study.family_key == "family"
+    assert study.keys() == ["family", "model.stage1.hidden", "model.stage1.conditioner", "base"]
+    assert study.evaluate_metrics() == ["hist"]  # training.* needs no evaluation
+    cells = expand_cells(study)
+    assert [c.name for c in cells] == [
+        "cell-000__family=mlp__hidden=8",
+        "cell-001__family=mlp__hidden=16",
+        "cell-002__family=quantum__conditioner=quantum",
+        "cell-003__family=born__base=tiny_born_photons",
+    ]
+    assert cells[0].config["model"]["stage1"]["hidden"] == [8]
+    assert cells[2].config["model"]["stage1"]["conditioner"] == "quantum"
+    assert cells[3].config["model"]["kind"] == "born"
+    # the override reaches every kind's stage 2; `family` is a label, not a setting
+    assert all(c.config["model"]["stage2"]["hidden"] == [4] for c in cells)
+    assert all("family" not in c.config for c in cells)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"cells": [{"model.stage1.hidden": [8]}]}, "either 'grid'"),
+        ({"grid": {}, "cells": [{}]}, "cells[0] is empty"),
+        ({"grid": {}, "cells": [{"a": 1}, {"a": 1}]}, "two cells are identical"),
+        ({"grid": {}, "cells": [{"family": 3}]}, "cells[0].family"),
+        ({"grid": {}, "cells": [{"a": 1}], "exclude": [{"a": 1}]}, "'exclude' applies to a grid"),
+        ({"metrics": ["training"]}, "training.<column of metrics.csv>"),
+        ({"metrics": ["training.a.b"]}, "training.<column of metrics.csv>"),
+    ],
+)
+def test_bad_cells_and_training_metrics_are_one_line_errors(changes, message):
+    with pytest.raises(ConfigError) as info:
+        _study(**changes)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)

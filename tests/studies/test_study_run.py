@@ -102,6 +102,12 @@ def test_table_plots_and_report(sequential, study):
         "params_classical",
         "params_quantum",
         "params_total",
+        "params_stage1_classical",
+        "params_stage1_quantum",
+        "params_stage1_total",
+        "params_stage2_classical",
+        "params_stage2_quantum",
+        "params_stage2_total",
         "training_seconds_mean",
         "training_seconds_std",
     ]
@@ -170,3 +176,53 @@ def test_ray_gives_the_same_table(sequential, study, tmp_path):
         (tmp_path / "ray" / "cells" / CELLS[0] / "seed-1" / "run" / "summary.json").read_text()
     )
     assert summary["torch_threads"] == study.resources.cpus_per_cell
+
+
+def test_a_training_only_study_reads_the_best_epoch_and_stage_counts(tmp_path):
+    """Metrics `training.*` come from summary.json's best epoch; no showers are generated; the
+    table carries the per-stage parameter counts a stage-1 study plots against."""
+    from qcalo.studies import study_from_dict
+
+    study = study_from_dict(
+        {
+            "name": "t",
+            "base": "tiny_photons",
+            "simulate": {
+                "energies": [1024, 4096],
+                "train_events_per_energy": 60,
+                "reference_events_per_energy": 20,
+            },
+            "cells": [
+                {"family": "mlp", "model.stage1.conditioner": "mlp"},
+                {"family": "quantum", "model.stage1.conditioner": "quantum"},
+            ],
+            "overrides": {"model.stage2.conditioner": "mlp"},
+            "seeds": [3],
+            "epochs": 2,
+            "metrics": ["training.val_nll_stage1"],
+            "plot_against": "stage1_total",
+        },
+        source="t.yaml",
+    )
+    out = tmp_path / "study"
+    result = run_study(study, out, executor="sequential")
+    assert not result.failed
+    collect(study, out)
+    rows = read_table(out / "table.csv")
+    assert [r["family"] for r in rows] == ["mlp", "quantum"]
+    for row in rows:
+        seed_dir = out / "cells" / row["cell"] / "seed-3"
+        assert not (seed_dir / "generated.h5").exists() and not (seed_dir / "eval").exists()
+        with open(seed_dir / "run" / "metrics.csv") as f:
+            history = list(csv.DictReader(f))
+        summary = json.loads((seed_dir / "run" / "summary.json").read_text())
+        best = [h for h in history if int(h["epoch"]) == summary["best_epoch"]][0]
+        assert float(row["training.val_nll_stage1_mean"]) == pytest.approx(
+            float(best["val_nll_stage1"]), rel=1e-9
+        )
+        counts = summary["parameter_counts"]
+        assert int(row["params_stage1_total"]) == counts["stage1_total"]
+        assert counts["stage1_total"] + counts["stage2_total"] == counts["total"]
+    assert int(rows[0]["params_stage1_quantum"]) == 0 < int(rows[1]["params_stage1_quantum"])
+    assert (out / "plots" / "training.val_nll_stage1.png").is_file()
+    assert not (out / "report").exists()

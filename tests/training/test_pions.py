@@ -70,9 +70,15 @@ def test_pion_twins_build_with_the_parameter_counts_their_comments_state(name: s
 
     total, quantum, stage1, stage2 = COUNTS[name]
     counts = model.parameter_counts()
-    assert counts == {"classical": total - quantum, "quantum": quantum, "total": total}
-    assert sum(p.numel() for p in model.stage1.parameters()) == stage1
-    assert sum(p.numel() for p in model.stage2.parameters()) == stage2
+    assert {k: counts[k] for k in ("classical", "quantum", "total")} == {
+        "classical": total - quantum,
+        "quantum": quantum,
+        "total": total,
+    }
+    assert sum(p.numel() for p in model.stage1.parameters()) == stage1 == counts["stage1_total"]
+    assert sum(p.numel() for p in model.stage2.parameters()) == stage2 == counts["stage2_total"]
+    assert counts["stage1_total"] + counts["stage2_total"] == total
+    assert counts["stage1_quantum"] + counts["stage2_quantum"] == quantum
     comment = config_path(name).read_text()
     for number in (total, stage1, stage2):
         assert f"{number:,}" in comment

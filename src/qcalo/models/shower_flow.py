@@ -255,8 +255,14 @@ class TwoStageShowerModel(nn.Module):
         return self.sample_with_layer_energies(incident_energies)[0]
 
     def parameter_counts(self) -> dict[str, int]:
-        """{"classical", "quantum", "total"}: quantum = circuit rotation / entangler weights."""
-        return count_parameters(self)
+        """{"classical", "quantum", "total"}: quantum = circuit rotation / entangler weights; and
+        the same per stage, ``stage1_classical`` ... ``stage2_total`` (a stage-1 study plots
+        against ``stage1_total``)."""
+        counts = count_parameters(self)
+        for stage in ("stage1", "stage2"):
+            for key, value in count_parameters(getattr(self, stage)).items():
+                counts[f"{stage}_{key}"] = value
+        return counts
 
     def incident_energy_range(self) -> tuple[float, float]:
         """(lowest, highest) incident energy, MeV, of the events the preprocessing was fitted on."""

@@ -84,11 +84,16 @@ def _rows(study: StudyConfig, out: Path) -> tuple[list[dict[str, Any]], list[Pat
         counts: dict[str, int] = {}
         for seed in done:
             seed_dir = folder / f"seed-{seed}"
-            metrics_path = seed_dir / "eval" / "metrics.json"
-            metrics = _read_json(metrics_path)
-            for name in study.metrics:
-                per_metric[name].append(extract_metric(metrics, name, str(metrics_path)))
             summary = _read_json(seed_dir / "run" / "summary.json")
+            metrics_path = seed_dir / "eval" / "metrics.json"
+            metrics = _read_json(metrics_path) if study.evaluate_metrics() else {}
+            for name in study.metrics:
+                if name.startswith("training."):
+                    source = {"training": summary.get("best_epoch_metrics", {})}
+                    where = f"{seed_dir / 'run' / 'summary.json'} (best_epoch_metrics)"
+                    per_metric[name].append(extract_metric(source, name, where))
+                else:
+                    per_metric[name].append(extract_metric(metrics, name, str(metrics_path)))
             seconds.append(float(summary.get("training_time_s", math.nan)))
             for key, value in dict(summary.get("parameter_counts", {})).items():
                 counts.setdefault(str(key), int(value))
@@ -101,7 +106,7 @@ def _rows(study: StudyConfig, out: Path) -> tuple[list[dict[str, Any]], list[Pat
             row[f"params_{key}"] = value
         row["training_seconds_mean"], row["training_seconds_std"] = _mean_std(seconds)
         row["_family"] = (
-            value_label(cell.assignment[study.family_key]) if study.family_key else "all"
+            value_label(cell.assignment.get(study.family_key, "-")) if study.family_key else "all"
         )
         rows.append(row)
         eval_dirs.append(folder / f"seed-{done[0]}" / "eval")
@@ -113,7 +118,7 @@ def _columns(study: StudyConfig, rows: list[dict[str, Any]]) -> list[str]:
     counts = {k for row in rows for k in row if k.startswith("params_")}
     ordered = [f"params_{k}" for k in _COUNT_ORDER if f"params_{k}" in counts]
     ordered += sorted(counts - set(ordered))
-    columns = ["cell", *study.grid]
+    columns = ["cell", *study.keys()]
     for name in study.metrics:
         columns += [f"{name}_mean", f"{name}_std"]
     return [*columns, "n_seeds", *ordered, "training_seconds_mean", "training_seconds_std"]
@@ -147,7 +152,13 @@ def _x_value(row: dict[str, Any], key: str) -> float:
     if f"params_{key}" in row:
         return float(row[f"params_{key}"])
     # a kind without this count (a WGAN's generator/core/critic): all its weights
-    return float(sum(v for k, v in row.items() if k.startswith("params_") and k != "params_total"))
+    return float(
+        sum(
+            v
+            for k, v in row.items()
+            if k.startswith("params_") and k != "params_total" and not k.startswith("params_stage")
+        )
+    )
 
 
 def _plot(study: StudyConfig, rows: list[dict[str, Any]], folder: Path) -> list[Path]:
@@ -214,6 +225,6 @@ def collect(study: StudyConfig, out: str | os.PathLike[str], *, report: bool = T
     result = Collected(table=table, rows=rows, n_cells=n_cells)
     if rows:
         result.plots = _plot(study, rows, out / "plots")
-        if report:
+        if report and study.evaluate_metrics():  # a training-only study has no evaluations
             result.report = api.make_report(eval_dirs, out / "report", labels=labels)
     return result

@@ -64,13 +64,17 @@ def cell_script(task: CellTask, seed: str) -> str:
         f"test -e {q(done)} && exit 0",
         f"mkdir -p {q(folder)}",
         f"{qcalo} train {q(task.config)} --out {q(run)} --seed {seed} --resume --quiet",
-        f"{qcalo} generate {q(run)} --out {q(generated)} --energies-from {q(task.reference)} "
-        f"--seed {seed} --device {task.device} --quiet",
-        f"{qcalo} evaluate --generated {q(generated)} --reference {q(task.reference)} "
-        f"--geometry {q(task.geometry)} --out {q(evaluation)} --metrics {','.join(task.evaluate_metrics)} "
-        f"--profile {task.profile} --seed {seed} --run {q(run)} --quiet",
-        f"touch {q(done)}",
     ]
+    if task.evaluate_metrics:  # training-only metrics (training.*) need no showers
+        commands += [
+            f"{qcalo} generate {q(run)} --out {q(generated)} --energies-from {q(task.reference)} "
+            f"--seed {seed} --device {task.device} --quiet",
+            f"{qcalo} evaluate --generated {q(generated)} --reference {q(task.reference)} "
+            f"--geometry {q(task.geometry)} --out {q(evaluation)} "
+            f"--metrics {','.join(task.evaluate_metrics)} "
+            f"--profile {task.profile} --seed {seed} --run {q(run)} --quiet",
+        ]
+    commands.append(f"touch {q(done)}")
     return "; ".join(commands)
 
 

@@ -15,12 +15,14 @@ A study file is YAML, validated by pydantic (unknown keys are errors, reported o
     grid:                           # dotted run-config keys -> values; cells = the product
       model.stage1.conditioner: [mlp, quantum]
       model.stage1.hidden: [[16], [32]]
+    # cells: [{family: mlp, model.stage1.hidden: [8]}, {family: born, base: born_photons}]
+    #                               # instead of grid: explicit cells (family = a plot label)
     exclude: []                     # partial assignments whose cells are dropped
     families: model.stage1.conditioner   # grid key whose values are the plot curves
     overrides: {batch_size: 128}    # dotted keys set in every cell
     seeds: [1, 2]
     epochs: 2                       # overrides the base config's epochs
-    metrics: [auc.high, fpd, kpd]   # dotted keys of evaluate's metrics.json
+    metrics: [auc.high, fpd, kpd]   # dotted keys of evaluate's metrics.json, or training.<column>
     evaluation: {profile: fast}
     resources: {cpus_per_cell: 1, gpus_per_cell: 0, memory_mb: 2048}
     plot_against: total             # parameter count on the plots' x axis
@@ -71,6 +73,8 @@ _METRIC_SOURCES: dict[str, str | None] = {
     "fpd": "fpd",
     "kpd": "kpd",
     "timing_ms_per_shower": "timing",
+    # not from metrics.json: run/summary.json's metrics of the best epoch (no evaluation needed)
+    "training": "",
 }
 _CLASSIFIERS = {"low": "cls-low", "low_normed": "cls-low-normed", "high": "cls-high"}
 
@@ -134,6 +138,7 @@ class StudyConfig(_Strict):
     data: DataSpec | None = None
     simulate: SimulateSpec | None = None
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    cells: list[dict[str, Any]] = Field(default_factory=list)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     families: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
@@ -161,6 +166,28 @@ class StudyConfig(_Strict):
                 raise ValueError(f"grid key {key!r}: repeated values {values}")
         return grid
 
+    @field_validator("cells")
+    @classmethod
+    def _cell_keys(cls, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, cell in enumerate(cells):
+            if not cell:
+                raise ValueError(
+                    f"cells[{i}] is empty; expected a mapping of dotted config keys to values"
+                )
+            for key in cell:
+                if not key or any(not part for part in key.split(".")):
+                    raise ValueError(
+                        f"cells[{i}] key {key!r}: expected a dotted config key such as model.stage1.hidden"
+                    )
+            if "family" in cell and not isinstance(cell["family"], str):
+                raise ValueError(
+                    f"cells[{i}].family: expected a label (a string), got {cell['family']!r}"
+                )
+        rendered = [json.dumps(c, sort_keys=True) for c in cells]
+        if len(set(rendered)) != len(rendered):
+            raise ValueError("cells: two cells are identical; each cell must differ")
+        return cells
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds: list[int]) -> list[int]:
@@ -185,13 +212,24 @@ class StudyConfig(_Strict):
             raise ValueError(
                 "give exactly one of 'data' (train and reference files) and 'simulate'"
             )
-        if self.base is None and "base" not in self.grid:
+        if self.grid and self.cells:
             raise ValueError(
-                "no base config: set 'base' (a config name or YAML path) or grid over 'base'"
+                "give either 'grid' (the product of value lists) or 'cells' (explicit cells), not both"
             )
-        if self.families is not None and self.families not in self.grid:
+        if self.cells and self.exclude:
             raise ValueError(
-                f"families {self.families!r} is not a grid key; expected one of {list(self.grid)}"
+                "'exclude' applies to a grid; with 'cells' leave the unwanted cells out"
+            )
+        if self.base is None and not (
+            "base" in self.grid or (self.cells and all("base" in c for c in self.cells))
+        ):
+            raise ValueError(
+                "no base config: set 'base' (a config name or YAML path), grid over 'base' or give "
+                "every cell a 'base'"
+            )
+        if self.families is not None and self.families not in self.keys():
+            raise ValueError(
+                f"families {self.families!r} is not a grid key; expected one of {self.keys()}"
             )
         for i, rule in enumerate(self.exclude):
             unknown = [k for k in rule if k not in self.grid]
@@ -200,7 +238,7 @@ class StudyConfig(_Strict):
                     f"exclude[{i}]: keys {unknown or '(none)'} are not grid keys; expected a mapping "
                     f"of grid keys ({list(self.grid)}) to values"
                 )
-        clash = sorted(set(self.grid) & set(self.overrides))
+        clash = sorted(set(self.keys()) & set(self.overrides))
         if clash:
             raise ValueError(
                 f"{clash} appear both in grid and overrides; keep each key in one place"
@@ -220,7 +258,19 @@ class StudyConfig(_Strict):
     @property
     def family_key(self) -> str | None:
         """The grid key whose values are the plot curves (default: the first grid key)."""
-        return self.families or next(iter(self.grid), None)
+        if self.families:
+            return self.families
+        keys = self.keys()
+        if self.cells and "family" in keys:
+            return "family"
+        return keys[0] if keys else None
+
+    def keys(self) -> list[str]:
+        """The keys that vary between cells: the grid's, or every key of ``cells`` in order of
+        first appearance (``family`` included: a plot label, not a config setting)."""
+        if self.cells:
+            return list(dict.fromkeys(k for cell in self.cells for k in cell))
+        return list(self.grid)
 
     def evaluate_metrics(self) -> list[str]:
         """The ``qcalo evaluate`` metric selection that writes every tabulated metric."""
@@ -243,6 +293,13 @@ def evaluate_metrics_for(names: list[str]) -> list[str]:
                 f"{', '.join(_METRIC_SOURCES)} (e.g. auc.high, fpd, separation_power.etot_einc)"
             )
         source = _METRIC_SOURCES[head]
+        if head == "training":
+            if not rest or "." in rest:
+                raise ValueError(
+                    f"metric {name!r}: expected training.<column of metrics.csv>, "
+                    "e.g. training.val_nll_stage1 (its value at the best epoch)"
+                )
+            continue
         if source is None:
             if rest not in _CLASSIFIERS:
                 raise ValueError(
@@ -351,10 +408,13 @@ def expand_cells(study: StudyConfig) -> list[Cell]:
     run config resolved and validated. Raises :class:`ConfigError` naming the first bad cell."""
     from qcalo.training.config import config_from_dict, load_config
 
-    keys = list(study.grid)
+    keys = study.keys()
     labels = _short_labels(keys)
-    combos = list(itertools.product(*(study.grid[k] for k in keys))) if keys else [()]
-    assignments = [dict(zip(keys, combo)) for combo in combos]
+    if study.cells:
+        assignments = [dict(cell) for cell in study.cells]
+    else:
+        combos = list(itertools.product(*(study.grid[k] for k in keys))) if keys else [()]
+        assignments = [dict(zip(keys, combo)) for combo in combos]
     assignments = [
         a
         for a in assignments
@@ -382,7 +442,7 @@ def expand_cells(study: StudyConfig) -> list[Cell]:
                 raise ConfigError(f"{where}base {base_name!r}: {exc}") from None
         config = copy.deepcopy(base_cache[base])
         for key, value in {**study.overrides, **assignment}.items():
-            if key != "base":
+            if key not in ("base", "family"):  # family: a plot label in `cells`
                 set_dotted(config, key, value, where)
         if study.epochs is not None:
             config["epochs"] = study.epochs

@@ -231,25 +231,34 @@ def run_cell(task: CellTask) -> Outcome:
     try:
         Path(task.folder).mkdir(parents=True, exist_ok=True)
         train(task.config, None, paths["run"], seed=task.seed, resume=True)
-        generate(
-            paths["run"],
-            paths["generated"],
-            energies_from=task.reference,
-            seed=task.seed,
-            device=task.device,
-        )
-        result = evaluate(
-            paths["generated"],
-            task.reference,
-            task.geometry,
-            paths["eval"],
-            metrics=list(task.evaluate_metrics),
-            profile=task.profile,
-            seed=task.seed,
-            run_dir=paths["run"],
-        )
-        where = f"{paths['eval'] / 'metrics.json'}"
-        values = {name: extract_metric(result, name, where) for name in task.metrics}
+        result: dict[str, Any] = {}
+        if task.evaluate_metrics:  # a study of training metrics only needs no showers
+            generate(
+                paths["run"],
+                paths["generated"],
+                energies_from=task.reference,
+                seed=task.seed,
+                device=task.device,
+            )
+            result = evaluate(
+                paths["generated"],
+                task.reference,
+                task.geometry,
+                paths["eval"],
+                metrics=list(task.evaluate_metrics),
+                profile=task.profile,
+                seed=task.seed,
+                run_dir=paths["run"],
+            )
+        summary_path = Path(paths["run"]) / "summary.json"
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        values = {}
+        for name in task.metrics:
+            if name.startswith("training."):
+                source = {"training": summary.get("best_epoch_metrics", {})}
+                values[name] = extract_metric(source, name, f"{summary_path} (best_epoch_metrics)")
+            else:
+                values[name] = extract_metric(result, name, f"{paths['eval'] / 'metrics.json'}")
         seconds = time.perf_counter() - start
         paths["failed"].unlink(missing_ok=True)
         write_json(paths["done"], {"metrics": values, "seconds": seconds, "task": asdict(task)})
