@@ -5,6 +5,7 @@ from qcalo.quantum.bench import bench_circuits
 from qcalo.quantum.capture import StateCapture, load_captures, plot_entropy_vs_step
 from qcalo.quantum.layer import QuantumLayer
 from qcalo.quantum.orthogonal import OrthogonalCircuit
+from qcalo.quantum.registry import on_pennylane
 from qcalo.quantum.spec import CircuitSpec
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "load_captures",
     "plot_entropy_vs_step",
     "bench_circuits",
+    "on_pennylane",
 ]

@@ -55,9 +55,11 @@ class QuantumLayer(nn.Module):
       Only inputs that need no gradient are merged (a merged row's input gradient could not be
       split back per row); the weights' gradients stay exact.
     * ``"pennylane"``: a QNode on ``device_name`` (any installed PennyLane device) with
-      ``shots`` (None = exact), ``diff_method`` and ``device_options`` (keyword arguments of
-      ``qml.device``, e.g. ``{"seed": 1}`` for reproducible shots); slow, for reference and
-      hardware runs.
+      ``shots`` (None = exact), ``diff_method``, ``device_options`` (keyword arguments of
+      ``qml.device``, e.g. ``{"seed": 1}`` for reproducible shots) and ``depolarizing`` (a
+      depolarising channel of that probability after every gate on each of its wires; needs
+      ``device_name="default.mixed"``); slow, for reference, noise studies and hardware runs.
+      :func:`qcalo.quantum.on_pennylane` moves every circuit of a trained model there.
 
     The output has the input's floating dtype (the circuit runs in the layer's precision).
     ``capture`` (a :class:`qcalo.quantum.StateCapture`) records probe states every N training
@@ -79,6 +81,7 @@ class QuantumLayer(nn.Module):
         device_options: Mapping[str, Any] | None = None,
         capture: StateCapture | None = None,
         dedupe: bool | None = None,
+        depolarizing: float = 0.0,
     ) -> None:
         super().__init__()
         self.spec = as_spec(spec)
@@ -121,10 +124,16 @@ class QuantumLayer(nn.Module):
                 shots=shots,
                 diff_method=diff_method,
                 device_options=dict(device_options or {}),
+                depolarizing=depolarizing,
             )
         elif shots is not None:
             raise ConfigError(
                 "quantum layer: shots are only available with backend='pennylane'; the torch backend is exact"
+            )
+        elif depolarizing:
+            raise ConfigError(
+                "quantum layer: depolarizing noise needs backend='pennylane' with a mixed-state "
+                "device (device_name='default.mixed'); the torch backend is noiseless"
             )
         self.capture = capture
         if dedupe not in (None, True, False):

@@ -28,8 +28,14 @@ DIFF_METHODS = (
 )
 
 
-def circuit_function(spec: CircuitSpec):
-    """The quantum function of ``spec``: f(inputs (B, n) | (n,), rotation_weights, entangler_weights)."""
+def circuit_function(spec: CircuitSpec, depolarizing: float = 0.0):
+    """The quantum function of ``spec``: f(inputs (B, n) | (n,), rotation_weights, entangler_weights).
+
+    ``depolarizing`` = p > 0 follows every gate with a single-qubit depolarising channel of
+    probability p on each wire it acts on (``qml.DepolarizingChannel``; the final QFT counts as
+    one gate on every wire): a simple noise model of a device whose every gate errs with
+    probability ~p per qubit. It needs a mixed-state device such as ``default.mixed``.
+    """
     import pennylane as qml
 
     embed = {"X": qml.RX, "Y": qml.RY, "Z": qml.RZ}[spec.embedding]
@@ -39,25 +45,35 @@ def circuit_function(spec: CircuitSpec):
     trainable = spec.entangler_weight_shape is not None
     n = spec.n_qubits
 
+    def noise(*wires: int) -> None:
+        if depolarizing > 0:
+            for wire in wires:
+                qml.DepolarizingChannel(depolarizing, wires=wire)
+
     def circuit(inputs, rotation_weights, entangler_weights=None):
         for layer in range(spec.n_layers):
             if layer == 0 or spec.reupload:
                 for wire in range(n):
                     embed(inputs[..., wire], wires=wire)
+                    noise(wire)
             for wire in range(n):
                 w = rotation_weights[layer, wire]
                 if spec.rotations == "ryrz":
                     qml.RY(w[0], wires=wire)
+                    noise(wire)
                     qml.RZ(w[1], wires=wire)
                 else:
                     qml.Rot(w[0], w[1], w[2], wires=wire)
+                noise(wire)
             for p, (control, target) in enumerate(spec.entangler_pairs):
                 if trainable:
                     two_qubit(entangler_weights[layer, p], wires=[control, target])
                 else:
                     two_qubit(wires=[control, target])
+                noise(control, target)
         if spec.final_qft:
             qml.QFT(wires=range(n))
+            noise(*range(n))
         out = []
         for m in spec.measurements:
             if m == "z":
@@ -84,9 +100,20 @@ class PennyLaneCircuit:
         shots: int | None = None,
         diff_method: str = "best",
         device_options: dict[str, Any] | None = None,
+        depolarizing: float = 0.0,
     ) -> None:
-        """``device_options`` go to ``qml.device`` (e.g. ``{"seed": 1}`` for reproducible shots)."""
+        """``device_options`` go to ``qml.device`` (e.g. ``{"seed": 1}`` for reproducible shots);
+        ``depolarizing``: see :func:`circuit_function` (needs e.g. ``default.mixed``)."""
         import pennylane as qml
+
+        if not 0.0 <= depolarizing <= 1.0:
+            raise ConfigError(
+                f"pennylane backend: depolarizing={depolarizing!r} is invalid; expected a probability in [0, 1]"
+            )
+        if depolarizing > 0 and "state" in spec.measurements:
+            raise ConfigError(
+                "pennylane backend: the 'state' measurement is a pure state; drop it to simulate noise"
+            )
 
         if shots is not None and (not isinstance(shots, int) or shots < 1):
             raise ConfigError(
@@ -108,7 +135,7 @@ class PennyLaneCircuit:
             ) from None
         try:
             self.qnode = qml.QNode(
-                circuit_function(spec),
+                circuit_function(spec, depolarizing),
                 device,
                 interface="torch",
                 diff_method=diff_method,
@@ -122,6 +149,7 @@ class PennyLaneCircuit:
         self.device_name = device_name
         self.shots = shots
         self.diff_method = diff_method
+        self.depolarizing = depolarizing
 
     def features(
         self,
@@ -135,9 +163,15 @@ class PennyLaneCircuit:
         except Exception as exc:
             if isinstance(exc, (RuntimeError, TypeError)) and "grad" in str(exc).lower():
                 raise
+            hint = (
+                "; depolarizing noise needs a mixed-state device such as default.mixed"
+                if self.depolarizing > 0
+                else ""
+            )
             raise ConfigError(
                 f"pennylane backend: device {self.device_name!r} failed to run the circuit "
-                f"(diff_method={self.diff_method!r}, shots={self.shots!r}): {exc}"
+                f"(diff_method={self.diff_method!r}, shots={self.shots!r}, "
+                f"depolarizing={self.depolarizing!r}): {' '.join(str(exc).split())}{hint}"
             ) from None
         return _to_features(self.spec, raw, inputs.shape[0])
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ __all__ = [
     "named_circuits",
     "circuit_parameters",
     "capturable_circuits",
+    "on_pennylane",
 ]
 
 
@@ -76,3 +78,61 @@ def capturable_circuits(module: nn.Module) -> list[tuple[str, QuantumLayer]]:
     from qcalo.quantum.layer import QuantumLayer
 
     return [(name, sub) for name, sub in named_circuits(module) if isinstance(sub, QuantumLayer)]
+
+
+def on_pennylane(
+    module: nn.Module,
+    device_name: str = "default.qubit",
+    *,
+    shots: int | None = None,
+    depolarizing: float = 0.0,
+    seed: int | None = None,
+    diff_method: str = "best",
+) -> nn.Module:
+    """A deep copy of ``module`` whose every :class:`QuantumLayer` runs on a PennyLane device.
+
+    The copies keep the trained weights; ``shots`` (None = exact expectation values),
+    ``depolarizing`` (see :func:`qcalo.quantum.pennylane_backend.circuit_function`; use
+    ``device_name="default.mixed"``) and ``seed`` (the device's shot RNG; circuit ``i`` gets
+    ``seed + i``) apply to all of them. This is how a model trained on the fast torch simulator
+    is evaluated with finite shots or noise, or on hardware. The circuits then run in float64
+    (the PennyLane devices' precision). Other circuit modules (the quantum mixer's orthogonal
+    circuit, the QINN's real circuit) have no PennyLane form here: ``ConfigError``.
+
+    Example::
+
+        >>> noisy = on_pennylane(model, "default.mixed", depolarizing=0.001)  # doctest: +SKIP
+    """
+    import copy
+
+    from qcalo.errors import ConfigError
+    from qcalo.quantum.layer import QuantumLayer
+
+    clone = copy.deepcopy(module)
+    circuits = named_circuits(clone)
+    others = [
+        name or "(the module itself)" for name, sub in circuits if not isinstance(sub, QuantumLayer)
+    ]
+    if others:
+        raise ConfigError(
+            f"on_pennylane: {', '.join(others)} are not QuantumLayers (no PennyLane form); "
+            "only angle-input circuits (quantum/hybrid conditioners, Born machines) can be moved"
+        )
+    for index, (name, layer) in enumerate(circuits):
+        assert isinstance(layer, QuantumLayer)
+        replacement = QuantumLayer(
+            layer.spec,
+            backend="pennylane",
+            dtype=torch.complex128,
+            device_name=device_name,
+            shots=shots,
+            diff_method=diff_method,
+            device_options={} if seed is None else {"seed": seed + index},
+            depolarizing=depolarizing,
+        )
+        replacement.load_state_dict({k: v.double() for k, v in layer.state_dict().items()})
+        if not name:
+            return replacement
+        parent_name, _, child = name.rpartition(".")
+        setattr(clone.get_submodule(parent_name) if parent_name else clone, child, replacement)
+    return clone
