@@ -82,6 +82,8 @@ __all__ = [
     "format_auc",
     "split_sizes",
     "run_classifier_test",
+    "train_classifier",
+    "TrainedClassifier",
     "low_level_inputs",
 ]
 
@@ -251,6 +253,32 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return expit(z)  # no overflow warning for large |z|
 
 
+@dataclass
+class TrainedClassifier:
+    """A finished classifier test, kept for diagnostics (:mod:`qcalo.evaluation.diagnostics`).
+
+    ``model``: the network with the weights of the best test-accuracy epoch; ``mean``, ``spread``:
+    (D,) the standardisation applied to raw inputs (0 and 1 when the profile does not
+    standardise); ``dtype``: the network's torch dtype; ``x_val``: (n_val, D) the *raw*
+    validation inputs (held out from training, model selection and calibration); ``y_val``:
+    (n_val,) their labels (1 = reference, 0 = generated); ``details``: the
+    :func:`run_classifier_test` dictionary.
+    """
+
+    model: torch.nn.Module
+    mean: np.ndarray
+    spread: np.ndarray
+    dtype: torch.dtype
+    x_val: np.ndarray
+    y_val: np.ndarray
+    details: dict
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits (n,) of raw inputs ``x`` (n, D) (larger = more reference-like)."""
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.spread
+        return _logits(self.model, torch.as_tensor(z, dtype=self.dtype), 10_000)
+
+
 def run_classifier_test(
     generated: np.ndarray,
     reference: np.ndarray,
@@ -267,6 +295,22 @@ def run_classifier_test(
     "seconds"}`` (AUC/JSD/accuracy of the calibrated classifier on the validation split;
     ``test_accuracy`` of the kept weights, the best of ``test_accuracy_per_epoch``). Same seed →
     same result (on the same machine and thread count).
+    """
+    return train_classifier(generated, reference, profile=profile, seed=seed, desc=desc).details
+
+
+def train_classifier(
+    generated: np.ndarray,
+    reference: np.ndarray,
+    *,
+    profile: str | ClassifierProfile = "fast",
+    seed: int = 0,
+    desc: str = "classifier",
+) -> TrainedClassifier:
+    """:func:`run_classifier_test`, keeping the trained network and its validation split.
+
+    Same arguments and the same computation (identical results for the same seed);
+    ``.details`` is what :func:`run_classifier_test` returns.
     """
     prof = get_profile(profile)
     start = time.perf_counter()
@@ -303,6 +347,8 @@ def run_classifier_test(
         return x[order], y[order]
 
     (x_train, y_train), (x_test, y_test), (x_val, y_val) = merged(0), merged(1), merged(2)
+    raw_val = x_val
+    mean, spread = np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
     if prof.standardise:
         mean, spread = x_train.mean(axis=0), x_train.std(axis=0)
         spread[spread == 0] = 1.0
@@ -352,7 +398,7 @@ def run_classifier_test(
     )
     p_cal = calibrator.predict(p_val)
     bce = -float(np.mean(y_val * np.log(p_cal) + (1 - y_val) * np.log(1 - p_cal)))
-    return {
+    details = {
         "profile": prof.name,
         "n_per_sample": n,
         "auc": float(roc_auc_score(y_val, p_cal)),
@@ -369,3 +415,4 @@ def run_classifier_test(
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "seconds": time.perf_counter() - start,
     }
+    return TrainedClassifier(model, mean, spread, dtype, raw_val, y_val, details)

@@ -21,6 +21,25 @@ metrics.json::
      "typicality": {"alphas": {"0.05": {"fraction", "error", "n", "pull"}, ...},
                     "per_energy": {...}, ...},   # qcalo.evaluation.typicality
      "latent_closure": {"stage1": {"ks_statistic": [...], "norm_chi2": {...}}, "stage2": ...},
+     "diagnostics": {   # only with the 'diagnostics' metric (not in the default set)
+         "auc_profile": "fast", "classifier_profile": {...}, "seed": 0, "permutation_repeats": 5,
+         "group_permutation_repeats": 2, "min_events_per_group": 50,
+         "grouping": {"kind": "distinct" | "log_bins", "n_groups", "n_evaluated",
+                      "n_generated_unassigned", "unassigned_energies_mev"},
+         "overall": {"auc", "auc_error", "auc_uncalibrated", "jsd", "auc_profile",
+                     "n_per_sample", "n_val", "reused_cls_high"},
+         "energy_groups": [{"label": "1024 MeV", "e_inc_mev", "e_inc_range_mev": [lo, hi],
+                            "n_generated", "n_reference", "auc", "auc_error", "jsd",
+                            "auc_uncalibrated", "auc_profile", "n_per_sample", "n_val",
+                            "epochs_run", "separation_power": {"etot_einc", "e_layer_0", ...},
+                            "separation_power_floor": {...}, "top_features": [...]}
+                           or {..., "skipped": "reason"}, ...],
+         "worst_group": label, "top_features": [column names, most important first],
+         "feature_ranking": {"permutation_importance": [{"feature", "auc_drop",
+                             "auc_drop_std"}, ...], "permutation_base_auc",
+                             "permutation_n_events", "separation_power": [{"feature",
+                             "separation_power", "floor"}, ...], "n_bins": 40},
+         "seconds": {...}},                      # qcalo.evaluation.diagnostics
      "model": {summary.json of the run}, ...}
 
 Keys of metrics not requested are absent. Voxels below 1 MeV count as 0 in every metric (the
@@ -54,6 +73,7 @@ ALL_METRICS = (
     "fpd",
     "kpd",
     "typicality",
+    "diagnostics",
     "closure",
     "timing",
 )
@@ -67,8 +87,10 @@ _CLASSIFIER_OF_METRIC = {"cls-low": "low", "cls-low-normed": "low_normed", "cls-
 def parse_metrics(metrics: str | Iterable[str] | None, *, have_run: bool = False) -> list[str]:
     """Normalise a metric selection ("hist,fpd" or a list) into a validated, ordered list.
 
-    ``None`` means every metric except those of a run (``closure``, ``timing``), plus those
-    when a run directory is given.
+    ``None`` means every metric except ``diagnostics`` (opt-in: it trains one classifier per
+    incident energy) and those of a run (``closure``, ``timing``), plus those when a run
+    directory is given. ``all`` means the same; other names listed with it are added
+    (``all,diagnostics``).
     """
     run_metrics = list(RUN_METRICS) if have_run else []
     if metrics is None:
@@ -77,7 +99,7 @@ def parse_metrics(metrics: str | Iterable[str] | None, *, have_run: bool = False
         items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
         chosen = [m.strip().lower().replace("_", "-") for m in items if m.strip()]
         if "all" in chosen:
-            chosen = list(DEFAULT_METRICS) + run_metrics
+            chosen = list(DEFAULT_METRICS) + run_metrics + [m for m in chosen if m != "all"]
         unknown = [m for m in chosen if m not in ALL_METRICS]
         if unknown:
             raise ConfigError(
@@ -184,8 +206,8 @@ def evaluate(
             inputs must match it.
         out_dir: created if needed; existing files of the same names are replaced.
         metrics: subset of ``hist, cls-low, cls-low-normed, cls-high, fpd, kpd, typicality,
-            closure, timing`` (a list or a comma-separated string); ``None`` = all but closure
-            and timing (+ those with ``run_dir``).
+            diagnostics, closure, timing`` (a list or a comma-separated string); ``None`` = all
+            but diagnostics, closure and timing (+ closure and timing with ``run_dir``).
         profile: classifier profile, ``"fast"`` (default) or ``"calochallenge"``, or a
             :class:`qcalo.evaluation.classifier.ClassifierProfile`.
         seed: seeds the classifier splits/initialisation, the FPD/KPD bootstraps and timing inputs.
@@ -201,7 +223,7 @@ def evaluate(
         classifier_inputs,
         format_auc,
         get_profile,
-        run_classifier_test,
+        train_classifier,
     )
     from qcalo.evaluation.histograms import compare_features
     from qcalo.evaluation.report import save_histograms, write_evaluation_page
@@ -229,6 +251,11 @@ def evaluate(
             "10 per sample (drop cls-* from --metrics or give more events)"
         )
     model_summary = _read_run_summary(run_dir, "timing" in chosen)
+    diagnostic_groups = None
+    if "diagnostics" in chosen:
+        from qcalo.evaluation.diagnostics import plan_energy_groups
+
+        diagnostic_groups = plan_energy_groups(ref.incident_energies, gen.incident_energies)
     # Only now, with every input checked, does anything get written.
     out.mkdir(parents=True, exist_ok=True)
     # The CaloChallenge DS1 readout threshold: below 1 MeV a voxel counts as empty, in every metric.
@@ -295,6 +322,14 @@ def evaluate(
         seconds["hist"] = time.perf_counter() - start
 
     classifier_metrics = [m for m in chosen if m in _CLASSIFIER_OF_METRIC]
+    # The diagnostics rank features with the high-level classifier trained over all energies;
+    # when cls-high runs in the diagnostics' profile it is that classifier, kept to be reused.
+    overall_high = None
+    keep_high = False
+    if diagnostic_groups is not None:
+        from qcalo.evaluation.diagnostics import diagnostics_profile
+
+        keep_high = diagnostics_profile(prof) == prof
     if classifier_metrics:
         result["auc"], result["jsd"], result["classifier"] = {}, {}, {}
         result["auc_profile"] = prof.name
@@ -317,7 +352,10 @@ def evaluate(
                 x_ref = classifier_inputs(
                     kind, ref.incident_energies, ref_showers, geom, ref_features
                 )
-            details = run_classifier_test(x_gen, x_ref, profile=prof, seed=seed, desc=f"cls-{kind}")
+            trained = train_classifier(x_gen, x_ref, profile=prof, seed=seed, desc=f"cls-{kind}")
+            details = trained.details
+            if kind == "high" and keep_high:
+                overall_high = trained
             result["auc"][kind], result["jsd"][kind] = details["auc"], details["jsd"]
             result["classifier"][kind] = details
             seconds[metric] = time.perf_counter() - start
@@ -365,6 +403,31 @@ def evaluate(
             seed=seed,
         )
         seconds["typicality"] = time.perf_counter() - start
+
+    if diagnostic_groups is not None:
+        from qcalo.evaluation.diagnostics import run_diagnostics
+        from qcalo.evaluation.plots import plot_diagnostics, plot_feature_ranking
+
+        start = time.perf_counter()
+        say("diagnostics: classifier and separation powers per incident energy, feature ranking")
+        diagnostics = run_diagnostics(
+            gen_features,
+            ref_features,
+            geom,
+            profile=prof,
+            seed=seed,
+            groups=diagnostic_groups,
+            overall=overall_high,
+            log=say,
+        )
+        result["diagnostics"] = diagnostics
+        plots["diagnostics_per_energy"] = plot_diagnostics(
+            diagnostics, out / "diagnostics_per_energy.png"
+        ).name
+        plots["diagnostics_features"] = plot_feature_ranking(
+            diagnostics, out / "diagnostics_features.png"
+        ).name
+        seconds["diagnostics"] = time.perf_counter() - start
 
     if "closure" in chosen:
         from qcalo.evaluation.closure import latent_closure, run_latents

@@ -26,7 +26,14 @@ from qcalo.data.geometry import Geometry  # noqa: E402
 from qcalo.evaluation.histograms import HistogramComparison  # noqa: E402
 from qcalo.utils.atomic import atomic_path  # noqa: E402
 
-__all__ = ["plot_comparison", "plot_energy_grid", "plot_average_showers", "save_figure"]
+__all__ = [
+    "plot_comparison",
+    "plot_energy_grid",
+    "plot_average_showers",
+    "plot_diagnostics",
+    "plot_feature_ranking",
+    "save_figure",
+]
 
 REFERENCE_COLOR = "0.55"
 LINE_COLORS = (
@@ -271,4 +278,131 @@ def plot_average_showers(
                 cbar.ax.tick_params(labelsize="xx-small")
                 cbar.set_label("MeV", fontsize="x-small")
         fig.subplots_adjust(left=0.03, right=0.95, top=0.97, bottom=0.02, hspace=0.35, wspace=0.35)
+        return save_figure(fig, path)
+
+
+#: Separation powers below this are drawn at it (log axis).
+SP_FLOOR_DRAWN = 1e-4
+
+
+def plot_diagnostics(diagnostics: dict, path: str | os.PathLike[str]) -> Path:
+    """AUC and separation powers against E_inc, from a ``diagnostics`` block of metrics.json.
+
+    Top: the high-level classifier's AUC per energy group (error bars: Hanley–McNeil standard
+    error; N = showers per sample) and over all energies together, 0.5 marked. Bottom (log y): the separation power of E_tot/E_inc and of every layer
+    energy per group; the dotted line is the finite-sample floor of E_tot/E_inc. Values below
+    1e-4 are drawn at 1e-4. x: the group's energy (or bin centre), log scale.
+    """
+    rows = [r for r in diagnostics.get("energy_groups", []) if "auc" in r]
+    profile = diagnostics.get("auc_profile", "unknown")
+    with plt.style.context(mplhep.style.ROOT), plt.rc_context({"font.size": 11}):
+        fig, (ax_auc, ax_sp) = plt.subplots(
+            2, 1, figsize=(7.0, 7.0), sharex=True, gridspec_kw={"hspace": 0.08}
+        )
+        if rows:
+            x = np.array([r["e_inc_mev"] for r in rows], dtype=np.float64)
+            auc = np.array([r["auc"] for r in rows], dtype=np.float64)
+            err = np.array([r.get("auc_error", np.nan) for r in rows], dtype=np.float64)
+            n = [r.get("n_per_sample") for r in rows]
+            ax_auc.errorbar(
+                x, auc, yerr=err, fmt="o-", color="k", capsize=3, label="per energy group"
+            )
+            overall = diagnostics.get("overall", {}).get("auc")
+            if overall is not None:
+                ax_auc.axhline(
+                    overall, color=LINE_COLORS[1], linestyle=":", label="all energies together"
+                )
+            for xi, ai, ni in zip(x, auc, n):
+                ax_auc.annotate(
+                    f"N={ni}",
+                    (xi, ai),
+                    textcoords="offset points",
+                    xytext=(4, -6),
+                    ha="left",
+                    va="top",
+                    fontsize="xx-small",
+                )
+            ax_auc.legend(
+                fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+            )
+            keys = list(rows[0]["separation_power"])
+            for k, key in enumerate(keys):
+                values = np.array([r["separation_power"].get(key, np.nan) for r in rows])
+                style = (
+                    {"color": "k", "linewidth": 2.2}
+                    if key == "etot_einc"
+                    else {"color": LINE_COLORS[k % len(LINE_COLORS)], "linewidth": 1.2}
+                )
+                label = "E_tot/E_inc" if key == "etot_einc" else key.replace("e_layer_", "E layer ")
+                ax_sp.plot(
+                    x, np.maximum(values, SP_FLOOR_DRAWN), "o-", markersize=4, label=label, **style
+                )
+            floor = np.array(
+                [r.get("separation_power_floor", {}).get("etot_einc", np.nan) for r in rows]
+            )
+            ax_sp.plot(
+                x,
+                np.maximum(floor, SP_FLOOR_DRAWN),
+                ":",
+                color="k",
+                label="E_tot/E_inc floor (finite N)",
+            )
+        else:
+            ax_auc.text(
+                0.5, 0.5, "no energy group evaluated", transform=ax_auc.transAxes, ha="center"
+            )
+        ax_auc.axhline(0.5, color="0.5", linewidth=0.8, linestyle="--")
+        low = np.nanmin(auc - np.nan_to_num(err)) if rows else 0.4
+        ax_auc.set_ylim(min(0.4, float(low) - 0.03), 1.04)
+        ax_auc.set_ylabel(f"AUC high ({profile} profile)")
+        ax_sp.set_yscale("log")
+        ax_sp.set_ylim(SP_FLOOR_DRAWN * 0.8, 1.2)
+        ax_sp.set_ylabel("separation power")
+        ax_sp.set_xscale("log")
+        ax_sp.set_xlabel(r"$E_\mathrm{inc}$ [MeV]")
+        ax_sp.legend(
+            fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+        )
+        fig.subplots_adjust(left=0.15, right=0.75, top=0.97, bottom=0.1)
+        return save_figure(fig, path)
+
+
+def plot_feature_ranking(diagnostics: dict, path: str | os.PathLike[str], *, top: int = 15) -> Path:
+    """The ``top`` high-level columns by permutation importance (left: AUC drop ± std over
+    shuffles) beside their one-at-a-time separation powers (right), same order, from a
+    ``diagnostics`` block of metrics.json."""
+    ranking = diagnostics.get("feature_ranking", {})
+    importance = ranking.get("permutation_importance", [])[:top]
+    sp_of = {r["feature"]: r["separation_power"] for r in ranking.get("separation_power", [])}
+    names = [r["feature"] for r in importance]
+    y = np.arange(len(names))[::-1]
+    overall = diagnostics.get("overall", {})
+    with plt.style.context(mplhep.style.ROOT), plt.rc_context({"font.size": 10}):
+        fig, (ax_imp, ax_sp) = plt.subplots(
+            1,
+            2,
+            figsize=(9.5, 0.32 * max(len(names), 4) + 1.6),
+            sharey=True,
+            gridspec_kw={"wspace": 0.06},
+        )
+        ax_imp.barh(
+            y,
+            [r["auc_drop"] for r in importance],
+            xerr=[r["auc_drop_std"] for r in importance],
+            color=LINE_COLORS[1],
+            capsize=2,
+        )
+        ax_sp.barh(y, [sp_of.get(n, np.nan) for n in names], color=LINE_COLORS[0])
+        ax_imp.set_yticks(y, names, fontsize="x-small")
+        ax_imp.axvline(0.0, color="k", linewidth=0.8)
+        ax_imp.set_xlabel(
+            f"AUC drop when shuffled (AUC {ranking.get('permutation_base_auc', float('nan')):.3f} "
+            f"on {ranking.get('permutation_n_events')} events; {overall.get('auc_profile', '?')} "
+            f"profile, N={overall.get('n_per_sample')})",
+            fontsize="x-small",
+        )
+        ax_sp.set_xlabel("separation power, this feature alone", fontsize="x-small")
+        for ax in (ax_imp, ax_sp):
+            ax.tick_params(axis="x", labelsize="x-small")
+        fig.subplots_adjust(left=0.25, right=0.98, top=0.97, bottom=0.12)
         return save_figure(fig, path)

@@ -162,6 +162,21 @@ def _typicality_cell(metrics: dict, alpha: str) -> str | None:
     return f"{_fmt(block.get('fraction'))} ± {_fmt(block.get('error'))}"
 
 
+def _diagnostics_worst_cell(metrics: dict) -> str | None:
+    """``0.93 at 65536 MeV (fast profile, N=4500)`` from a ``diagnostics`` block, or None."""
+    groups = _get(metrics, "diagnostics", "energy_groups")
+    if not isinstance(groups, list):
+        return None
+    rows = [g for g in groups if isinstance(g, dict) and isinstance(g.get("auc"), float)]
+    if not rows:
+        return None
+    worst = max(rows, key=lambda g: g["auc"])
+    return (
+        f"{_fmt(worst['auc'])} at {worst.get('label')} "
+        f"({worst.get('auc_profile')} profile, N={worst.get('n_per_sample')})"
+    )
+
+
 def comparison_table(all_metrics: Sequence[dict]) -> list[tuple[str, list[Any]]]:
     """Rows (name, one value per evaluation) of the side-by-side table; rows empty everywhere are dropped."""
     rows: list[tuple[str, list[Any]]] = [
@@ -190,6 +205,19 @@ def comparison_table(all_metrics: Sequence[dict]) -> list[tuple[str, list[Any]]]
             )
         )
     rows += [
+        (
+            "diagnostics: highest per-energy AUC high",
+            [_diagnostics_worst_cell(m) for m in all_metrics],
+        ),
+        (
+            "diagnostics: most important features",
+            [
+                None
+                if not _get(m, "diagnostics", "top_features")
+                else ", ".join(map(str, _get(m, "diagnostics", "top_features")[:3]))
+                for m in all_metrics
+            ],
+        ),
         ("FPD ×10³", [m.get("fpd") for m in all_metrics]),
         ("KPD ×10³", [m.get("kpd") for m in all_metrics]),
         (
@@ -291,6 +319,142 @@ def _write_text(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # one evaluation
 
+_DIAGNOSTIC_PLOTS = ("diagnostics_per_energy", "diagnostics_features")
+
+
+def _dict_or_empty(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _diagnostics_sections(diagnostics: dict, metrics: dict) -> list[dict]:
+    """The report's "why does the classifier win" section from a ``diagnostics`` block."""
+    profile = diagnostics.get("auc_profile", "unknown")
+    grouping = _dict_or_empty(diagnostics.get("grouping"))
+    overall = _dict_or_empty(diagnostics.get("overall"))
+    notes = [
+        "A high-level classifier trained per incident-energy group "
+        f"({'one group per distinct energy' if grouping.get('kind') == 'distinct' else 'log-spaced E_inc bins'}"
+        f", {grouping.get('n_evaluated')} of {grouping.get('n_groups')} groups evaluated) and the "
+        "separation powers (SP) of E_tot/E_inc and the layer energies in each group. The SP "
+        "floor is what two independent samples of one distribution give at these N. AUC errors: "
+        "Hanley–McNeil standard error on the validation split.",
+        f"Over all energies: AUC high {_fmt(overall.get('auc'))} ± "
+        f"{_fmt(overall.get('auc_error'))} ({overall.get('auc_profile', profile)} profile, "
+        f"N={overall.get('n_per_sample')}).",
+    ]
+    if metrics.get("profile") not in (None, profile):
+        notes.append(
+            f"The diagnostics use the {profile} profile (the evaluation's {metrics.get('profile')} "
+            "profile would train one 3×2048 network per energy group)."
+        )
+    if grouping.get("n_generated_unassigned"):
+        shown = ", ".join(f"{_fmt(e)}" for e in grouping.get("unassigned_energies_mev", []))
+        notes.append(
+            f"{grouping['n_generated_unassigned']} generated showers have an incident energy in "
+            f"no reference group (e.g. {shown} MeV) and are left out of the per-energy numbers."
+        )
+    rows: list[tuple[str, list[Any]]] = []
+    for group in diagnostics.get("energy_groups", []):
+        if not isinstance(group, dict):
+            continue
+        counts = f"{group.get('n_generated')} / {group.get('n_reference')}"
+        if "skipped" in group:
+            rows.append(
+                (str(group.get("label")), [counts, f"skipped: {group['skipped']}", *[None] * 4])
+            )
+            continue
+        powers = group.get("separation_power") or {}
+        floors = group.get("separation_power_floor") or {}
+        layers = {k: v for k, v in powers.items() if k != "etot_einc"}
+        worst_layer = max(layers, key=lambda k: layers[k]) if layers else None
+        top = ", ".join(
+            f"{t.get('feature')} ({_fmt(t.get('auc_drop'))})"
+            for t in group.get("top_features", [])
+            if isinstance(t, dict)
+        )
+        rows.append(
+            (
+                str(group.get("label")),
+                [
+                    counts,
+                    f"{_fmt(group.get('auc'))} ± {_fmt(group.get('auc_error'))} "
+                    f"(N={group.get('n_per_sample')})",
+                    group.get("jsd"),
+                    f"{_fmt(powers.get('etot_einc'))} ({_fmt(floors.get('etot_einc'))})",
+                    None
+                    if worst_layer is None
+                    else f"{_fmt(layers[worst_layer])} ({worst_layer}; floor "
+                    f"{_fmt(floors.get(worst_layer))})",
+                    top,
+                ],
+            )
+        )
+    header = [
+        "E_inc",
+        "N generated / reference",
+        f"AUC high ({profile} profile)",
+        "JSD",
+        "SP E_tot/E_inc (floor)",
+        "worst layer-energy SP",
+        "most important features (AUC drop)",
+    ]
+    sections = [
+        _section(
+            "Why the classifier wins: per incident energy", notes=notes, table=_table(header, rows)
+        )
+    ]
+    ranking = diagnostics.get("feature_ranking")
+    if isinstance(ranking, dict):
+        importance = [r for r in ranking.get("permutation_importance", []) if isinstance(r, dict)]
+        by_sp = [r for r in ranking.get("separation_power", []) if isinstance(r, dict)]
+        sp_rank = {r.get("feature"): (i + 1, r) for i, r in enumerate(by_sp)}
+        feature_rows = []
+        for i, r in enumerate(importance[:15]):
+            rank, sp = sp_rank.get(r.get("feature"), (None, {}))
+            feature_rows.append(
+                (
+                    f"{i + 1}. {r.get('feature')}",
+                    [
+                        f"{_fmt(r.get('auc_drop'))} ± {_fmt(r.get('auc_drop_std'))}",
+                        sp.get("separation_power"),
+                        sp.get("floor"),
+                        rank,
+                    ],
+                )
+            )
+        sections.append(
+            _section(
+                "Why the classifier wins: features",
+                notes=[
+                    "Permutation importance: the drop of the all-energy high-level classifier's "
+                    f"AUC ({_fmt(ranking.get('permutation_base_auc'))} uncalibrated, on "
+                    f"{ranking.get('permutation_n_events')} events of its validation split) when "
+                    "one column is shuffled, mean ± "
+                    f"std over {diagnostics.get('permutation_repeats')} shuffles; correlated "
+                    "columns share importance. Beside it each column's separation power on its "
+                    f"own ({ranking.get('n_bins')} bins of equal reference population) and its "
+                    "rank by that."
+                ],
+                table=_table(
+                    ["feature (by importance)", "AUC drop", "SP alone", "SP floor", "rank by SP"],
+                    feature_rows,
+                ),
+            )
+        )
+    plots = _dict_or_empty(metrics.get("plots"))
+    figures = []
+    if "diagnostics_per_energy" in plots:
+        figures.append(
+            _figure(plots["diagnostics_per_energy"], "AUC and separation powers against E_inc")
+        )
+    if "diagnostics_features" in plots:
+        figures.append(
+            _figure(plots["diagnostics_features"], "permutation importance and SP per feature")
+        )
+    if figures:
+        sections[-1]["figures"] = figures
+    return sections
+
 
 def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``out_dir/report.html`` for one evaluation (the PNGs named in ``metrics['plots']``)."""
@@ -365,6 +529,9 @@ def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Pat
                 ),
             )
         )
+    diagnostics = metrics.get("diagnostics")
+    if isinstance(diagnostics, dict):
+        sections += _diagnostics_sections(diagnostics, metrics)
     closure = metrics.get("latent_closure")
     if isinstance(closure, dict) and any(isinstance(v, dict) for v in closure.values()):
         sections.append(
@@ -434,7 +601,7 @@ def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Pat
         features = [
             _figure(file, name)
             for name, file in plots.items()
-            if name not in ("average_shower", "etot_einc_per_energy")
+            if name not in ("average_shower", "etot_einc_per_energy", *_DIAGNOSTIC_PLOTS)
         ]
         if features:
             sections.append(_section("High-level features", figures=features))
@@ -462,6 +629,7 @@ _METRIC_TYPES: dict[str, tuple[type, ...]] = {
     "model": (dict, type(None)),
     "fpd": (list,),
     "kpd": (list,),
+    "diagnostics": (dict,),
 }
 
 
