@@ -118,7 +118,7 @@ def run_latents(
                     z1, _ = model.stage1(pre["stage1"], pre["condition"])
             if isinstance(model, QINNShowerModel):
                 y = model.stage1._standardise(pre["stage1"])
-                z1 = model.stage1.qinn.encode(y, pre["condition"]).detach()
+                z1 = model.stage1.qinn.encode(y.double(), pre["condition"].double()).detach()
             parts.setdefault("stage2", []).append(z2.double().numpy())
             if z1 is not None:
                 parts.setdefault("stage1", []).append(z1.double().numpy())

@@ -77,7 +77,10 @@ __all__ = [
     "fit_qinn_preprocessing",
 ]
 
-_EDGE = 1e-7  # ⟨Z⟩ is clamped to (−1 + _EDGE, 1 − _EDGE) before atanh
+# ⟨Z⟩ is clamped to (−1 + edge, 1 − edge) before atanh. The clamp has zero gradient, so an
+# event whose ⟨Z⟩ reaches it gets a singular Jacobian: the edge sits just above the dtype's
+# resolution at ±1 (|atanh| ≈ 8 in float32, ≈ 17 in float64).
+_EDGE = {torch.float32: 1e-7, torch.float64: 1e-15}
 
 
 class QINNConfig(BaseModel):
@@ -138,7 +141,8 @@ class QINN(nn.Module):
     def _expect_z(self, state: Tensor) -> Tensor:
         """⟨Z_i⟩ on the data wires: (B, 2^(d+1)) → (B, d), clamped inside (−1, 1)."""
         m = expect_z(state, self.n_wires, range(self.n_features))
-        return m.clamp(-1 + _EDGE, 1 - _EDGE)
+        edge = _EDGE.get(m.dtype, 1e-7)
+        return m.clamp(-1 + edge, 1 - edge)
 
     # -- the map and its inverse ------------------------------------------------------------
     def encode(self, x: Tensor, cond: Tensor) -> Tensor:
@@ -327,7 +331,11 @@ class QINNStage1(nn.Module):
 
     def __init__(self, config: QINNConfig, mean: list[float], std: list[float]) -> None:
         super().__init__()
-        self.qinn = QINN(config, len(mean), dtype=torch.float32)
+        # float64: in float32, 3 of 5 seeds of the stage-1 study (configs/studies/stage1_g4.yaml)
+        # hit an infinite loss in their first epoch (seed 2 at step 32; it trains in float64).
+        # The tanh/atanh encodings and the clamp just inside ±1 need float64's resolution; the
+        # circuit has 2^6 amplitudes, so the cost is small.
+        self.qinn = QINN(config, len(mean), dtype=torch.float64)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
         #: name → (weight, loss) of the last training batch; see the class docstring.
@@ -337,25 +345,27 @@ class QINNStage1(nn.Module):
         return (y - self.mean) / self.std
 
     def log_prob(self, y: Tensor, condition: Tensor) -> Tensor:
-        x = self._standardise(y)
+        x = self._standardise(y).double()
+        cond = condition.double()
         log_norm = torch.log(self.std).sum()
         if not self.training:
-            return self.qinn.log_prob(x, condition) - log_norm
-        log_prob, mmd, reconstruction = qinn_training_terms(self.qinn, x, condition)
+            return self.qinn.log_prob(x, cond).to(y.dtype) - log_norm
+        log_prob, mmd, reconstruction = qinn_training_terms(self.qinn, x, cond)
         cfg = self.qinn.config
         self.auxiliary_losses = {
-            "mmd": (cfg.lambda_mmd, mmd),
-            "reconstruction": (cfg.lambda_reconstruction, reconstruction),
+            "mmd": (cfg.lambda_mmd, mmd.to(y.dtype)),
+            "reconstruction": (cfg.lambda_reconstruction, reconstruction.to(y.dtype)),
         }
-        return log_prob - log_norm
+        return log_prob.to(y.dtype) - log_norm
 
     def sample(self, condition: Tensor) -> Tensor:
         """y (B, L) for conditions (B, 1): the adjoint circuit applied to z ~ N(0, I)."""
-        return self.qinn.sample(condition) * self.std + self.mean
+        return self.qinn.sample(condition.double()).to(condition.dtype) * self.std + self.mean
 
     def invertibility_error(self, y: Tensor, condition: Tensor) -> Tensor:
         """‖g(f(x)) − x‖ per event (B,), in standardised stage-1 units."""
-        return self.qinn.invertibility_error(self._standardise(y), condition)
+        x = self._standardise(y).double()
+        return self.qinn.invertibility_error(x, condition.double()).to(y.dtype)
 
 
 class QINNShowerModel(TwoStageShowerModel):
