@@ -69,6 +69,8 @@ def _evaluate(
     with torch.no_grad():
         torch.manual_seed(seed)
         nll = -model.log_prob(*val)["stage1"].double().mean().item()
+        if len(sample_energies) == 0:  # --n-sample 0: the NLL only
+            return {"nll_stage1": nll}
         torch.manual_seed(seed + 1)
         showers = model.sample(sample_energies).double().numpy()
     features = compute_features(sample_energies.double().numpy(), showers, geometry)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", required=True, help="the stage-1 study's output folder")
     parser.add_argument("--cell", required=True, help="the cell whose seeds' runs are evaluated")
     parser.add_argument("--n-nll", type=int, default=1000)
-    parser.add_argument("--n-sample", type=int, default=2000)
+    parser.add_argument("--n-sample", type=int, default=2000, help="0: the NLL only")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "study_noise.json"))
@@ -104,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     reference = read_showers(task["reference"], dtype=np.float32)
     n_sample = min(args.n_sample, len(reference.incident_energies))
     sample_energies = torch.as_tensor(reference.incident_energies[:n_sample].reshape(-1))
-    reference_features = compute_features(
-        reference.incident_energies[:n_sample].reshape(-1).astype(np.float64),
-        reference.showers[:n_sample].astype(np.float64),
-        task["geometry"],
+    reference_features = (
+        compute_features(
+            reference.incident_energies[:n_sample].reshape(-1).astype(np.float64),
+            reference.showers[:n_sample].astype(np.float64),
+            task["geometry"],
+        )
+        if n_sample
+        else None
     )
 
     results: dict[str, dict[str, list[float]]] = {name: {} for name in args.settings}
@@ -131,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             seconds[name].append(time.perf_counter() - start)
             for key, value in values.items():
                 results[name].setdefault(key, []).append(value)
+            sp = f", SP E_tot/E_inc {values['sp_etot_einc']:.4f}" if len(values) > 1 else ""
             print(
-                f"{seed_dir.name} {name:>20}: NLL {values['nll_stage1']:.4f}, "
-                f"SP E_tot/E_inc {values['sp_etot_einc']:.4f} ({seconds[name][-1]:.0f} s)",
+                f"{seed_dir.name} {name:>20}: NLL {values['nll_stage1']:.4f}{sp} "
+                f"({seconds[name][-1]:.0f} s)",
                 flush=True,
             )
 
@@ -182,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         def fmt(entry) -> str:
             return f"{entry['mean']:.4f} ± {entry['std'] or 0:.4f}"
 
-        print(
-            f"{name:>20} | {fmt(r['nll_stage1'])} | {fmt(d)} | {fmt(r['sp_etot_einc'])} | {fmt(r['sp_e_layer_1'])}"
+        sp = (
+            f" | {fmt(r['sp_etot_einc'])} | {fmt(r['sp_e_layer_1'])}" if "sp_etot_einc" in r else ""
         )
+        print(f"{name:>20} | {fmt(r['nll_stage1'])} | {fmt(d)}{sp}")
     print(f"wrote {args.out}")
     return 0
 
