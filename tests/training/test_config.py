@@ -18,6 +18,7 @@ SHIPPED = (
     "tiny_photons",
     "born_photons",
     "tiny_born_photons",
+    "demo_photons",
 )
 
 

@@ -1,4 +1,4 @@
-"""``qcalo demo``: simulate → train the tiny hybrid flow → generate → evaluate → report, no data needed.
+"""``qcalo demo``: simulate → train the hybrid demo flow → generate → evaluate → report, no data needed.
 
 Example::
 

@@ -2,14 +2,17 @@
 
 1. simulate a training sample and an independent reference sample of DS1 photons with the
    built-in parametric simulator (different seeds);
-2. train the tiny hybrid quantum-classical flow (``configs/tiny_photons.yaml``);
+2. train the small hybrid quantum-classical demo flow (``configs/demo_photons.yaml``: quantum
+   conditioners in stage 1, hybrid ones in stage 2, spline couplings);
 3. generate as many showers as the reference holds, at the reference's incident energies;
 4. evaluate them against the reference (fast profile, with generation timing);
 5. write the HTML report.
 
 Everything lands in ``out_dir`` (``data/``, ``run/``, ``generated.h5``, ``evaluation/``,
 ``report/report.html``, ``demo_summary.json``). Running the demo again in the same folder
-replaces its previous results. It is sized to finish in a few minutes on 2 CPU cores.
+replaces its previous results. It is sized to finish in a few minutes on 2 CPU cores with a model
+that has learned: high-level classifier AUC about 0.84 and E_tot/E_inc separation power below 0.01
+against the 7,000-shower reference (benchmarks/results/demo.json).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from typing import Any
 from qcalo.errors import ConfigError
 from qcalo.utils.atomic import atomic_path
 
-__all__ = ["demo", "DEMO_ENERGIES_MEV"]
+__all__ = ["demo", "DEMO_ENERGIES_MEV", "DEMO_CONFIG"]
 
-# DS1 photon energies 2^10 … 2^16 MeV (1 – 65 GeV): the range the tiny model handles in seconds.
+# DS1 photon energies 2^10 … 2^16 MeV (1 – 65 GeV), 7 of the 15 (the demo's budget).
 DEMO_ENERGIES_MEV: tuple[float, ...] = tuple(float(2**k) for k in range(10, 17))
+#: The shipped config the demo trains (``configs/demo_photons.yaml``).
+DEMO_CONFIG = "demo_photons"
 _MARKER = ".qcalo_demo"
 
 
@@ -50,9 +55,10 @@ def demo(
     out_dir: str | Path = "demo_out",
     seed: int = 0,
     *,
-    events_per_energy: int = 500,
-    reference_events_per_energy: int = 300,
+    events_per_energy: int = 2000,
+    reference_events_per_energy: int = 1000,
     energies_mev: Sequence[float] = DEMO_ENERGIES_MEV,
+    config: str | Path = DEMO_CONFIG,
     epochs: int | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
@@ -64,7 +70,9 @@ def demo(
             generation and evaluation.
         events_per_energy: training showers per incident energy (``energies_mev``, MeV).
         reference_events_per_energy: reference showers per incident energy.
-        epochs: override the tiny config's epochs.
+        config: the run config to train, a shipped name or a YAML path (default
+            :data:`DEMO_CONFIG`; the tests pass ``"tiny_photons"`` to run the chain in seconds).
+        epochs: override the config's epochs.
         log: receives one line per step (``None`` = silent).
 
     Returns:
@@ -109,9 +117,9 @@ def demo(
     )
     done(token, str(reference_path))
 
-    config = config_path("tiny_photons")
-    token = step("train", f"training the tiny hybrid flow ({config.name})")
-    run_dir = train(config, train_path, out / "run", seed=seed, epochs=epochs)
+    config_file = config_path(config)
+    token = step("train", f"training the hybrid flow {config_file.name}")
+    run_dir = train(config_file, train_path, out / "run", seed=seed, epochs=epochs)
     summary_path = Path(run_dir) / "summary.json"
     run_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     done(
@@ -148,7 +156,8 @@ def demo(
     )
 
     token = step("report", "writing the HTML report")
-    report = make_report([out / "evaluation"], out / "report", labels=["tiny_photons (hybrid)"])
+    label = str(run_summary.get("config_name") or config_file.stem)
+    report = make_report([out / "evaluation"], out / "report", labels=[f"{label} (hybrid)"])
     done(token, str(report))
 
     total = time.perf_counter() - begin
