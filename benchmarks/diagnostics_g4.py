@@ -36,17 +36,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_generation import git_commit  # noqa: E402
+
 SHARED = Path(os.environ.get("QCALO_SHARED", REPO.parent / "shared")) / "data"
 RESULT = REPO / "benchmarks" / "results" / "diagnostics_simulator_vs_g4.json"
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def git_dirty() -> bool:

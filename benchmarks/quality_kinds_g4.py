@@ -42,6 +42,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_generation import git_commit  # noqa: E402
+
 SHARED = Path(os.environ.get("QCALO_SHARED", REPO.parent / "shared")) / "data"
 TRAIN, REFERENCE = SHARED / "g4_photons_dev.h5", SHARED / "g4_photons_dev2.h5"
 CONFIGS = REPO / "src" / "qcalo" / "configs"
@@ -49,15 +52,6 @@ RESULTS = REPO / "benchmarks" / "results"
 QCALO = str(REPO / ".venv" / "bin" / "qcalo")
 MODELS = ("fastcaloq_wgan", "fastcaloq_wgan_frozen", "classical_wgan", "qinn_photons")
 METRICS = "hist,cls-high,fpd,typicality"
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def provenance() -> dict:

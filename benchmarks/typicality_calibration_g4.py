@@ -37,19 +37,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_generation import git_commit  # noqa: E402
+
 SHARED = Path(os.environ.get("QCALO_SHARED", REPO.parent / "shared")) / "data"
 DEV, DEV2 = SHARED / "g4_photons_dev.h5", SHARED / "g4_photons_dev2.h5"
 RESULT = REPO / "benchmarks" / "results" / "typicality_calibration_g4.json"
 ALPHAS = (0.05, 0.01)
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def full_error(alpha: float, n_gen: int, n_cal: int) -> float:
