@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from qcalo.errors import DataError
-from qcalo.studies.config import StudyConfig, expand_cells, extract_metric, value_label
+from qcalo.studies.config import StudyConfig, expand_cells, extract_run_metric, value_label
 from qcalo.utils.atomic import atomic_path
 
 __all__ = ["collect", "Collected", "read_table"]
@@ -88,12 +88,14 @@ def _rows(study: StudyConfig, out: Path) -> tuple[list[dict[str, Any]], list[Pat
             metrics_path = seed_dir / "eval" / "metrics.json"
             metrics = _read_json(metrics_path) if study.evaluate_metrics() else {}
             for name in study.metrics:
-                if name.startswith("training."):
-                    source = {"training": summary.get("best_epoch_metrics", {})}
-                    where = f"{seed_dir / 'run' / 'summary.json'} (best_epoch_metrics)"
-                    per_metric[name].append(extract_metric(source, name, where))
-                else:
-                    per_metric[name].append(extract_metric(metrics, name, str(metrics_path)))
+                value = extract_run_metric(
+                    name,
+                    metrics,
+                    summary,
+                    evaluation_path=str(metrics_path),
+                    summary_path=str(seed_dir / "run" / "summary.json"),
+                )
+                per_metric[name].append(value)
             seconds.append(float(summary.get("training_time_s", math.nan)))
             for key, value in dict(summary.get("parameter_counts", {})).items():
                 counts.setdefault(str(key), int(value))

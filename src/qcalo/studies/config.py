@@ -337,6 +337,22 @@ def extract_metric(metrics: dict[str, Any], name: str, where: str) -> float:
     return float(node)
 
 
+def extract_run_metric(
+    name: str,
+    evaluation: dict[str, Any],
+    summary: dict[str, Any],
+    *,
+    evaluation_path: str,
+    summary_path: str,
+) -> float:
+    """One tabulated metric of a finished (cell, seed): ``training.<column>`` from the run's
+    summary.json (``best_epoch_metrics``), anything else from its evaluation's metrics.json."""
+    if name.startswith("training."):
+        source = {"training": summary.get("best_epoch_metrics", {})}
+        return extract_metric(source, name, f"{summary_path} (best_epoch_metrics)")
+    return extract_metric(evaluation, name, evaluation_path)
+
+
 # --------------------------------------------------------------------------------------------
 def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> None:
     """Set ``data[a][b][c] = value`` for ``key = "a.b.c"`` (missing mappings are created; the

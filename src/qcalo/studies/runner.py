@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from qcalo.errors import ConfigError, QcaloError
-from qcalo.studies.config import Cell, StudyConfig, expand_cells, extract_metric
+from qcalo.studies.config import Cell, StudyConfig, expand_cells, extract_run_metric
 from qcalo.utils.atomic import atomic_path, write_json
 
 __all__ = [
@@ -252,13 +252,16 @@ def run_cell(task: CellTask) -> Outcome:
             )
         summary_path = Path(paths["run"]) / "summary.json"
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        values = {}
-        for name in task.metrics:
-            if name.startswith("training."):
-                source = {"training": summary.get("best_epoch_metrics", {})}
-                values[name] = extract_metric(source, name, f"{summary_path} (best_epoch_metrics)")
-            else:
-                values[name] = extract_metric(result, name, f"{paths['eval'] / 'metrics.json'}")
+        values = {
+            name: extract_run_metric(
+                name,
+                result,
+                summary,
+                evaluation_path=str(paths["eval"] / "metrics.json"),
+                summary_path=str(summary_path),
+            )
+            for name in task.metrics
+        }
         seconds = time.perf_counter() - start
         paths["failed"].unlink(missing_ok=True)
         write_json(paths["done"], {"metrics": values, "seconds": seconds, "task": asdict(task)})
