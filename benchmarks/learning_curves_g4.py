@@ -60,7 +60,9 @@ def _subset_file(pool: list[Path], fraction: float, seed: int, out: Path) -> int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="classical_photons")
+    parser.add_argument(
+        "--config", default="classical_photons", help="shipped config name or YAML path"
+    )
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     parser.add_argument("--only", type=float, default=None, help="run just this fraction")
     parser.add_argument("--epochs", type=int, default=30)
@@ -85,24 +87,25 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results_path = REPO / "benchmarks" / "results" / f"learning_curves_g4_{args.config}.json"
+    name = Path(args.config).stem if args.config.endswith((".yaml", ".yml")) else args.config
+    results_path = REPO / "benchmarks" / "results" / f"learning_curves_g4_{name}.json"
     fractions = [args.only] if args.only is not None else args.fractions
     for fraction in fractions:
         tag = f"f{fraction:g}"
         data = work / f"pool_{tag}_s{args.seed}.h5"
         n_pool = _subset_file([Path(p) for p in args.train_files], fraction, args.seed, data)
-        run = work / f"run_{args.config}_{tag}_e{args.epochs}_s{args.seed}"
+        run = work / f"run_{name}_{tag}_e{args.epochs}_s{args.seed}"
         start = time.perf_counter()
         train(args.config, data, run, seed=args.seed, epochs=args.epochs, resume=run.exists())
         seconds = time.perf_counter() - start
-        generated = work / f"gen_{args.config}_{tag}_e{args.epochs}_s{args.seed}.h5"
+        generated = work / f"gen_{name}_{tag}_e{args.epochs}_s{args.seed}.h5"
         if not generated.is_file():
             generate(run, generated, energies_from=args.heldout, seed=args.seed, device="cpu")
         metrics = evaluate(
             generated,
             args.heldout,
             "photons",
-            work / f"eval_{args.config}_{tag}_e{args.epochs}_s{args.seed}",
+            work / f"eval_{name}_{tag}_e{args.epochs}_s{args.seed}",
             metrics=args.metrics.split(","),
             profile="fast",
             seed=args.seed,
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "what": "learning curve: one config on growing fractions of a Geant4 pool, judged on one held-out sample",
             "config": args.config,
+            "config_name": name,
             "seed": args.seed,
             "train_files": args.train_files,
             "heldout": args.heldout,
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         results_path.write_text(json.dumps(result, indent=1) + "\n")
         print(
-            f"{args.config} fraction {fraction:g}: {n_pool} pooled events ({summary['n_train']} train), "
+            f"{name} fraction {fraction:g}: {n_pool} pooled events ({summary['n_train']} train), "
             f"best val NLL {entry['best_val_nll']:.2f} at epoch {entry['best_epoch']}, "
             f"AUC high {entry['auc_high']:.3f} (fast, N={entry['n_generated']}), "
             f"SP E_tot/E_inc {entry['sp_etot_einc']:.4f}, {summary['training_time_s']:.0f} s",
