@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_generation import git_commit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +182,9 @@ def _bench_demo(args) -> int:
         "steps_seconds": summary["steps"],
         "auc": summary["metrics"].get("auc"),
         "fpd_x1e3": summary["metrics"].get("fpd"),
+        # the demo's second promise (issue 9): E_tot/E_inc separation power ≤ 0.02
+        "sp_etot_einc": summary["metrics"].get("separation_power", {}).get("etot_einc"),
+        "commit": git_commit(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_start": [round(x, 2) for x in load_start],
