@@ -40,8 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_generation import git_commit  # noqa: E402
-
-SHARED = Path(os.environ.get("QCALO_SHARED", REPO.parent / "shared")) / "data"
+from learning_curves_g4 import add_pool_arguments, config_name  # noqa: E402
 
 
 def _select(paths: list[Path], keep, out: Path) -> tuple[int, list[float]]:
@@ -89,16 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--holdout-energies", type=float, nargs="+", default=[4096.0, 16384.0], help="MeV"
     )
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--work", default="/tmp/qcalo_interpolation")
-    parser.add_argument(
-        "--train-files",
-        nargs="+",
-        default=["/tmp/qg4cc/train.h5", str(SHARED / "g4_photons_dev2.h5")],
-    )
-    parser.add_argument("--heldout", default="/tmp/qg4cc/heldout.h5")
+    add_pool_arguments(parser, work="/tmp/qcalo_interpolation")
     parser.add_argument(
         "--compare-run", default=None, help="run dir of a model trained on all energies"
     )
@@ -112,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from qcalo.generation import generate
     from qcalo.training import train
 
-    name = Path(args.config).stem if args.config.endswith((".yaml", ".yml")) else args.config
+    name = config_name(args.config)
     held_out = np.asarray(args.holdout_energies, dtype=np.float64)
 
     def unseen(e: np.ndarray) -> np.ndarray:

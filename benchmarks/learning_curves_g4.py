@@ -58,6 +58,26 @@ def _subset_file(pool: list[Path], fraction: float, seed: int, out: Path) -> int
     return len(keep)
 
 
+def add_pool_arguments(parser: argparse.ArgumentParser, *, work: str) -> None:
+    """The options every Geant4 benchmark on the pooled training files shares (also used by
+    ``interpolation_g4.py``): epochs, seed, threads, work folder, pool and held-out files."""
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", default=work)
+    parser.add_argument(
+        "--train-files",
+        nargs="+",
+        default=["/tmp/qg4cc/train.h5", str(SHARED / "g4_photons_dev2.h5")],
+    )
+    parser.add_argument("--heldout", default="/tmp/qg4cc/heldout.h5")
+
+
+def config_name(config: str) -> str:
+    """A shipped config's name, or a YAML path's stem: names the result files."""
+    return Path(config).stem if config.endswith((".yaml", ".yml")) else config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -65,16 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     parser.add_argument("--only", type=float, default=None, help="run just this fraction")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--work", default="/tmp/qcalo_learning_curves")
-    parser.add_argument(
-        "--train-files",
-        nargs="+",
-        default=["/tmp/qg4cc/train.h5", str(SHARED / "g4_photons_dev2.h5")],
-    )
-    parser.add_argument("--heldout", default="/tmp/qg4cc/heldout.h5")
+    add_pool_arguments(parser, work="/tmp/qcalo_learning_curves")
     parser.add_argument("--metrics", default="cls-high,hist,fpd,diagnostics")
     args = parser.parse_args(argv)
 
@@ -87,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    name = Path(args.config).stem if args.config.endswith((".yaml", ".yml")) else args.config
+    name = config_name(args.config)
     results_path = REPO / "benchmarks" / "results" / f"learning_curves_g4_{name}.json"
     fractions = [args.only] if args.only is not None else args.fractions
     for fraction in fractions:
