@@ -30,6 +30,16 @@ from qcalo.models import ModelConfig, parse_model_config
             r"model\.stage2: hybrid conditioners need at least one hidden width",
         ),
         (
+            {"stage1": {"n_blocks": 3, "hidden": [[4], [8]]}},
+            r"model\.stage1: hidden has 2 width lists but n_blocks is 3",
+        ),
+        (
+            {"stage2": {"n_blocks": 2, "conditioner": ["mlp", "hybrid"], "hidden": [[4], []]}},
+            r"model\.stage2: hybrid conditioners need .* block 1 has hidden \[\]",
+        ),
+        ({"stage1": {"hidden": [[4], 0]}}, r"model\.stage1\.hidden"),
+        ({"stage1": {"n_blocks": 2, "hidden": [[4], [0]]}}, r"hidden width must be ≥ 1"),
+        (
             {"stage1": {"circuit": {"entangler": "full"}}},
             r"model\.stage1\.circuit\.entangler: .*'linear'",
         ),
@@ -53,6 +63,15 @@ def test_defaults_and_quantum_creep_list():
     assert cfg.stage1.uses_circuits and not cfg.stage2.uses_circuits
     assert cfg.stage1.circuit.to_spec().n_qubits == 6
     assert ModelConfig.from_dict(cfg.model_dump()) == cfg  # round trip through plain data
+
+
+def test_hidden_widths_per_block_for_matched_quantum_creep():
+    cfg = ModelConfig.from_dict(
+        {"stage2": {"n_blocks": 2, "conditioner": ["mlp", "hybrid"], "hidden": [[68], [60]]}}
+    )
+    assert cfg.stage2.hidden_for_block(0) == [68] and cfg.stage2.hidden_for_block(1) == [60]
+    assert cfg.stage1.hidden_for_block(5) == [64, 64]  # one list for every block
+    assert ModelConfig.from_dict(cfg.model_dump()) == cfg
 
 
 def test_mixer_chunk_larger_than_the_flow_is_a_config_error():

@@ -144,6 +144,36 @@ def test_parameter_counts_by_hand():
     }
 
 
+def test_per_block_hidden_widths_build_each_block_as_its_own_config():
+    # A flow with one width list per block has, block for block, the conditioners of flows
+    # built with that width list for every block (the quantum-creep study matches parameter
+    # counts this way: MLP [68] blocks beside hybrid [60] ones).
+    geometry = load_geometry("photons")
+    stats = PreprocessingStats(256.0, 65536.0, 1.2, 5, 368)
+    stage1 = {"n_blocks": 1, "coupling": "affine", "hidden": [2]}
+
+    def conditioner_shapes(stage2: dict, block: int) -> list[tuple[int, ...]]:
+        model = build_model(
+            ModelConfig.from_dict({"stage1": stage1, "stage2": stage2}), geometry, stats
+        )
+        conditioner = model.stage2.layers[3 * block + 1].conditioner
+        return [tuple(p.shape) for p in conditioner.parameters()]
+
+    circuit = {"n_qubits": 3, "n_layers": 1}
+    mixed = {
+        "n_blocks": 2,
+        "coupling": "affine",
+        "conditioner": ["mlp", "hybrid"],
+        "hidden": [[5], [3, 4]],
+        "circuit": circuit,
+    }
+    mlp5 = {"n_blocks": 2, "coupling": "affine", "hidden": [5], "circuit": circuit}
+    hybrid34 = {**mlp5, "conditioner": "hybrid", "hidden": [3, 4]}
+    assert conditioner_shapes(mixed, 0) == conditioner_shapes(mlp5, 0)
+    assert conditioner_shapes(mixed, 1) == conditioner_shapes(hybrid34, 1)
+    assert conditioner_shapes(mixed, 1) != conditioner_shapes(mixed, 0)
+
+
 def test_quantum_conditioner_gradients_match_pennylane():
     spec = CircuitSpec(n_qubits=3, n_layers=2, measurements=("z", "zz"))
     torch.manual_seed(0)

@@ -8,7 +8,8 @@ Schema (pydantic v2, unknown keys rejected everywhere)::
       spline_bins: 8
       tail_bound: 4.0            # spline (co)domain [-B, B] in latent units; identity outside
       affine_scale_bound: 3.0    # |log scale| of affine couplings is soft-clamped below this
-      hidden: [64, 64]           # MLP widths (mlp conditioners and the mlp half of hybrid ones)
+      hidden: [64, 64]           # MLP widths (mlp conditioners and the mlp half of hybrid ones),
+                                 # or a list of width lists, one per block ([[68], [60], ...])
       conditioner: mlp           # mlp | quantum | hybrid | full_quantum, or a list, one per block
       mixer: permutation         # permutation | quantum
       mixer_layers: 2            # layers of the real orthogonal mixing circuit
@@ -119,7 +120,10 @@ class FlowConfig(_Strict):
     affine_scale_bound: float = Field(
         default=3.0, gt=0.0, description="soft bound on |log scale| of affine couplings"
     )
-    hidden: list[int] = Field(default_factory=lambda: [64, 64], description="MLP hidden widths")
+    hidden: list[int] | list[list[int]] = Field(
+        default_factory=lambda: [64, 64],
+        description="MLP hidden widths for every block, or one list of widths per block",
+    )
     conditioner: ConditionerKind | list[ConditionerKind] = "mlp"
     mixer: Literal["permutation", "quantum"] = "permutation"
     mixer_layers: int = Field(default=2, ge=1, le=64)
@@ -128,8 +132,9 @@ class FlowConfig(_Strict):
 
     @field_validator("hidden")
     @classmethod
-    def _positive_widths(cls, value: list[int]) -> list[int]:
-        if any(w < 1 for w in value):
+    def _positive_widths(cls, value: list[int] | list[list[int]]) -> list[int] | list[list[int]]:
+        widths = [w for item in value for w in (item if isinstance(item, list) else [item])]
+        if any(w < 1 for w in widths):
             raise ValueError(f"every hidden width must be ≥ 1, got {value}")
         return value
 
@@ -140,11 +145,25 @@ class FlowConfig(_Strict):
                 f"conditioner list has {len(self.conditioner)} entries but n_blocks is {self.n_blocks}; "
                 "give one conditioner per block or a single name for all"
             )
-        if not self.hidden and "hybrid" in self.conditioners:
+        per_block = bool(self.hidden) and isinstance(self.hidden[0], list)
+        if per_block and len(self.hidden) != self.n_blocks:
             raise ValueError(
-                "hybrid conditioners need at least one hidden width for their MLP half; hidden is []"
+                f"hidden has {len(self.hidden)} width lists but n_blocks is {self.n_blocks}; "
+                "give one width list per block or one list of widths for all"
             )
+        for block, kind in enumerate(self.conditioners):
+            if kind == "hybrid" and not self.hidden_for_block(block):
+                raise ValueError(
+                    f"hybrid conditioners need at least one hidden width for their MLP half; "
+                    f"block {block} has hidden []"
+                )
         return self
+
+    def hidden_for_block(self, index: int) -> list[int]:
+        """The MLP hidden widths of block ``index`` (0-based)."""
+        if self.hidden and isinstance(self.hidden[0], list):
+            return list(self.hidden[index])
+        return list(self.hidden)  # type: ignore[arg-type]
 
     def conditioner_for_block(self, index: int) -> str:
         """The conditioner kind of block ``index`` (0-based)."""

@@ -75,9 +75,12 @@ def build_flow(
     layers: list[FlowLayer] = []
     for block in range(config.n_blocks):
         kind = config.conditioner_for_block(block)
+        hidden = config.hidden_for_block(block)
 
-        def factory(n_in: int, n_out: int, kind: str = kind) -> nn.Module:
-            return build_conditioner(kind, n_in, n_out, config.hidden, spec)
+        def factory(
+            n_in: int, n_out: int, kind: str = kind, hidden: list[int] = hidden
+        ) -> nn.Module:
+            return build_conditioner(kind, n_in, n_out, hidden, spec)
 
         layers.append(ActNorm(features))
         try:

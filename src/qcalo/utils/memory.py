@@ -103,8 +103,8 @@ def model_memory_bytes(
     """A rough upper estimate of the memory a model needs, from its config dict alone.
 
     Generic over model kinds: every mapping with a ``hidden`` list of widths counts as an MLP
-    per block (``n_blocks``), every ``n_qubits`` / ``mixer_qubits`` as a state vector of
-    2^n complex128 amplitudes per event in the batch. Training counts parameters four times
+    per block (``n_blocks``; or one width list per block), every ``n_qubits`` /
+    ``mixer_qubits`` as a state vector of 2^n complex128 amplitudes per event in the batch. Training counts parameters four times
     (weights, gradients, two Adam moments) and activations twice (forward and backward).
     """
     batch = max(1, int(batch_size))
@@ -115,11 +115,16 @@ def model_memory_bytes(
         blocks = max(1, _int(node.get("n_blocks"), 1))
         hidden = node.get("hidden")
         if isinstance(hidden, (list, tuple)) and hidden:
-            widths = [max(1, _int(w, 1)) for w in hidden]
-            params = sum(a * b for a, b in zip(widths, widths[1:])) + 2 * sum(widths)
-            total += blocks * (
-                4.0 * params * factor + 4.0 * batch * sum(widths) * activation_factor
+            # one width list for every block, or one per block ([[68], [60], ...])
+            per_block = (
+                [h for h in hidden if isinstance(h, (list, tuple))]
+                if isinstance(hidden[0], (list, tuple))
+                else [hidden] * blocks
             )
+            for block_hidden in per_block:
+                widths = [max(1, _int(w, 1)) for w in block_hidden]
+                params = sum(a * b for a, b in zip(widths, widths[1:])) + 2 * sum(widths)
+                total += 4.0 * params * factor + 4.0 * batch * sum(widths) * activation_factor
         for key in ("n_qubits", "mixer_qubits"):
             n = _int(node.get(key), 0)
             if n > 0:
