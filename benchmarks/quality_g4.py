@@ -52,10 +52,10 @@ DEFAULT_G4 = (
 def split_reference(
     source: Path, work: Path, seed: int, heldout_fraction: float = 0.2
 ) -> tuple[Path, Path]:
-    """Write ``work/train.h5`` and ``work/heldout.h5`` from a seeded permutation of ``source``."""
-    import numpy as np
-
-    from qcalo.data.io import read_showers, write_showers
+    """Write ``work/train.h5`` and ``work/heldout.h5`` from a seeded permutation of ``source``
+    (:func:`qcalo.data.split_showers`: training events float32, held-out float64; the same
+    split a study's ``data: {holdout: ...}`` makes)."""
+    from qcalo.data.split import split_showers
 
     train_path, heldout_path = work / "train.h5", work / "heldout.h5"
     stamp_path = work / "split.json"
@@ -68,19 +68,7 @@ def split_reference(
     ):
         # same split already written (a run may be reading train.h5 right now: don't rewrite it)
         return train_path, heldout_path
-    data = read_showers(source)
-    perm = np.random.default_rng(seed).permutation(len(data))
-    n_heldout = int(round(heldout_fraction * len(data)))
-    heldout_idx, train_idx = np.sort(perm[:n_heldout]), np.sort(perm[n_heldout:])
-    write_showers(
-        train_path, data.incident_energies[train_idx], data.showers[train_idx], dtype=np.float32
-    )
-    write_showers(
-        heldout_path,
-        data.incident_energies[heldout_idx],
-        data.showers[heldout_idx],
-        dtype=np.float64,
-    )
+    split_showers(source, heldout_fraction, seed, train_path, heldout_path)
     stamp_path.write_text(json.dumps(stamp) + "\n")
     return train_path, heldout_path
 

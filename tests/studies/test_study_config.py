@@ -124,6 +124,45 @@ def test_a_cell_with_an_invalid_config_is_named_before_anything_runs(tmp_path):
         ({"overrides": {"model.stage1.conditioner": "mlp"}}, "both in grid and overrides"),
         ({"unknown_key": 1}, "unknown_key"),
         ({"resources": {"cpus_per_cell": 0}}, "cpus_per_cell"),
+        # data: one of reference / holdout, a fraction strictly inside (0, 1), sound train lists
+        (
+            {"simulate": None, "data": {"train": "a.h5"}},
+            "data: give exactly one of 'reference' (a file) and 'holdout'",
+        ),
+        (
+            {"simulate": None, "data": {"train": "a.h5", "reference": "b.h5", "holdout": {}}},
+            "data: give exactly one of 'reference' (a file) and 'holdout'",
+        ),
+        (
+            {"simulate": None, "data": {"train": "a.h5", "holdout": {"fraction": 1}}},
+            "data.holdout.fraction: held-out fraction must lie strictly between 0 and 1",
+        ),
+        (
+            {"simulate": None, "data": {"train": "a.h5", "holdout": {"fraction": 0.0}}},
+            "data.holdout.fraction: held-out fraction must lie strictly between 0 and 1",
+        ),
+        (
+            {"simulate": None, "data": {"train": "a.h5", "holdout": {"fraction": -0.2}}},
+            "data.holdout.fraction: held-out fraction must lie strictly between 0 and 1",
+        ),
+        ({"simulate": None, "data": {"train": "a.h5", "holdout": {"seed": -1}}}, "holdout.seed"),
+        (
+            {"simulate": None, "data": {"train": "a.h5", "holdout": {"share": 0.2}}},
+            "data.holdout.share: unknown key",
+        ),
+        ({"simulate": None, "data": {"train": [], "holdout": {}}}, "data.train: empty list"),
+        (
+            {"simulate": None, "data": {"train": ["a.h5", "a.h5"], "holdout": {}}},
+            "data.train: 'a.h5' is listed twice",
+        ),
+        (
+            {"simulate": None, "data": {"train": ["a.h5", 3], "reference": "r.h5"}},
+            "data.train: entry 3 is not a file path",
+        ),
+        (
+            {"simulate": None, "data": {"train": 3, "reference": "r.h5"}},
+            "data.train: expected a CaloChallenge HDF5 path or a list of them",
+        ),
     ],
 )
 def test_bad_study_files_are_one_line_config_errors(changes, message):
@@ -187,6 +226,24 @@ def test_study_file_errors_and_relative_paths(tmp_path):
     assert study.name == "s" and cell.name == "cell-000"
     assert cell.config["batch_size"] == 64
     assert study.resolve_path("train.h5") == tmp_path / "train.h5"
+
+
+def test_data_takes_a_list_of_training_files_and_a_holdout():
+    study = _study(
+        simulate=None, data={"train": ["a.h5", "sub/b.h5"], "holdout": {"fraction": 0.25}}
+    )
+    assert study.data is not None and study.data.reference is None
+    assert study.data.train_files == ["a.h5", "sub/b.h5"]
+    assert (study.data.holdout.fraction, study.data.holdout.seed) == (0.25, 0)
+    # one file, plain or as a list; a reference file instead of a holdout
+    for train in ("a.h5", ["a.h5"]):
+        plain = _study(simulate=None, data={"train": train, "reference": "r.h5"})
+        assert plain.data is not None and plain.data.train_files == ["a.h5"]
+        assert plain.data.holdout is None and plain.data.reference == "r.h5"
+    # the defaults are benchmarks/quality_g4.py's split: 20 %, seed 0
+    default = _study(simulate=None, data={"train": "a.h5", "holdout": {}})
+    assert default.data is not None and default.data.holdout is not None
+    assert (default.data.holdout.fraction, default.data.holdout.seed) == (0.2, 0)
 
 
 def test_missing_ray_is_one_clear_line(tmp_path, monkeypatch, capsys):

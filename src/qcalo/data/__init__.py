@@ -16,6 +16,7 @@ from qcalo.data.io import (
     read_showers,
     write_showers,
 )
+from qcalo.data.split import ShowerSplit, holdout_indices, split_showers
 from qcalo.data.summary import file_info
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "iter_showers",
     "read_showers",
     "write_showers",
+    "ShowerSplit",
+    "holdout_indices",
+    "split_showers",
     "ShowerFeatures",
     "compute_features",
     "classifier_columns",

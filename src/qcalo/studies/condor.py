@@ -1,7 +1,8 @@
 """HTCondor submission of a study: one DAG node per cell, a final node that collects the table.
 
-:func:`write_condor` prepares the study folder (cell configs, simulated data) on the submit
-machine and writes into ``CONDOR_DIR``::
+:func:`write_condor` prepares the study folder (cell configs; simulated data, or the held-out
+reference and the rest of its training file for ``data: {holdout: ...}``) on the submit machine,
+once, so that no job writes them, and writes into ``CONDOR_DIR``::
 
     CONDOR_DIR/study.dag          JOB/RETRY lines, one node per cell, FINAL collect node
     CONDOR_DIR/cell-000.sub       one job per seed (queue seed in (...)), same commands as the
@@ -177,8 +178,8 @@ def write_condor(
     *,
     retries: int = 2,
 ) -> Path:
-    """Prepare ``out`` and write the submit files and ``study.dag`` into ``condor_dir``; returns
-    the DAG's path."""
+    """Prepare ``out`` (cell configs and data files, see :func:`prepare_study`) and write the
+    submit files and ``study.dag`` into ``condor_dir``; returns the DAG's path."""
     out = Path(out).resolve()
     folder = Path(condor_dir).resolve()
     cells, tasks = prepare_study(study, out)

@@ -6,6 +6,8 @@ A study file is YAML, validated by pydantic (unknown keys are errors, reported o
     name: tiny                      # default: the file's stem
     base: tiny_photons              # shipped config name or YAML path (relative to this file)
     simulate:                       # built-in data ... or `data: {train: A.h5, reference: B.h5}`
+                                    # (train: a list of files too; holdout: {fraction, seed}
+                                    # instead of reference: held out of the first train file)
       particle: photon
       energies: [1024, 65536]
       train_events_per_energy: 150
@@ -40,6 +42,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -110,11 +113,68 @@ class SimulateSpec(_Strict):
         return self
 
 
-class DataSpec(_Strict):
-    """Existing CaloChallenge files (paths relative to the study file)."""
+class HoldoutSpec(_Strict):
+    """The reference as a seeded fraction of the first training file, removed from training
+    (the split of :func:`qcalo.data.split_showers`, the same as ``benchmarks/quality_g4.py``'s)."""
 
-    train: str
-    reference: str
+    fraction: float = 0.2
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("fraction")
+    @classmethod
+    def _open_interval(cls, fraction: float) -> float:
+        if not (math.isfinite(fraction) and 0 < fraction < 1):
+            raise ValueError(
+                "held-out fraction must lie strictly between 0 and 1 (e.g. 0.2, the share of "
+                "the first training file held out as the reference)"
+            )
+        return fraction
+
+
+class DataSpec(_Strict):
+    """Existing CaloChallenge files (paths relative to the study file): one training file or a
+    list trained on as one data set, and the reference either as a file or held out of the
+    first training file."""
+
+    train: str | list[str]
+    reference: str | None = None
+    holdout: HoldoutSpec | None = None
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _one_or_more_files(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("expected a CaloChallenge HDF5 path or a list of them")
+        files = list(value)
+        if not files:
+            raise ValueError(
+                "empty list of training files; expected a file path or a list of one or more"
+            )
+        bad = [v for v in files if not isinstance(v, str) or not v]
+        if bad:
+            raise ValueError(
+                f"entry {bad[0]!r} is not a file path; expected a list of CaloChallenge HDF5 paths"
+            )
+        repeated = sorted({v for v in files if files.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{repeated[0]!r} is listed twice; give each training file once")
+        return files
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> DataSpec:
+        if (self.reference is None) == (self.holdout is None):
+            raise ValueError(
+                "give exactly one of 'reference' (a file) and 'holdout' ({fraction, seed}: "
+                "held out of the first training file)"
+            )
+        return self
+
+    @property
+    def train_files(self) -> list[str]:
+        """The training files as given, in order."""
+        return [self.train] if isinstance(self.train, str) else list(self.train)
 
 
 class EvaluationSpec(_Strict):
@@ -210,7 +270,8 @@ class StudyConfig(_Strict):
     def _consistent(self) -> StudyConfig:
         if (self.data is None) == (self.simulate is None):
             raise ValueError(
-                "give exactly one of 'data' (train and reference files) and 'simulate'"
+                "give exactly one of 'data' (training files and a reference or holdout) and "
+                "'simulate'"
             )
         if self.grid and self.cells:
             raise ValueError(

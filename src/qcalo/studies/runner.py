@@ -4,7 +4,8 @@ Layout of the study folder ``OUT``::
 
     OUT/study.yaml                       the study as run (resolved)
     OUT/data/train-<hash>.h5             simulated data (``simulate:`` studies only)
-    OUT/data/reference-<hash>.h5
+    OUT/data/reference-<hash>.h5         (simulated, or held out: ``data: {holdout: ...}``)
+    OUT/data/holdout-train-<hash>.h5     the first training file less the held-out reference
     OUT/cells/<cell>/cell.json           the cell's grid assignment
     OUT/cells/<cell>/config.yaml         the cell's run config (data, epochs, device baked in)
     OUT/cells/<cell>/seed-<s>/run/       `qcalo train` run directory (checkpoints, summary.json)
@@ -115,14 +116,38 @@ def _hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _data_files(study: StudyConfig, out: Path) -> tuple[Path, Path]:
+def _holdout_files(study: StudyConfig, out: Path) -> tuple[Path, Path, Path]:
+    """(source, training rest, reference) of a ``data: {holdout: ...}`` study; the hash is over
+    the resolved source path, the fraction and the seed."""
+    assert study.data is not None and study.data.holdout is not None
+    spec = study.data.holdout
+    source = study.resolve_path(study.data.train_files[0]).resolve()
+    tag = _hash({"source": str(source), "fraction": spec.fraction, "seed": spec.seed})
+    return (
+        source,
+        out / "data" / f"holdout-train-{tag}.h5",
+        out / "data" / f"reference-{tag}.h5",
+    )
+
+
+def _data_files(study: StudyConfig, out: Path) -> tuple[list[Path], Path]:
+    """The cells' training files (in order) and the reference file."""
     if study.data is not None:
-        return study.resolve_path(study.data.train).resolve(), study.resolve_path(
-            study.data.reference
-        ).resolve()
+        train = [study.resolve_path(p).resolve() for p in study.data.train_files]
+        if len(set(train)) != len(train):
+            repeated = next(str(p) for p in train if train.count(p) > 1)
+            raise ConfigError(
+                f"study {study.name!r}: data.train names {repeated} twice; give each training "
+                "file once"
+            )
+        if study.data.holdout is not None:
+            _, rest, reference = _holdout_files(study, out)
+            return [rest, *train[1:]], reference
+        assert study.data.reference is not None
+        return train, study.resolve_path(study.data.reference).resolve()
     assert study.simulate is not None
     tag = _hash(study.simulate.model_dump(mode="json"))
-    return out / "data" / f"train-{tag}.h5", out / "data" / f"reference-{tag}.h5"
+    return [out / "data" / f"train-{tag}.h5"], out / "data" / f"reference-{tag}.h5"
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -136,21 +161,22 @@ def _write_if_changed(path: Path, text: str) -> None:
 def prepare_study(
     study: StudyConfig, out: str | os.PathLike[str]
 ) -> tuple[list[Cell], list[CellTask]]:
-    """Validate every cell, simulate the data if asked, write each cell's config; returns the
-    cells and the (cell, seed) tasks. Idempotent: a second call on the same folder reuses what
-    is there, and refuses a folder whose cell configs differ from this study's."""
+    """Validate every cell, simulate or split off the data if asked (written once), write each
+    cell's config; returns the cells and the (cell, seed) tasks. Idempotent: a second call on
+    the same folder reuses what is there, and refuses a folder whose cell configs differ from
+    this study's."""
     from qcalo.utils.paths import check_input_file
 
     cells = expand_cells(study)
     out = Path(out).resolve()
-    train_file, reference = _data_files(study, out)
+    train_files, reference = _data_files(study, out)
+    geometry = cells[0].config["geometry"]
     if study.simulate is not None:
         from qcalo.data.simulation import simulate_to_file
 
         spec = study.simulate
-        geometry = cells[0].config["geometry"]
         for path, events, seed in (
-            (train_file, spec.train_events_per_energy, spec.train_seed),
+            (train_files[0], spec.train_events_per_energy, spec.train_seed),
             (reference, spec.reference_events_per_energy, spec.reference_seed),
         ):
             if not path.is_file():
@@ -159,15 +185,35 @@ def prepare_study(
                     path, spec.particle, spec.energies, events, seed, geometry=geometry
                 )
     else:
-        check_input_file(train_file, "study training file (data.train)")
-        check_input_file(reference, "study reference file (data.reference)")
+        assert study.data is not None
+        holdout = study.data.holdout
+        given = train_files[1:] if holdout is not None else train_files
+        for path in given:
+            check_input_file(path, "study training file (data.train)")
+        if holdout is not None:
+            from qcalo.data.split import split_showers
+
+            source, rest, _ = _holdout_files(study, out)
+            check_input_file(
+                source, "study training file to hold the reference out of (data.train)"
+            )
+            # Written once: a rerun (or a cell reading them on HTCondor) finds them in place.
+            if not (rest.is_file() and reference.is_file()):
+                split_showers(
+                    source, holdout.fraction, holdout.seed, rest, reference, geometry=geometry
+                )
+        else:
+            check_input_file(reference, "study reference file (data.reference)")
+    data_path: str | list[str] = (
+        str(train_files[0]) if len(train_files) == 1 else [str(p) for p in train_files]
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     _write_if_changed(out / "study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
     tasks: list[CellTask] = []
     for cell in cells:
         folder = out / "cells" / cell.name
-        config = {**cell.config, "data": {**cell.config["data"], "path": str(train_file)}}
+        config = {**cell.config, "data": {**cell.config["data"], "path": data_path}}
         text = yaml.safe_dump(config, sort_keys=False)
         config_path = folder / "config.yaml"
         if config_path.is_file() and config_path.read_text(encoding="utf-8") != text:
