@@ -7,6 +7,7 @@ Examples::
     qcalo study STUDY.yaml --out DIR --executor ray --address HOST:6379       # existing cluster
     qcalo study STUDY.yaml --out DIR --condor DIR/condor                      # HTCondor DAG
     qcalo study STUDY.yaml --out DIR --collect-only                           # table/plots/report
+    qcalo study STUDY.yaml --out DIR --cells 0,4 --seeds 1,2                  # a subset first
 
 Rerunning the same command resumes: finished cells are skipped, interrupted ones continue from
 their checkpoints. Exit status 1 when some cells failed (their errors are in
@@ -68,6 +69,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-report", action="store_true", help="skip report/report.html (table and plots only)"
     )
+    parser.add_argument(
+        "--cells",
+        type=_comma_list,
+        default=None,
+        metavar="A,B",
+        help="run only these cells (indices or names, comma-separated); the table still "
+        "collects every finished cell",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_comma_ints,
+        default=None,
+        metavar="S,T",
+        help="run only these of the study's seeds (comma-separated)",
+    )
+
+
+def _comma_list(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated values, e.g. 0,4")
+    return items
+
+
+def _comma_ints(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, e.g. 1,2; got {text!r}"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.collect_only and (args.address or args.executor != "auto"):
         raise ConfigError("--collect-only runs nothing; it takes no --executor or --address")
+    if (args.cells or args.seeds) and (args.collect_only or args.condor is not None):
+        raise ConfigError(
+            "--cells and --seeds choose what runs here; --collect-only and --condor take neither"
+        )
     check_input_file(args.study, "study file")
     study = load_study(args.study)
     # One `qcalo study` at a time per study folder (cells' jobs on HTCondor do not take it).
@@ -103,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
                 address=args.address,
                 ray_cpus=args.ray_cpus,
                 log=say,
+                cells=args.cells,
+                seeds=args.seeds,
             )
             failed = len(result.failed)
             ran = sum(o.status == "done" for o in result.outcomes)

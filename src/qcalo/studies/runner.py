@@ -34,7 +34,7 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -431,6 +431,44 @@ def ray_available() -> bool:
     return True
 
 
+def select_tasks(
+    study: StudyConfig,
+    cells: Sequence[Cell],
+    tasks: Sequence[CellTask],
+    *,
+    wanted_cells: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[CellTask]:
+    """The tasks of the chosen cells (names or indices) and seeds; ConfigError for unknown ones."""
+    wanted = wanted_cells
+    names: set[str] | None = None
+    if wanted is not None:
+        by_index = {str(cell.index): cell.name for cell in cells}
+        known = {cell.name for cell in cells}
+        names = set()
+        for item in wanted:
+            item = str(item).strip()
+            name = by_index.get(item, item)
+            if name not in known:
+                raise ConfigError(
+                    f"--cells: study {study.name!r} has no cell {item!r}; its cells are "
+                    f"0–{len(cells) - 1}: {', '.join(c.name for c in cells)}"
+                )
+            names.add(name)
+    if seeds is not None:
+        unknown = sorted(set(seeds) - set(study.seeds))
+        if unknown:
+            raise ConfigError(
+                f"--seeds: study {study.name!r} has no seed {unknown[0]}; its seeds are "
+                f"{', '.join(map(str, study.seeds))} (add seeds in the study file)"
+            )
+    return [
+        t
+        for t in tasks
+        if (names is None or t.cell in names) and (seeds is None or t.seed in set(seeds))
+    ]
+
+
 def run_study(
     study: StudyConfig,
     out: str | os.PathLike[str],
@@ -439,8 +477,14 @@ def run_study(
     address: str | None = None,
     ray_cpus: int | None = None,
     log: Callable[[str], None] | None = None,
+    cells: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> StudyRun:
     """Run every (cell, seed) of ``study`` not yet done into ``out``; returns what happened.
+
+    ``cells`` (names or indices as strings, e.g. ``["0", "cell-004__..."]``) and ``seeds``
+    restrict this call to a subset, e.g. the two ends of a sweep first when a machine has time
+    for only a few runs; the others are left as they are (the table collects whatever finished).
 
     ``executor``: ``"sequential"``, ``"ray"`` or ``"auto"`` (Ray when installed). ``address``:
     an existing Ray cluster (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:10001"``); otherwise a
@@ -462,11 +506,16 @@ def run_study(
         _import_ray()  # a missing Ray is one clear line before any work
     say = log or (lambda message: None)
     start = time.perf_counter()
-    cells, tasks = prepare_study(study, out)
+    all_cells, tasks = prepare_study(study, out)
+    selected = select_tasks(study, all_cells, tasks, wanted_cells=cells, seeds=seeds)
+    left_out = len(tasks) - len(selected)
+    tasks = selected
     todo = [t for t in tasks if not t.paths["done"].is_file()]
     say(
-        f"study {study.name}: {len(cells)} cells × {len(study.seeds)} seeds, {len(tasks) - len(todo)} "
-        f"already done, {len(todo)} to run ({executor}, {study.resources.cpus_per_cell} CPU per cell)"
+        f"study {study.name}: {len(all_cells)} cells × {len(study.seeds)} seeds, "
+        + (f"{left_out} not selected, " if left_out else "")
+        + f"{len(tasks) - len(todo)} already done, {len(todo)} to run "
+        f"({executor}, {study.resources.cpus_per_cell} CPU per cell)"
     )
     skipped = [Outcome(t.cell, t.seed, "skipped", 0.0) for t in tasks if t not in todo]
     bar = progress(total=len(tasks), initial=len(skipped), desc=f"study {study.name}", unit="run")
