@@ -135,6 +135,50 @@ def test_renormalisation_matches_layer_energies_and_clamps():
     torch.testing.assert_close(showers[0, 2:6], e_layer[0, 1].expand(4) / 4)
 
 
+def test_empty_voxels_are_generated_empty_and_layer_sums_kept():
+    # voxel 3 (layer 1) is empty; hand-worked layer 1: fractions (0.2, 0.5, 0.1, 0.2) → the empty
+    # voxel's 0.5 dropped, the rest renormalised: (0.4, 0, 0.2, 0.4) × E_1
+    pre = ShowerPreprocessing(SMALL, _stats(SMALL, empty_voxels=[3])).double()
+    x = torch.tensor([[0.3, 0.7, 0.2, 0.5, 0.1, 0.2, 1.0]], dtype=F64)
+    e_layer = torch.tensor([[10.0, 50.0, 4.0]], dtype=F64)
+    showers = pre.renormalise(x, e_layer)
+    expected = torch.tensor([[3.0, 7.0, 20.0, 0.0, 10.0, 20.0, 4.0]], dtype=F64)
+    torch.testing.assert_close(showers, expected)
+    # the flow's own output path agrees; an all-vanishing layer spreads over its live voxels only
+    y, _ = logit_forward(x, pre.alpha)
+    torch.testing.assert_close(pre.fractions_to_showers(y, e_layer), expected)
+    x_empty = x.clone()
+    x_empty[0, 2:6] = torch.tensor([0.0, 0.9, 0.0, 0.0], dtype=F64)
+    torch.testing.assert_close(
+        pre.renormalise(x_empty, e_layer)[0, 2:6],
+        torch.tensor([50 / 3, 0.0, 50 / 3, 50 / 3], dtype=F64),
+    )
+    with pytest.raises(DataError, match="covers a whole layer"):
+        ShowerPreprocessing(SMALL, _stats(SMALL, empty_voxels=[6]))
+    with pytest.raises(DataError, match="voxel indices 0..6"):
+        ShowerPreprocessing(SMALL, _stats(SMALL, empty_voxels=[7]))
+
+
+def test_fit_marks_rarely_occupied_voxels_but_never_a_whole_layer():
+    rng = np.random.default_rng(0)
+    showers = rng.uniform(1.0, 2.0, (1000, 7))
+    showers[:, 3] = 0.0
+    showers[:4, 3] = 1.0  # occupancy 0.004
+    showers[:, 6] = 0.0
+    showers[:1, 6] = 1.0  # occupancy 0.001, but voxel 6 is all of layer 2
+    data = [ShowerData(np.full(1000, 1024.0), showers)]
+    fit = lambda threshold: fit_preprocessing(  # noqa: E731
+        iter(data), SMALL, PreprocessingConfig(min_voxel_occupancy=threshold)
+    )
+    assert fit(0.0).empty_voxels == []
+    assert fit(0.004).empty_voxels == []  # not below
+    assert fit(0.005).empty_voxels == [3]
+    stats = fit(0.005)
+    assert PreprocessingStats.from_dict(stats.to_dict()) == stats
+    old = {k: v for k, v in stats.to_dict().items() if k != "empty_voxels"}
+    assert PreprocessingStats.from_dict(old).empty_voxels == []  # checkpoints from before
+
+
 def test_condition_is_scaled_log_energy():
     pre = ShowerPreprocessing(load_geometry("photons"), _stats(load_geometry("photons")))
     c = pre.condition(torch.tensor([256.0, 2.0**12, 65536.0], dtype=torch.float64))
@@ -154,7 +198,10 @@ def test_fit_preprocessing_streams_and_serialises(g4_photons_path):
     assert stats.max_energy_ratio == pytest.approx(ratio)
     assert stats.u0_factor == pytest.approx(1.1 * ratio)
     assert PreprocessingStats.from_dict(stats.to_dict()) == stats
-    assert all(isinstance(v, (int, float)) for v in stats.to_dict().values())
+    assert stats.empty_voxels == []  # min_voxel_occupancy is 0 by default
+    assert all(
+        isinstance(v, (int, float)) for k, v in stats.to_dict().items() if k != "empty_voxels"
+    )
 
 
 def test_fit_preprocessing_errors_are_clear():

@@ -23,7 +23,13 @@ What is *not* part of the bijection, by design:
   :meth:`ShowerPreprocessing.fractions_to_showers` maps them back with ``x = (σ(y) - α)/(1-2α)``,
   sets values below the dequantisation floor ``fraction_noise`` (and negatives) to 0, and divides
   by the layer sum so generated layer sums equal the stage-1 layer energies exactly. A layer
-  whose fractions all vanish gets its energy spread evenly over its voxels.
+  whose fractions all vanish gets its energy spread evenly over its (non-empty) voxels.
+* **Empty voxels.** With ``min_voxel_occupancy`` > 0, voxels that are non-zero in fewer than that
+  fraction of the training showers (e.g. the outermost radial bin of the last photon layer, hit in
+  1 of 10,000 Geant4 showers) are generated empty before the renormalisation. A coupling flow
+  cannot put exactly zero probability there, and its rare excursions into such a voxel dominated
+  the Fréchet distance of the radial width (benchmarks/results/empty_voxels_g4.json). A layer is
+  never masked as a whole.
 
 Empty layers (E_layer = 0) never produce NaN: the ratios 0/0 are defined as 0.
 
@@ -42,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -84,6 +90,13 @@ class PreprocessingConfig(BaseModel):
     u0_margin: float = Field(
         default=1.05, gt=1.0, le=10.0, description="f = margin × max E_tot/E_inc"
     )
+    min_voxel_occupancy: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="voxels non-zero in fewer than this fraction of training showers are "
+        "generated empty (0: none)",
+    )
 
 
 @dataclass
@@ -93,7 +106,8 @@ class PreprocessingStats:
     ``e_inc_min``/``e_inc_max``: incident-energy range, MeV. ``u0_factor``: f in
     u_0 = E_tot/(f E_inc). ``max_energy_ratio``: the largest E_tot/E_inc seen (dequantisation
     included). ``alpha``, ``fraction_noise``, ``energy_noise_mev``: copied from the config so a
-    stats dict alone defines the transform.
+    stats dict alone defines the transform. ``empty_voxels``: indices of the voxels generated
+    empty (those below ``min_voxel_occupancy``; none by default and in older checkpoints).
     """
 
     e_inc_min: float
@@ -106,6 +120,7 @@ class PreprocessingStats:
     alpha: float = 1e-6
     fraction_noise: float = 1e-6
     energy_noise_mev: float = 1e-3
+    empty_voxels: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -138,6 +153,7 @@ def fit_preprocessing(
                 f"fit_preprocessing: config.preprocessing is a {type(config).__name__}; expected a PreprocessingConfig"
             )
     e_min, e_max, ratio_max, n = math.inf, -math.inf, 0.0, 0
+    occupied = np.zeros(geometry.n_voxels, dtype=np.int64)  # training showers with voxel > 0
     for chunk in chunks:
         e_inc = np.asarray(chunk.incident_energies, dtype=np.float64).reshape(-1)
         showers = np.asarray(chunk.showers, dtype=np.float64)
@@ -152,6 +168,7 @@ def fit_preprocessing(
         e_tot = showers.sum(axis=1) + geometry.n_layers * config.energy_noise_mev
         e_min, e_max = min(e_min, float(e_inc.min())), max(e_max, float(e_inc.max()))
         ratio_max = max(ratio_max, float((e_tot / e_inc).max()))
+        occupied += (showers > 0).sum(axis=0)
         n += len(e_inc)
     if n == 0:
         raise DataError(
@@ -171,7 +188,25 @@ def fit_preprocessing(
         alpha=config.alpha,
         fraction_noise=config.fraction_noise,
         energy_noise_mev=config.energy_noise_mev,
+        empty_voxels=empty_voxels(occupied / n, config.min_voxel_occupancy, geometry),
     )
+
+
+def empty_voxels(occupancy: np.ndarray, threshold: float, geometry: Geometry) -> list[int]:
+    """Indices of the voxels whose occupancy (V,), the fraction of training showers in which they
+    are non-zero, is below ``threshold``; a layer whose voxels would all qualify keeps them all.
+
+    >>> from qcalo.data.geometry import load_geometry
+    >>> occupancy = np.ones(368); occupancy[367] = 1e-4
+    >>> empty_voxels(occupancy, 1e-3, load_geometry("photons"))
+    [367]
+    """
+    below = np.asarray(occupancy) < threshold
+    out: list[int] = []
+    for layer in geometry.layer_slices:
+        if not below[layer].all():
+            out.extend(int(v) for v in np.nonzero(below[layer])[0] + layer.start)
+    return out
 
 
 # ----- elementary bijections ---------------------------------------------------------------
@@ -231,7 +266,7 @@ class ShowerPreprocessing(nn.Module):
     """
 
     layer_index: Tensor
-    layer_sizes: Tensor
+    live_voxels: Tensor
 
     def __init__(self, geometry: Geometry, stats: PreprocessingStats) -> None:
         super().__init__()
@@ -251,8 +286,17 @@ class ShowerPreprocessing(nn.Module):
             torch.as_tensor(geometry.layer_index_of_voxel, dtype=torch.long),
             persistent=False,
         )
-        sizes = torch.as_tensor([layer.n_voxels for layer in geometry.layers], dtype=torch.float64)
-        self.register_buffer("layer_sizes", sizes, persistent=False)
+        live = torch.ones(geometry.n_voxels, dtype=torch.bool)
+        if any(not 0 <= v < geometry.n_voxels for v in stats.empty_voxels):
+            raise DataError(
+                f"preprocessing stats: empty_voxels must be voxel indices 0..{geometry.n_voxels - 1}"
+            )
+        live[list(stats.empty_voxels)] = False
+        if any(not live[layer].any() for layer in geometry.layer_slices):
+            raise DataError(
+                "preprocessing stats: empty_voxels covers a whole layer; a layer keeps its voxels"
+            )
+        self.register_buffer("live_voxels", live, persistent=False)
 
     @property
     def n_layers(self) -> int:
@@ -327,13 +371,20 @@ class ShowerPreprocessing(nn.Module):
         """Stage-2 variables (B, V) and layer energies (B, L) MeV → showers (B, V) MeV.
 
         Not a bijection (see the module docstring): fractions below the dequantisation floor
-        are zeroed and the rest renormalised so each layer sums to ``e_layer``.
+        and those of empty voxels are zeroed and the rest renormalised so each layer sums to
+        ``e_layer``.
         """
-        x = logit_inverse(y, self.alpha)
-        x = torch.where(x > self.stats.fraction_noise, x, torch.zeros_like(x))
+        return self.renormalise(logit_inverse(y, self.alpha), e_layer)
+
+    def renormalise(self, x: Tensor, e_layer: Tensor) -> Tensor:
+        """Fractions (B, V), not necessarily summing to one per layer, → showers (B, V) MeV whose
+        layers sum to ``e_layer`` (B, L): values below the floor and of empty voxels set to 0."""
+        keep = (x > self.stats.fraction_noise) & self.live_voxels
+        x = torch.where(keep, x, torch.zeros_like(x))
         sums = self.layer_sums(x)
         empty = sums <= 0
-        even = (1.0 / self.layer_sizes.to(x.dtype))[self.layer_index].expand_as(x)
+        live = self.live_voxels.to(x.dtype)
+        even = (live / self.layer_sums(live[None])[0][self.layer_index]).expand_as(x)
         x = torch.where(
             empty[:, self.layer_index],
             even,

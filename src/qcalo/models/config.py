@@ -21,6 +21,7 @@ Schema (pydantic v2, unknown keys rejected everywhere)::
       fraction_noise: 1.0e-6     # uniform dequantisation noise on voxel fractions (relative)
       energy_noise_mev: 1.0e-3   # uniform dequantisation noise on layer energies (MeV)
       u0_margin: 1.05            # f = margin * max(E_tot / E_inc) over the training events
+      min_voxel_occupancy: 0.0   # voxels non-zero in fewer training showers than this: generated empty
 
 Use :func:`parse_model_config` (or :meth:`ModelConfig.from_dict`) to turn a plain dict (from
 YAML) into a config; invalid input raises :class:`qcalo.errors.ConfigError` whose message names
