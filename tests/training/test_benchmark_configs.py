@@ -16,7 +16,11 @@ from qcalo.training import load_config
 from qcalo.training.kinds import model_kind
 
 CONFIGS = Path(__file__).resolve().parents[2] / "benchmarks" / "configs"
-PAIRS = [("classical_fn2e5", "hybrid_fn2e5"), ("classical_b12", "hybrid_b12")]
+PAIRS = [
+    ("classical_fn2e5", "hybrid_fn2e5"),
+    ("classical_b12", "hybrid_b12"),
+    ("classical_s1w", "hybrid_s1w"),
+]
 
 
 def _counts(name: str) -> dict[str, int]:
@@ -45,6 +49,8 @@ def test_benchmark_twins_match_in_size_and_say_so(classical: str, hybrid: str) -
         ("hybrid_fn2e5", "hybrid_photons"),
         ("classical_b12", "classical_photons"),
         ("hybrid_b12", "hybrid_photons"),
+        ("classical_s1w", "classical_photons"),
+        ("hybrid_s1w", "hybrid_photons"),
     ],
 )
 def test_lever_configs_change_only_what_they_name(name: str, shipped: str) -> None:
@@ -58,6 +64,12 @@ def test_lever_configs_change_only_what_they_name(name: str, shipped: str) -> No
     a, b = lever.to_dict(), base.to_dict()
     for d in (a, b):
         d.pop("name")
+    if name.endswith("_s1w"):  # lever 4: a wider stage 1 only, measured with lever 3
+        assert a["model"]["stage1"].pop("hidden") != b["model"]["stage1"].pop("hidden")
+        assert a["model"]["stage1"].pop("conditioner") in ("mlp", "hybrid")
+        b["model"]["stage1"].pop("conditioner")
+        assert a == b
+        return
     # Lever 3, adopted at generation: the shipped twins empty voxel 367 (the lever configs were
     # trained without; the option acts only when sampling, so their runs are judged with it too).
     assert a["model"]["preprocessing"].pop("min_voxel_occupancy") == 0.0
