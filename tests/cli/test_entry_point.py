@@ -76,3 +76,18 @@ def test_too_few_showers_for_a_classifier_is_a_user_error(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and "fewer than 10 showers" in err and "Traceback" not in err
+
+
+def test_openmp_threads_sleep_only_on_a_busy_machine():
+    from qcalo.cli.main import default_wait_policy
+
+    # 2 cores, our 2 threads: idle machine keeps libgomp's default, one busy core → PASSIVE
+    assert default_wait_policy({"OMP_NUM_THREADS": "2"}, 0.1, 2) is None
+    assert default_wait_policy({"OMP_NUM_THREADS": "2"}, 1.0, 2) == "PASSIVE"
+    # one thread on 2 cores leaves room for one other process
+    assert default_wait_policy({"OMP_NUM_THREADS": "1"}, 1.0, 2) is None
+    assert default_wait_policy({}, 0.2, 16) is None  # threads default to all cores
+    assert default_wait_policy({}, 1.0, 16) == "PASSIVE"
+    assert default_wait_policy({"OMP_NUM_THREADS": "x"}, 3.0, 2) == "PASSIVE"
+    # the environment always wins
+    assert default_wait_policy({"OMP_WAIT_POLICY": "ACTIVE"}, 9.0, 2) is None

@@ -14,10 +14,35 @@ importing PennyLane. A :class:`qcalo.errors.QcaloError` (bad user input) is prin
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
-# Before torch is imported anywhere: OpenMP threads that spin-wait for work make small models
-# 10-100x slower whenever another process shares the cores (measured in benchmarks/bench_models.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def default_wait_policy(
+    environ: Mapping[str, str], load_average: float, cpu_count: int
+) -> str | None:
+    """The ``OMP_WAIT_POLICY`` to set before torch starts OpenMP, or None to leave it alone.
+
+    OpenMP threads that spin-wait for work make small models 10-100x slower whenever another
+    process shares the cores (benchmarks/bench_models.py), so a machine that is already busy
+    (1-minute load average + our threads > cores + 0.5) gets ``PASSIVE``. On cores the run has
+    to itself, sleeping threads cost the 12-block photon twins 1.8-2.3x per training step
+    (benchmarks/results/wait_policy.json), so an idle machine keeps libgomp's default (spin
+    briefly, then sleep). A policy already in the environment always wins.
+    """
+    if "OMP_WAIT_POLICY" in environ:
+        return None
+    try:
+        threads = int(environ.get("OMP_NUM_THREADS", "") or cpu_count)
+    except ValueError:
+        threads = cpu_count
+    busy = load_average + min(threads, cpu_count) > cpu_count + 0.5
+    return "PASSIVE" if busy else None
+
+
+# Before torch is imported anywhere (OpenMP reads the policy once, when it starts).
+_policy = default_wait_policy(os.environ, os.getloadavg()[0], os.cpu_count() or 1)
+if _policy is not None:
+    os.environ["OMP_WAIT_POLICY"] = _policy
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
