@@ -50,3 +50,28 @@ def ds1_xml(shared_dir: Path) -> dict[str, Path]:
         if not path.is_file():
             _missing(f"{path} not present")
     return paths
+
+
+@pytest.fixture(scope="session")
+def parameter_counts():
+    """``counts(config)``: a run config's (RunConfig, or a shipped name / YAML path) model
+    parameter counts, built on preprocessing fitted to three dummy showers (the counts do not
+    depend on the data)."""
+    import numpy as np
+
+    from qcalo.data.geometry import load_geometry
+    from qcalo.data.io import ShowerData
+    from qcalo.training import load_config
+    from qcalo.training.kinds import model_kind
+
+    def counts(config) -> dict[str, int]:
+        cfg = config if hasattr(config, "model") else load_config(config)
+        geometry = load_geometry(cfg.geometry)
+        e_inc = np.array([256.0, 4096.0, 65536.0])
+        showers = np.random.default_rng(0).exponential(1.0, (3, geometry.n_voxels))
+        data = ShowerData(e_inc, showers * e_inc[:, None] / geometry.n_voxels)
+        kind = model_kind(cfg.model)
+        stats = kind.fit(lambda: [data], geometry, cfg.model)
+        return kind.build(cfg.model, geometry, stats).parameter_counts()
+
+    return counts

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from qcalo.data.geometry import load_geometry
-from qcalo.data.io import ShowerData
 from qcalo.models import ModelConfig
 from qcalo.training import load_config
-from qcalo.training.kinds import model_kind
 
 CONFIGS = Path(__file__).resolve().parents[2] / "benchmarks" / "configs"
 PAIRS = [
@@ -23,19 +19,11 @@ PAIRS = [
 ]
 
 
-def _counts(name: str) -> dict[str, int]:
-    cfg = load_config(CONFIGS / f"{name}.yaml")
-    geometry = load_geometry(cfg.geometry)
-    e_inc = np.array([256.0, 4096.0, 65536.0])
-    showers = np.random.default_rng(0).exponential(1.0, (3, geometry.n_voxels)) * e_inc[:, None]
-    kind = model_kind(cfg.model)
-    stats = kind.fit(lambda: [ShowerData(e_inc, showers / geometry.n_voxels)], geometry, cfg.model)
-    return kind.build(cfg.model, geometry, stats).parameter_counts()
-
-
 @pytest.mark.parametrize(("classical", "hybrid"), PAIRS)
-def test_benchmark_twins_match_in_size_and_say_so(classical: str, hybrid: str) -> None:
-    c, h = _counts(classical), _counts(hybrid)
+def test_benchmark_twins_match_in_size_and_say_so(
+    classical: str, hybrid: str, parameter_counts
+) -> None:
+    c, h = (parameter_counts(CONFIGS / f"{name}.yaml") for name in (classical, hybrid))
     assert c["quantum"] == 0 and h["quantum"] > 0
     assert abs(h["total"] - c["total"]) / c["total"] < 1e-3
     for name, counts in ((classical, c), (hybrid, h)):

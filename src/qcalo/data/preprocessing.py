@@ -267,6 +267,7 @@ class ShowerPreprocessing(nn.Module):
 
     layer_index: Tensor
     live_voxels: Tensor
+    even_fractions: Tensor
 
     def __init__(self, geometry: Geometry, stats: PreprocessingStats) -> None:
         super().__init__()
@@ -297,6 +298,12 @@ class ShowerPreprocessing(nn.Module):
                 "preprocessing stats: empty_voxels covers a whole layer; a layer keeps its voxels"
             )
         self.register_buffer("live_voxels", live, persistent=False)
+        # what an empty layer's voxels get: 1 / (live voxels of the layer), 0 for empty voxels
+        live_per_layer = torch.zeros(geometry.n_layers, dtype=torch.float64).index_add_(
+            0, self.layer_index, live.to(torch.float64)
+        )
+        even = live.to(torch.float64) / live_per_layer[self.layer_index]
+        self.register_buffer("even_fractions", even, persistent=False)
 
     @property
     def n_layers(self) -> int:
@@ -383,8 +390,7 @@ class ShowerPreprocessing(nn.Module):
         x = torch.where(keep, x, torch.zeros_like(x))
         sums = self.layer_sums(x)
         empty = sums <= 0
-        live = self.live_voxels.to(x.dtype)
-        even = (live / self.layer_sums(live[None])[0][self.layer_index]).expand_as(x)
+        even = self.even_fractions.to(x.dtype).expand_as(x)
         x = torch.where(
             empty[:, self.layer_index],
             even,

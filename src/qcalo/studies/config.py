@@ -53,7 +53,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qcalo.errors import ConfigError
-from qcalo.utils.validation import format_validation_error
+from qcalo.utils.validation import check_file_list, format_validation_error
 
 __all__ = [
     "StudyConfig",
@@ -147,20 +147,7 @@ class DataSpec(_Strict):
             return value
         if not isinstance(value, (list, tuple)):
             raise ValueError("expected a CaloChallenge HDF5 path or a list of them")
-        files = list(value)
-        if not files:
-            raise ValueError(
-                "empty list of training files; expected a file path or a list of one or more"
-            )
-        bad = [v for v in files if not isinstance(v, str) or not v]
-        if bad:
-            raise ValueError(
-                f"entry {bad[0]!r} is not a file path; expected a list of CaloChallenge HDF5 paths"
-            )
-        repeated = sorted({v for v in files if files.count(v) > 1})
-        if repeated:
-            raise ValueError(f"{repeated[0]!r} is listed twice; give each training file once")
-        return files
+        return check_file_list(value)
 
     @model_validator(mode="after")
     def _one_reference(self) -> DataSpec:

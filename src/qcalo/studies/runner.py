@@ -440,13 +440,12 @@ def select_tasks(
     seeds: Sequence[int] | None = None,
 ) -> list[CellTask]:
     """The tasks of the chosen cells (names or indices) and seeds; ConfigError for unknown ones."""
-    wanted = wanted_cells
     names: set[str] | None = None
-    if wanted is not None:
+    if wanted_cells is not None:
         by_index = {str(cell.index): cell.name for cell in cells}
         known = {cell.name for cell in cells}
         names = set()
-        for item in wanted:
+        for item in wanted_cells:
             item = str(item).strip()
             name = by_index.get(item, item)
             if name not in known:
@@ -455,8 +454,9 @@ def select_tasks(
                     f"0–{len(cells) - 1}: {', '.join(c.name for c in cells)}"
                 )
             names.add(name)
-    if seeds is not None:
-        unknown = sorted(set(seeds) - set(study.seeds))
+    chosen_seeds = None if seeds is None else set(seeds)
+    if chosen_seeds is not None:
+        unknown = sorted(chosen_seeds - set(study.seeds))
         if unknown:
             raise ConfigError(
                 f"--seeds: study {study.name!r} has no seed {unknown[0]}; its seeds are "
@@ -465,7 +465,7 @@ def select_tasks(
     return [
         t
         for t in tasks
-        if (names is None or t.cell in names) and (seeds is None or t.seed in set(seeds))
+        if (names is None or t.cell in names) and (chosen_seeds is None or t.seed in chosen_seeds)
     ]
 
 

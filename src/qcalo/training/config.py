@@ -47,7 +47,7 @@ from qcalo.errors import ConfigError, DataError
 from qcalo.models import BornModelConfig, ModelConfig
 from qcalo.models.qinn import QINNModelConfig
 from qcalo.models.wgan_shower import WGANModelConfig
-from qcalo.utils.validation import format_validation_error
+from qcalo.utils.validation import check_file_list, format_validation_error
 
 __all__ = [
     "RunConfig",
@@ -129,19 +129,7 @@ class DataConfig(_Strict):
             return os.fspath(value)
         if not isinstance(value, (list, tuple)):
             return value
-        files = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
-        if not files:
-            raise ValueError(
-                "empty list of training files; expected a file path or a list of one or more"
-            )
-        bad = [v for v in files if not isinstance(v, str)]
-        if bad:
-            raise ValueError(
-                f"entry {bad[0]!r} is not a file path; expected a list of CaloChallenge HDF5 paths"
-            )
-        repeated = sorted({v for v in files if files.count(v) > 1})
-        if repeated:
-            raise ValueError(f"{repeated[0]!r} is listed twice; give each training file once")
+        files = check_file_list(value)
         # One file in a list is the plain path, so its config (and resumption) match.
         return files[0] if len(files) == 1 else files
 

@@ -7,6 +7,28 @@ from typing import Any
 from pydantic import ValidationError
 
 
+def check_file_list(value: list[Any] | tuple[Any, ...]) -> list[str]:
+    """A list of data-file paths (``os.PathLike`` turned into ``str``): non-empty, every entry a
+    non-empty path, none listed twice. Raises ValueError saying which rule an entry breaks (for
+    pydantic validators of ``data.path`` in run configs and ``data.train`` in study files)."""
+    import os
+
+    files = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+    if not files:
+        raise ValueError(
+            "empty list of training files; expected a file path or a list of one or more"
+        )
+    bad = [v for v in files if not isinstance(v, str) or not v]
+    if bad:
+        raise ValueError(
+            f"entry {bad[0]!r} is not a file path; expected a list of CaloChallenge HDF5 paths"
+        )
+    repeated = sorted({v for v in files if files.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{repeated[0]!r} is listed twice; give each training file once")
+    return files
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
