@@ -69,3 +69,17 @@ def test_lever_configs_change_only_what_they_name(name: str, shipped: str) -> No
             d["model"]["stage2"].pop("n_blocks")
             d["model"]["stage2"].pop("hidden")
     assert a == b
+
+
+def test_the_product_circuit_control_differs_from_the_hybrid_twin_only_in_its_entanglers(
+    parameter_counts,
+) -> None:
+    control, twin = load_config(CONFIGS / "hybrid_product_s1.yaml"), load_config("hybrid_photons")
+    a, b = control.to_dict(), twin.to_dict()
+    assert (a.pop("name"), b.pop("name")) == ("hybrid_product_s1", "hybrid_photons")
+    circuit_a, circuit_b = a["model"]["stage1"]["circuit"], b["model"]["stage1"]["circuit"]
+    assert (circuit_a.pop("entangler"), circuit_b.pop("entangler")) == ("none", "linear")
+    assert a == b
+    counts = parameter_counts(CONFIGS / "hybrid_product_s1.yaml")
+    assert counts == parameter_counts("hybrid_photons")
+    assert f"{counts['total']:,}" in (CONFIGS / "hybrid_product_s1.yaml").read_text()
