@@ -27,29 +27,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_generation import git_commit  # noqa: E402
-from bench_wait_policy import CHILD  # noqa: E402
-
-
-def _child(config: str, threads: int, steps: int, batch: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "ACTIVE"}
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, config, str(threads), str(steps), str(batch)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def _seconds(proc: subprocess.Popen[str]) -> float:
-    out, err = proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child failed:\n{err}")
-    return float(out.strip().splitlines()[-1])
+from bench_wait_policy import seconds_per_step, start_timed_steps  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,10 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     packed: dict[str, list[float]] = {c: [] for c in args.configs}
     for _ in range(args.repeats):
         for config in args.configs:
-            one_run[config].append(_seconds(_child(config, args.cores, args.steps, args.batch)))
-            procs = [_child(config, 1, args.steps, args.batch) for _ in range(args.cores)]
+            one = start_timed_steps(config, args.cores, args.steps, args.batch, "ACTIVE")
+            one_run[config].append(seconds_per_step(one))
+            procs = [
+                start_timed_steps(config, 1, args.steps, args.batch, "ACTIVE")
+                for _ in range(args.cores)
+            ]
             # A packed layout's step is as slow as its slowest process.
-            packed[config].append(max(_seconds(p) for p in procs))
+            packed[config].append(max(seconds_per_step(p) for p in procs))
     rows = []
     for config in args.configs:
         one, many = statistics.median(one_run[config]), statistics.median(packed[config])

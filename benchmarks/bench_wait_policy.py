@@ -65,6 +65,29 @@ print(sorted(times)[len(times) // 2])
 """
 
 
+def start_timed_steps(
+    config: str, threads: int, steps: int, batch: int, policy: str
+) -> subprocess.Popen[str]:
+    """Start a child process timing ``steps`` training steps of ``config``; ``policy`` is an
+    OMP_WAIT_POLICY value, or "" to leave it unset."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env.pop("OMP_WAIT_POLICY", None)
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, config, str(threads), str(steps), str(batch)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def seconds_per_step(child: subprocess.Popen[str]) -> float:
+    """The median step time a :func:`start_timed_steps` child printed (waits for it)."""
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{err}")
+    return float(out.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=["hybrid_photons", "classical_photons"])
@@ -81,16 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeats):
         for config in args.configs:
             for policy in POLICIES:
-                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-                env.pop("OMP_WAIT_POLICY", None)
-                if policy:
-                    env["OMP_WAIT_POLICY"] = policy
-                out = subprocess.run(
-                    [sys.executable, "-c", CHILD, config, str(args.threads), str(args.steps),
-                     str(args.batch)],
-                    env=env, capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                seconds[config][policy].append(float(out.stdout.strip().splitlines()[-1]))
+                child = start_timed_steps(config, args.threads, args.steps, args.batch, policy)
+                seconds[config][policy].append(seconds_per_step(child))
     rows = []
     for config in args.configs:
         for policy in POLICIES:

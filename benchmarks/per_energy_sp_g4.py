@@ -74,8 +74,8 @@ def ratios_at(path: str, energy: float) -> np.ndarray:
     return data.showers[mask].sum(axis=1) / e_inc[mask]
 
 
-def generated_ratios(run: str, energy: float, n: int, seed: int) -> np.ndarray:
-    model, _ = load_run(run)
+def generated_ratios(model: Any, energy: float, n: int, seed: int) -> np.ndarray:
+    """E_tot/E_inc of ``n`` showers of a loaded run's model at ``energy`` MeV."""
     out = []
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.labels) != len(args.runs):
         parser.error("give one --labels entry per --runs entry")
     rng = np.random.default_rng(args.seed)
+    models = [load_run(run)[0] for run in args.runs]
     rows: list[dict[str, Any]] = []
     for energy in args.energies:
         reference = ratios_at(args.heldout, energy)
@@ -110,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             "n_reference": len(reference), "sp": sp, "floor": floor, "sp_minus_floor": sp - floor,
             "bootstrap_std": bootstrap_std(independent, reference, args.bootstrap, rng),
         })  # fmt: skip
-        for run, label in zip(args.runs, args.labels):
-            generated = generated_ratios(run, energy, args.n_generated, args.seed)
+        for run, label, model in zip(args.runs, args.labels, models):
+            generated = generated_ratios(model, energy, args.n_generated, args.seed)
             sp, floor = sp_and_floor(generated, reference)
             same_n = generated[: len(reference)]
             sp_same_n, floor_same_n = sp_and_floor(same_n, reference)
