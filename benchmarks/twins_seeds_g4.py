@@ -1,0 +1,208 @@
+"""Issue 9: the shipped twins over seeds: mean ± std per twin and the hybrid − classical difference.
+
+Reads the finished runs of two cells of study 2 (``qcalo study configs/studies/whole_g4.yaml``;
+by default cell 0, the classical twin, and cell 4, the hybrid twin) and, per run, the study's
+own fast-profile metrics (``DONE``), the training time of ``run/summary.json`` (the trainer's sum
+of epoch times, so it survives a resume) and AUC high in the ``calochallenge`` profile, the one
+that reproduces the CaloChallenge's evaluate.py. That evaluation is not part of the study (7
+minutes per run on one thread), so it is run here once per run, exactly as
+
+    qcalo evaluate --generated <seed>/generated.h5 --reference <study>/data/reference-*.h5 \\
+        --geometry photons --metrics cls-high --profile calochallenge --seed 0 --out <seed>/eval_calochallenge
+
+and reused on later calls. Each run's two metric files are copied to
+``benchmarks/results/study_whole_g4/runs/`` (``cell-00C_seed-S.json``, ``..._calochallenge.json``).
+
+Per twin: mean ± sample std (ddof 1) over its seeds. The difference hybrid − classical is taken
+over the seeds both twins have, with the standard error of the mean paired difference (std/√n);
+seeds pair the two runs' data split, held-out set and classifier seed, not their training
+noise, so pairing can only narrow the error where the split matters. A difference is called one
+only beyond 2 standard errors.
+
+Usage::
+
+    .venv/bin/python benchmarks/twins_seeds_g4.py --study /work/studies/whole_g4
+
+Results: benchmarks/results/twins_seeds_g4.json and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_generation import git_commit  # noqa: E402
+
+# (key in the per-run record, label, digits in the table)
+COLUMNS = (
+    ("auc.high.calochallenge", "AUC high, calochallenge", 3),
+    ("auc.high", "AUC high, fast", 3),
+    ("auc.low", "AUC low, fast", 3),
+    ("fpd", "FPD×10³", 1),
+    ("kpd", "KPD×10³", 2),
+    ("separation_power.etot_einc", "SP E_tot/E_inc", 4),
+    ("separation_power_summary.mean", "SP mean of histograms", 4),
+    ("training.val_nll", "best val NLL", 2),
+    ("training_time_s", "training s", 0),
+)
+
+
+def _cell_folder(study: Path, index: int) -> Path:
+    matches = sorted(study.glob(f"cells/cell-{index:03d}*"))
+    if len(matches) != 1:
+        raise SystemExit(f"error: {study}/cells has {len(matches)} folders for cell {index}")
+    return matches[0]
+
+
+def _calochallenge_auc(seed_dir: Path, reference: Path) -> dict:
+    """metrics.json of the calochallenge-profile cls-high evaluation, run if missing."""
+    out = seed_dir / "eval_calochallenge"
+    metrics = out / "metrics.json"
+    if not metrics.is_file():
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        from qcalo.evaluation.pipeline import evaluate
+
+        torch.set_num_threads(1)
+        with threadpool_limits(limits=1):
+            evaluate(
+                seed_dir / "generated.h5",
+                reference,
+                "photons",
+                out,
+                metrics="cls-high",
+                profile="calochallenge",
+                seed=0,
+            )
+    return json.loads(metrics.read_text(encoding="utf-8"))
+
+
+def collect(study: Path, cells: dict[str, int], copy_to: Path | None) -> dict[str, dict]:
+    """{label: {seed: {metric: value}}} for every finished run of the given cells."""
+    references = sorted(study.glob("data/reference-*.h5"))
+    if len(references) != 1:
+        raise SystemExit(f"error: {study}/data has {len(references)} reference files, expected 1")
+    runs: dict[str, dict] = {}
+    for label, index in cells.items():
+        runs[label] = {}
+        for seed_dir in sorted(_cell_folder(study, index).glob("seed-*")):
+            done = seed_dir / "DONE"
+            if not done.is_file():
+                continue
+            seed = int(seed_dir.name.split("-")[1])
+            record = dict(json.loads(done.read_text(encoding="utf-8"))["metrics"])
+            summary = json.loads((seed_dir / "run" / "summary.json").read_text(encoding="utf-8"))
+            record["training_time_s"] = summary["training_time_s"]
+            record["torch_threads"] = summary.get("torch_threads")
+            calo = _calochallenge_auc(seed_dir, references[0])
+            record["auc.high.calochallenge"] = calo["auc"]["high"]
+            record["n_reference"] = calo["n_reference"]
+            runs[label][seed] = record
+            if copy_to is not None:
+                copy_to.mkdir(parents=True, exist_ok=True)
+                stem = f"cell-{index:03d}_seed-{seed}"
+                shutil.copyfile(done, copy_to / f"{stem}.json")
+                shutil.copyfile(
+                    seed_dir / "eval_calochallenge" / "metrics.json",
+                    copy_to / f"{stem}_calochallenge.json",
+                )
+    return runs
+
+
+def summarise(runs: dict[str, dict], first: str, second: str) -> dict:
+    """Per-label mean/std/n per metric, and the paired difference second − first."""
+    out: dict = {"per_model": {}, "difference": {"of": f"{second} - {first}"}}
+    for label, by_seed in runs.items():
+        out["per_model"][label] = {"seeds": sorted(by_seed)}
+        for key, *_ in COLUMNS:
+            values = [by_seed[s][key] for s in sorted(by_seed)]
+            out["per_model"][label][key] = {
+                "mean": statistics.fmean(values) if values else math.nan,
+                "std": statistics.stdev(values) if len(values) > 1 else math.nan,
+                "n": len(values),
+                "values": values,
+            }
+    common = sorted(set(runs[first]) & set(runs[second]))
+    out["difference"]["seeds"] = common
+    for key, *_ in COLUMNS:
+        diffs = [runs[second][s][key] - runs[first][s][key] for s in common]
+        sem = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+        mean = statistics.fmean(diffs) if diffs else math.nan
+        out["difference"][key] = {
+            "mean": mean,
+            "sem": sem,
+            "n": len(diffs),
+            "significant_2sigma": bool(len(diffs) > 1 and abs(mean) > 2 * sem),
+        }
+    return out
+
+
+def markdown(summary: dict) -> str:
+    labels = list(summary["per_model"])
+    diff = summary["difference"]
+    lines = [
+        "| metric | "
+        + " | ".join(labels)
+        + f" | {diff['of']} (± s.e., n = {len(diff['seeds'])}) |",
+        "|---" * (len(labels) + 2) + "|",
+    ]
+    for key, name, digits in COLUMNS:
+        cells = []
+        for label in labels:
+            m = summary["per_model"][label][key]
+            cells.append(f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f} (n={m['n']})")
+        d = diff[key]
+        mark = " *" if d["significant_2sigma"] else ""
+        cells.append(f"{d['mean']:+.{digits}f} ± {d['sem']:.{digits}f}{mark}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", required=True, help="study 2's output folder")
+    parser.add_argument("--classical-cell", type=int, default=0)
+    parser.add_argument("--hybrid-cell", type=int, default=4)
+    parser.add_argument(
+        "--copy-to", default=str(REPO / "benchmarks" / "results" / "study_whole_g4" / "runs")
+    )
+    parser.add_argument(
+        "--out", default=str(REPO / "benchmarks" / "results" / "twins_seeds_g4.json")
+    )
+    args = parser.parse_args(argv)
+
+    study = Path(args.study)
+    cells = {"classical_photons": args.classical_cell, "hybrid_photons": args.hybrid_cell}
+    runs = collect(study, cells, Path(args.copy_to) if args.copy_to else None)
+    summary = summarise(runs, "classical_photons", "hybrid_photons")
+    result = {
+        "commit": git_commit(),
+        "study": str(study),
+        "cells": cells,
+        "classifier_profiles": {
+            "auc.high.calochallenge": "calochallenge, seed 0",
+            "auc.high / auc.low": "fast, the study's seed",
+        },
+        "n_reference": sorted({r["n_reference"] for by in runs.values() for r in by.values()}),
+        "runs": {label: {str(s): r for s, r in by.items()} for label, by in runs.items()},
+        "summary": summary,
+    }
+    out = Path(args.out)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    print(markdown(summary))
+    print(f"\nwritten {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
