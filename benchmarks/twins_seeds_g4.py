@@ -42,6 +42,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_generation import git_commit  # noqa: E402
 from scipy.stats import t as student_t  # noqa: E402
 
+from qcalo.utils.atomic import write_json  # noqa: E402
+
 # (key in the per-run record, label, digits in the table)
 COLUMNS = (
     ("auc.high.calochallenge", "AUC high, calochallenge", 3),
@@ -200,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": {label: {str(s): r for s, r in by.items()} for label, by in runs.items()},
         "summary": summary,
     }
-    out = Path(args.out)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    out = write_json(args.out, result)
     print(markdown(summary))
     print(f"\nwritten {out}")
     return 0
