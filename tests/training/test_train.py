@@ -181,6 +181,30 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_identical_weights(
         )
 
 
+def test_reentering_a_finished_run_keeps_its_recorded_threads_and_time(
+    tiny_run: Path, train_file: Path, tmp_path: Path
+) -> None:
+    """A study collecting a run trained elsewhere must not relabel how it was trained."""
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(tiny_run, run_dir)
+    before = json.loads((run_dir / "summary.json").read_text())
+    assert (
+        before["torch_threads"]
+        == load_checkpoint(run_dir / "checkpoints" / "last.pt")["torch_threads"]
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(before["torch_threads"] + 1)
+    try:
+        train("tiny_photons", train_file, run_dir, seed=3, epochs=EPOCHS, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    after = json.loads((run_dir / "summary.json").read_text())
+    assert after["torch_threads"] == before["torch_threads"]
+    assert after["training_time_s"] == before["training_time_s"]
+
+
 def test_training_streamed_from_hdf5_fits_the_same_preprocessing_as_in_memory(
     train_file: Path, tmp_path: Path
 ) -> None:

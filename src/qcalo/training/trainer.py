@@ -354,12 +354,16 @@ def train(
         "epochs_without_improvement": 0,
         "history": [],
         "training_time_s": 0.0,
+        # Threads of the process that trained the last epoch: re-entering a finished run
+        # (e.g. a study collecting it) from a process with other settings must not relabel it.
+        "torch_threads": None,
     }
     if checkpoint is not None:
         load_state(model, checkpoint["model"], "model", paths["last"])
         load_state(objective, checkpoint["objective"], "objective", paths["last"])
         for key in state:
-            state[key] = checkpoint[key]
+            if key in checkpoint:  # checkpoints from before "torch_threads" lack it
+                state[key] = checkpoint[key]
         restore_rng_state(checkpoint["rng"])
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -408,7 +412,7 @@ def train(
             "n_train": dataset.n_train,
             "n_val": dataset.n_val,
             "device": str(dev),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": state["torch_threads"] or torch.get_num_threads(),
         }
         if objective.monitor == "val_nll":  # the key readers of likelihood runs know
             summary["best_val_nll"] = state["best_metric"]
@@ -453,6 +457,7 @@ def train(
             val = _validate(objective, dataset, cfg, dev)
             seconds = time.perf_counter() - t0
             state["training_time_s"] += seconds
+            state["torch_threads"] = torch.get_num_threads()
             state["epoch"] = epoch + 1
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
