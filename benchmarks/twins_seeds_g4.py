@@ -44,6 +44,9 @@ from scipy.stats import t as student_t  # noqa: E402
 
 from qcalo.utils.atomic import write_json  # noqa: E402
 
+# Not a quality metric: left out of the Holm family.
+NOT_QUALITY = frozenset({"training_time_s"})
+
 # (key in the per-run record, label, digits in the table)
 COLUMNS = (
     ("auc.high.calochallenge", "AUC high, calochallenge", 3),
@@ -142,14 +145,32 @@ def summarise(runs: dict[str, dict], first: str, second: str) -> dict:
         sem = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else math.nan
         mean = statistics.fmean(diffs) if diffs else math.nan
         t95 = float(student_t.ppf(0.975, n - 1)) if n > 1 else math.nan
+        p = float(2 * student_t.sf(abs(mean) / sem, n - 1)) if n > 1 and sem > 0 else math.nan
         out["difference"][key] = {
             "mean": mean,
             "sem": sem,
             "n": n,
             "t95": t95,
+            "p_value": p,
             "significant_95": bool(n > 1 and abs(mean) > t95 * sem),
         }
+    family = [key for key, *_ in COLUMNS if key not in NOT_QUALITY]
+    for key, adjusted in holm([out["difference"][k]["p_value"] for k in family]).items():
+        out["difference"][family[key]]["p_holm"] = adjusted
+        out["difference"][family[key]]["significant_95_holm"] = bool(adjusted < 0.05)
+    out["difference"]["holm_family"] = family
     return out
+
+
+def holm(p_values: list[float]) -> dict[int, float]:
+    """Holm's step-down adjusted p-values, by index: sort ascending, multiply the i-th smallest
+    (from 0) by (m − i), carry the running maximum, cap at 1 (Holm 1979). NaN stays NaN."""
+    finite = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m, running, adjusted = len(finite), 0.0, {}
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return {i: adjusted.get(i, math.nan) for i in range(len(p_values))}
 
 
 def markdown(summary: dict) -> str:
@@ -158,8 +179,9 @@ def markdown(summary: dict) -> str:
     lines = [
         "| metric | "
         + " | ".join(labels)
-        + f" | {diff['of']} (± s.e., n = {len(diff['seeds'])}; * beyond the 95 % t bound) |",
-        "|---" * (len(labels) + 2) + "|",
+        + f" | {diff['of']} (± s.e., n = {len(diff['seeds'])}; * beyond the 95 % t bound,"
+        + " ** also after Holm over the quality metrics) | p (Holm) |",
+        "|---" * (len(labels) + 3) + "|",
     ]
     for key, name, digits in COLUMNS:
         cells = []
@@ -168,7 +190,10 @@ def markdown(summary: dict) -> str:
             cells.append(f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f} (n={m['n']})")
         d = diff[key]
         mark = " *" if d["significant_95"] else ""
+        mark += "*" if d.get("significant_95_holm") else ""
         cells.append(f"{d['mean']:+.{digits}f} ± {d['sem']:.{digits}f}{mark}")
+        holm_p = f" ({d['p_holm']:.3f})" if "p_holm" in d else ""
+        cells.append(f"{d['p_value']:.3f}{holm_p}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
