@@ -26,9 +26,17 @@ def test_whole_model_creep_ladder_is_matched_and_ends_at_the_twins(parameter_cou
     cells = expand_cells(load_study(STUDIES / "whole_g4.yaml"))
     counts = [parameter_counts(config_from_dict(cell.config)) for cell in cells]
     totals = [c["total"] for c in counts]
-    # circuits enter step by step: stage 1 (6 blocks × 24 angles), then 4 stage-2 blocks at a time
-    assert [c["quantum"] for c in counts] == [0, 144, 272, 400, 528]
+    # circuits enter step by step: stage 1 (6 blocks × 24 angles), then 4 stage-2 blocks at a
+    # time; then the control, the hybrid twin with product circuits (CNOTs carry no angles)
+    assert [c["quantum"] for c in counts] == [0, 144, 272, 400, 528, 528]
     assert max(totals) / min(totals) - 1 < 1e-3  # the 0.1 %
-    for cell, shipped in ((cells[0], "classical_photons"), (cells[-1], "hybrid_photons")):
+    for cell, shipped in ((cells[0], "classical_photons"), (cells[4], "hybrid_photons")):
         twin = load_config(shipped).to_dict()
         assert cell.config["model"] == twin["model"]
+    control, hybrid = cells[5].config["model"], cells[4].config["model"]
+    assert totals[5] == totals[4]
+    for stage in ("stage1", "stage2"):
+        assert control[stage]["circuit"]["entangler"] == "none"
+        assert hybrid[stage]["circuit"]["entangler"] == "linear"
+        control[stage]["circuit"]["entangler"] = "linear"
+    assert control == hybrid  # nothing else differs
