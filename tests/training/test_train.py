@@ -202,6 +202,7 @@ def test_reentering_a_finished_run_keeps_its_recorded_threads_and_time(
         torch.set_num_threads(threads)
     after = json.loads((run_dir / "summary.json").read_text())
     assert after["torch_threads"] == before["torch_threads"]
+    assert after["omp_wait_policy"] == before["omp_wait_policy"] in {"default", "PASSIVE", "ACTIVE"}
     assert after["training_time_s"] == before["training_time_s"]
 
 

@@ -357,6 +357,9 @@ def train(
         # Threads of the process that trained the last epoch: re-entering a finished run
         # (e.g. a study collecting it) from a process with other settings must not relabel it.
         "torch_threads": None,
+        # OpenMP's wait policy of that process (the CLI may set PASSIVE on a busy machine, which
+        # costs these models up to 2x per step): needed to read training_time_s.
+        "omp_wait_policy": None,
     }
     if checkpoint is not None:
         load_state(model, checkpoint["model"], "model", paths["last"])
@@ -413,6 +416,7 @@ def train(
             "n_val": dataset.n_val,
             "device": str(dev),
             "torch_threads": state["torch_threads"] or torch.get_num_threads(),
+            "omp_wait_policy": state["omp_wait_policy"] or _omp_wait_policy(),
         }
         if objective.monitor == "val_nll":  # the key readers of likelihood runs know
             summary["best_val_nll"] = state["best_metric"]
@@ -458,6 +462,7 @@ def train(
             seconds = time.perf_counter() - t0
             state["training_time_s"] += seconds
             state["torch_threads"] = torch.get_num_threads()
+            state["omp_wait_policy"] = _omp_wait_policy()
             state["epoch"] = epoch + 1
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -512,6 +517,11 @@ def train(
     if not paths["summary"].is_file() or checkpoint is not None:
         write_summary()
     return out
+
+
+def _omp_wait_policy() -> str:
+    """``OMP_WAIT_POLICY`` as this process's OpenMP read it at start-up, or ``"default"``."""
+    return os.environ.get("OMP_WAIT_POLICY", "").upper() or "default"
 
 
 def _validate(
