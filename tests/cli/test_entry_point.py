@@ -1,5 +1,6 @@
 """The installed `qcalo` program: one entry point, every verb listed, user errors as one line."""
 
+import os
 import subprocess
 import sys
 
@@ -91,3 +92,32 @@ def test_openmp_threads_sleep_only_on_a_busy_machine():
     assert default_wait_policy({"OMP_NUM_THREADS": "x"}, 3.0, 2) == "PASSIVE"
     # the environment always wins
     assert default_wait_policy({"OMP_WAIT_POLICY": "ACTIVE"}, 9.0, 2) is None
+    # a lagging load average (the previous run just ended) is overruled by a measurement now;
+    # where nothing can be measured the load average decides
+    two = {"OMP_NUM_THREADS": "2"}
+    assert default_wait_policy(two, 2.0, 2, busy_now=lambda: 0.1) is None
+    assert default_wait_policy(two, 2.0, 2, busy_now=lambda: 1.0) == "PASSIVE"
+    assert default_wait_policy(two, 2.0, 2, busy_now=lambda: None) == "PASSIVE"
+    # and is not consulted on a machine the load average already calls idle
+    assert default_wait_policy(two, 0.1, 2, busy_now=lambda: 1 / 0) is None
+
+
+def test_busy_cores_are_measured_from_two_proc_stat_samples():
+    from qcalo.cli.main import busy_cores_now
+
+    # hand-worked: between the samples 300 of 400 jiffies are busy (user 150 + system 100 +
+    # irq 50), idle 80 + iowait 20 = 100 → 3/4 of 4 cores = 3.0 cores
+    samples = iter(
+        [
+            "cpu  1000 0 500 8000 100 0 0 0 0 0\ncpu0 ...",
+            "cpu  1150 0 600 8080 120 50 0 0 0 0\ncpu0 ...",
+        ]
+    )
+    slept = []
+    got = busy_cores_now(4, 0.2, read_stat=lambda: next(samples), sleep=slept.append)
+    assert got == 3.0 and slept == [0.2]
+    assert busy_cores_now(2, read_stat=lambda: "garbage", sleep=lambda _: None) is None
+    same = "cpu  1 0 1 1 0 0 0 0\n"
+    assert busy_cores_now(2, read_stat=lambda: same, sleep=lambda _: None) is None
+    measured = busy_cores_now(os.cpu_count() or 1, 0.05)  # the real file, where there is one
+    assert measured is None or 0.0 <= measured <= (os.cpu_count() or 1)

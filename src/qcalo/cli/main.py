@@ -14,20 +14,58 @@ importing PennyLane. A :class:`qcalo.errors.QcaloError` (bad user input) is prin
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+
+
+def busy_cores_now(
+    cpu_count: int,
+    interval_s: float = 0.2,
+    read_stat: Callable[[], str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float | None:
+    """Cores busy over the next ``interval_s`` seconds (all processes; this one sleeps), from two
+    samples of the aggregate ``cpu`` line of ``/proc/stat``; None where that cannot be read."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            text = read_stat() if read_stat else open("/proc/stat", encoding="ascii").read()
+            fields = [int(v) for v in text.split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        if len(fields) < 5:
+            return None
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]), idle  # user … steal; guest time is already inside user
+
+    first = sample()
+    sleep(interval_s)
+    second = sample()
+    if first is None or second is None or second[0] <= first[0]:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return cpu_count * (total - idle) / total
 
 
 def default_wait_policy(
-    environ: Mapping[str, str], load_average: float, cpu_count: int
+    environ: Mapping[str, str],
+    load_average: float,
+    cpu_count: int,
+    busy_now: Callable[[], float | None] | None = None,
 ) -> str | None:
     """The ``OMP_WAIT_POLICY`` to set before torch starts OpenMP, or None to leave it alone.
 
     OpenMP threads that spin-wait for work make small models 10-100x slower whenever another
     process shares the cores (benchmarks/bench_models.py), so a machine that is already busy
-    (1-minute load average + our threads > cores + 0.5) gets ``PASSIVE``. On cores the run has
-    to itself, sleeping threads cost the 12-block photon twins 1.8-2.3x per training step
+    (busy cores + our threads > cores + 0.5) gets ``PASSIVE``. On cores the run has to itself,
+    sleeping threads cost the 12-block photon twins 1.6-2.3x per training step
     (benchmarks/results/wait_policy.json), so an idle machine keeps libgomp's default (spin
     briefly, then sleep). A policy already in the environment always wins.
+
+    The 1-minute load average is the cheap first look, but it lags: a run started right after
+    another finished still sees ~2 on 2 cores and would sleep for its whole life (the shipped
+    twins' seed-2 timings, README). So when it says busy, ``busy_now()`` (a short
+    ``/proc/stat`` sample, :func:`busy_cores_now`) decides, where it can be measured.
     """
     if "OMP_WAIT_POLICY" in environ:
         return None
@@ -35,12 +73,20 @@ def default_wait_policy(
         threads = int(environ.get("OMP_NUM_THREADS", "") or cpu_count)
     except ValueError:
         threads = cpu_count
-    busy = load_average + min(threads, cpu_count) > cpu_count + 0.5
-    return "PASSIVE" if busy else None
+    threads = min(threads, cpu_count)
+    if load_average + threads <= cpu_count + 0.5:
+        return None
+    measured = busy_now() if busy_now is not None else None
+    if measured is not None and measured + threads <= cpu_count + 0.5:
+        return None
+    return "PASSIVE"
 
 
 # Before torch is imported anywhere (OpenMP reads the policy once, when it starts).
-_policy = default_wait_policy(os.environ, os.getloadavg()[0], os.cpu_count() or 1)
+_cores = os.cpu_count() or 1
+_policy = default_wait_policy(
+    os.environ, os.getloadavg()[0], _cores, busy_now=lambda: busy_cores_now(_cores)
+)
 if _policy is not None:
     os.environ["OMP_WAIT_POLICY"] = _policy
 
