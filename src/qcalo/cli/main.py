@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 
 def busy_cores_now(
@@ -29,7 +30,7 @@ def busy_cores_now(
 
     def sample() -> tuple[int, int] | None:
         try:
-            text = read_stat() if read_stat else open("/proc/stat", encoding="ascii").read()
+            text = read_stat() if read_stat else Path("/proc/stat").read_text(encoding="ascii")
             fields = [int(v) for v in text.split("\n", 1)[0].split()[1:]]
         except (OSError, ValueError):
             return None
