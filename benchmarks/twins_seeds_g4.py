@@ -11,7 +11,17 @@ minutes per run on one thread), so it is run here once per run, exactly as
         --geometry photons --metrics cls-high --profile calochallenge --seed 0 --out <seed>/eval_calochallenge
 
 and reused on later calls. Each run's two metric files are copied to
-``benchmarks/results/study_whole_g4/runs/`` (``cell-00C_seed-S.json``, ``..._calochallenge.json``).
+``benchmarks/results/study_whole_g4/runs/`` (``cell-00C_seed-S.json``, ``..._calochallenge.json``),
+with the record this script reads from them (``..._record.json``: the metrics above, training
+seconds, torch threads and OpenMP wait policy). A study folder lives on one machine; the records
+are committed, so runs finished in earlier sessions (on other machines) still count: a seed found
+in neither the study folder nor the records is simply absent.
+
+By default it compares the classical twin (cell 0) with the hybrid twin (cell 4); ``--cells``
+names any two cells, e.g. the hybrid twin against its product-circuit control (cell 5):
+
+    .venv/bin/python benchmarks/twins_seeds_g4.py --study DIR \\
+        --cells hybrid_photons=4 product_control=5 --out benchmarks/results/control_seeds_g4.json
 
 Per twin: mean ± sample std (ddof 1) over its seeds. The difference hybrid − classical is taken
 over the seeds both twins have, with the standard error of the mean paired difference (std/√n);
@@ -92,14 +102,28 @@ def _calochallenge_auc(seed_dir: Path, reference: Path) -> dict:
     return json.loads(metrics.read_text(encoding="utf-8"))
 
 
-def collect(study: Path, cells: dict[str, int], copy_to: Path | None) -> dict[str, dict]:
-    """{label: {seed: {metric: value}}} for every finished run of the given cells."""
+def _archived_records(archive: Path | None, index: int) -> dict[int, dict]:
+    """{seed: record} of the committed ``cell-00C_seed-S_record.json`` files of one cell."""
+    if archive is None:
+        return {}
+    records = {}
+    for path in sorted(archive.glob(f"cell-{index:03d}_seed-*_record.json")):
+        seed = int(path.name.split("_seed-")[1].split("_")[0])
+        records[seed] = json.loads(path.read_text(encoding="utf-8"))
+    return records
+
+
+def collect(study: Path | None, cells: dict[str, int], copy_to: Path | None) -> dict[str, dict]:
+    """{label: {seed: {metric: value}}} for every finished run of the given cells: the archived
+    records in ``copy_to`` first, then the study folder's runs (which replace a record of the
+    same seed and are archived in turn)."""
+    runs: dict[str, dict] = {label: _archived_records(copy_to, i) for label, i in cells.items()}
+    if study is None:
+        return runs
     references = sorted(study.glob("data/reference-*.h5"))
     if len(references) != 1:
         raise SystemExit(f"error: {study}/data has {len(references)} reference files, expected 1")
-    runs: dict[str, dict] = {}
     for label, index in cells.items():
-        runs[label] = {}
         for seed_dir in sorted(_cell_folder(study, index).glob("seed-*")):
             done = seed_dir / "DONE"
             if not done.is_file():
@@ -109,6 +133,7 @@ def collect(study: Path, cells: dict[str, int], copy_to: Path | None) -> dict[st
             summary = json.loads((seed_dir / "run" / "summary.json").read_text(encoding="utf-8"))
             record["training_time_s"] = summary["training_time_s"]
             record["torch_threads"] = summary.get("torch_threads")
+            record["omp_wait_policy"] = summary.get("omp_wait_policy")
             calo = _calochallenge_auc(seed_dir, references[0])
             record["auc.high.calochallenge"] = calo["auc"]["high"]
             record["n_reference"] = calo["n_reference"]
@@ -121,6 +146,7 @@ def collect(study: Path, cells: dict[str, int], copy_to: Path | None) -> dict[st
                     seed_dir / "eval_calochallenge" / "metrics.json",
                     copy_to / f"{stem}_calochallenge.json",
                 )
+                write_json(copy_to / f"{stem}_record.json", record)
     return runs
 
 
@@ -200,9 +226,16 @@ def markdown(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--study", required=True, help="study 2's output folder")
-    parser.add_argument("--classical-cell", type=int, default=0)
-    parser.add_argument("--hybrid-cell", type=int, default=4)
+    parser.add_argument(
+        "--study", help="study 2's output folder; without it, only the archived records are read"
+    )
+    parser.add_argument(
+        "--cells",
+        nargs=2,
+        default=["classical_photons=0", "hybrid_photons=4"],
+        metavar="LABEL=CELL",
+        help="the two cells to compare; the difference is the second minus the first",
+    )
     parser.add_argument(
         "--copy-to", default=str(REPO / "benchmarks" / "results" / "study_whole_g4" / "runs")
     )
@@ -211,13 +244,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    study = Path(args.study)
-    cells = {"classical_photons": args.classical_cell, "hybrid_photons": args.hybrid_cell}
+    study = Path(args.study) if args.study else None
+    cells = {}
+    for entry in args.cells:
+        label, sep, index = entry.partition("=")
+        if not sep or not index.isdigit():
+            parser.error(f"--cells takes LABEL=CELL (e.g. hybrid_photons=4), got {entry!r}")
+        cells[label] = int(index)
+    if len(cells) != 2:
+        parser.error("--cells needs two different labels")
+    first, second = cells
     runs = collect(study, cells, Path(args.copy_to) if args.copy_to else None)
-    summary = summarise(runs, "classical_photons", "hybrid_photons")
+    if not all(runs.values()):
+        empty = [label for label, by in runs.items() if not by]
+        raise SystemExit(f"error: no finished runs for {empty}; pass --study with their folder")
+    summary = summarise(runs, first, second)
     result = {
         "commit": git_commit(),
-        "study": str(study),
+        "study": str(study) if study else None,
         "cells": cells,
         "classifier_profiles": {
             "auc.high.calochallenge": "calochallenge, seed 0",
