@@ -13,9 +13,9 @@ minutes per run on one thread), so it is run here once per run, exactly as
 and reused on later calls. Each run's two metric files are copied to
 ``benchmarks/results/study_whole_g4/runs/`` (``cell-00C_seed-S.json``, ``..._calochallenge.json``),
 with the record this script reads from them (``..._record.json``: the metrics above, training
-seconds, torch threads and OpenMP wait policy). A study folder lives on one machine; the records
-are committed, so runs finished in earlier sessions (on other machines) still count: a seed found
-in neither the study folder nor the records is simply absent.
+seconds, torch threads, OpenMP wait policy and CPU). A study folder lives on one machine; the
+records are committed, so runs finished in earlier sessions (on other machines) still count: a
+seed found in neither the study folder nor the records is simply absent.
 
 By default it compares the classical twin (cell 0) with the hybrid twin (cell 4); ``--cells``
 names any two cells, e.g. the hybrid twin against its product-circuit control (cell 5):
@@ -134,6 +134,7 @@ def collect(study: Path | None, cells: dict[str, int], copy_to: Path | None) -> 
             record["training_time_s"] = summary["training_time_s"]
             record["torch_threads"] = summary.get("torch_threads")
             record["omp_wait_policy"] = summary.get("omp_wait_policy")
+            record["cpu_model"] = summary.get("cpu_model")
             calo = _calochallenge_auc(seed_dir, references[0])
             record["auc.high.calochallenge"] = calo["auc"]["high"]
             record["n_reference"] = calo["n_reference"]

@@ -183,7 +183,7 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_identical_weights(
 
 
 def test_reentering_a_finished_run_keeps_its_recorded_threads_and_time(
-    tiny_run: Path, train_file: Path, tmp_path: Path
+    tiny_run: Path, train_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A study collecting a run trained elsewhere must not relabel how it was trained."""
     run_dir = tmp_path / "copy"
@@ -195,6 +195,8 @@ def test_reentering_a_finished_run_keeps_its_recorded_threads_and_time(
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(before["torch_threads"] + 1)
+    # As if the collecting machine had another CPU.
+    monkeypatch.setattr("qcalo.training.trainer.cpu_model", lambda: "another CPU")
     try:
         train("tiny_photons", train_file, run_dir, seed=3, epochs=EPOCHS, resume=True)
     finally:
@@ -203,6 +205,8 @@ def test_reentering_a_finished_run_keeps_its_recorded_threads_and_time(
     assert after["torch_threads"] == before["torch_threads"]
     assert before["omp_wait_policy"] in {"default", "PASSIVE", "ACTIVE"}
     assert after["omp_wait_policy"] == before["omp_wait_policy"]
+    assert isinstance(before["cpu_model"], str) and before["cpu_model"] != "another CPU"
+    assert after["cpu_model"] == before["cpu_model"]
     assert after["training_time_s"] == before["training_time_s"]
 
 

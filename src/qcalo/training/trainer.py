@@ -47,6 +47,7 @@ import csv
 import io
 import math
 import os
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -360,6 +361,8 @@ def train(
         # OpenMP's wait policy of that process (the CLI may set PASSIVE on a busy machine, which
         # costs these models up to 2x per step): needed to read training_time_s.
         "omp_wait_policy": None,
+        # And its CPU: the development machines of one project differ up to 1.5x per step.
+        "cpu_model": None,
     }
     if checkpoint is not None:
         load_state(model, checkpoint["model"], "model", paths["last"])
@@ -417,6 +420,7 @@ def train(
             "device": str(dev),
             "torch_threads": state["torch_threads"] or torch.get_num_threads(),
             "omp_wait_policy": state["omp_wait_policy"] or _omp_wait_policy(),
+            "cpu_model": state["cpu_model"] or cpu_model(),
         }
         if objective.monitor == "val_nll":  # the key readers of likelihood runs know
             summary["best_val_nll"] = state["best_metric"]
@@ -463,6 +467,7 @@ def train(
             state["training_time_s"] += seconds
             state["torch_threads"] = torch.get_num_threads()
             state["omp_wait_policy"] = _omp_wait_policy()
+            state["cpu_model"] = cpu_model()
             state["epoch"] = epoch + 1
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -522,6 +527,18 @@ def train(
 def _omp_wait_policy() -> str:
     """``OMP_WAIT_POLICY`` as this process's OpenMP read it at start-up, or ``"default"``."""
     return os.environ.get("OMP_WAIT_POLICY", "").upper() or "default"
+
+
+def cpu_model() -> str:
+    """The CPU's name as the kernel reports it (``/proc/cpuinfo``'s first "model name"), else
+    ``platform.processor()``, else ``"unknown"``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip() or "unknown"
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _validate(
