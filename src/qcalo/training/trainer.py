@@ -361,7 +361,7 @@ def train(
         # OpenMP's wait policy of that process (the CLI may set PASSIVE on a busy machine, which
         # costs these models up to 2x per step): needed to read training_time_s.
         "omp_wait_policy": None,
-        # And its CPU: the development machines of one project differ up to 1.5x per step.
+        # And its CPU: training seconds from different machines do not compare.
         "cpu_model": None,
     }
     if checkpoint is not None:
