@@ -226,8 +226,18 @@ def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """
     batch = x.shape[0]
     flat = x.detach().reshape(batch, -1)
-    weights = torch.linspace(1.0, 2.0, flat.shape[1], dtype=torch.float64, device=x.device)
-    keys, inverse = torch.unique(flat.double() @ weights, return_inverse=True)
+    if flat.shape[1] == 0:
+        return None
+    weights = torch.linspace(1.0, 2.0, flat.shape[1], dtype=torch.float64).tolist()
+    # The key is accumulated column by column with elementwise ops, each the same IEEE operation
+    # for every row, so equal rows get equal keys. A matrix-vector product (flat @ weights) does
+    # not promise that: BLAS kernels round rows in a vector block and rows in the remainder
+    # differently, which split equal rows into several groups on some CPUs.
+    wide = flat.double()
+    key = wide[:, 0] * weights[0]
+    for column in range(1, wide.shape[1]):
+        key = key + wide[:, column] * weights[column]
+    keys, inverse = torch.unique(key, return_inverse=True)
     if keys.shape[0] == batch:
         return None
     first = torch.empty(keys.shape[0], dtype=torch.long, device=x.device)
