@@ -44,6 +44,7 @@ support fitted on the training events) are left out of ``val_nll`` and counted i
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import os
@@ -529,6 +530,7 @@ def _omp_wait_policy() -> str:
     return os.environ.get("OMP_WAIT_POLICY", "").upper() or "default"
 
 
+@functools.cache  # the CPU does not change under a running process; read it once, not per epoch
 def cpu_model() -> str:
     """The CPU's name as the kernel reports it (``/proc/cpuinfo``'s first "model name"), else
     ``platform.processor()``, else ``"unknown"``."""
