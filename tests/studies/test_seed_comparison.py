@@ -73,3 +73,29 @@ def test_the_command_line_refuses_a_malformed_cell_pair(seeds_script, tmp_path, 
     with pytest.raises(SystemExit) as exit_info:
         seeds_script.main(["--cells", "a=0", "b=4", "--copy-to", str(tmp_path)])
     assert "no finished runs" in str(exit_info.value.code)
+
+
+def test_the_ladder_figure_pairs_every_cell_with_the_classical_twin(seeds_script, tmp_path):
+    # benchmarks/ladder_g4.py reads the same records; cell 1 is worse than cell 0 by 0.01, 0.03 on
+    # seeds 1, 2 (seed 3 of cell 1 is unpaired); cells 2-5 have no runs and must stay empty.
+    spec = importlib.util.spec_from_file_location("ladder_g4", SCRIPT.with_name("ladder_g4.py"))
+    ladder_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ladder_script)
+    for index, values in ((0, {1: 0.60, 2: 0.61}), (1, {1: 0.61, 2: 0.64, 3: 0.70})):
+        for seed, value in values.items():
+            record = {key: value for key, *_ in seeds_script.COLUMNS}
+            path = tmp_path / f"cell-{index:03d}_seed-{seed}_record.json"
+            path.write_text(json.dumps(record), encoding="utf-8")
+    assert ladder_script.main(["--archive", str(tmp_path), "--out", str(tmp_path / "ladder")]) == 0
+
+    cells = json.loads((tmp_path / "ladder.json").read_text(encoding="utf-8"))["cells"]
+    auc = cells["1"]["auc.high.calochallenge"]
+    assert auc["n"] == 3 and auc["mean"] == pytest.approx((0.61 + 0.64 + 0.70) / 3)
+    diff = auc["minus_classical"]
+    # Differences +0.01, +0.03: mean 0.02, sample std 0.01414, s.e. 0.01.
+    assert diff["seeds"] == [1, 2]
+    assert diff["mean"] == pytest.approx(0.02) and diff["sem"] == pytest.approx(0.01)
+    assert diff["beyond_95"] is False  # t(0.975, 1) = 12.7 standard errors
+    assert all(cells[str(i)]["fpd"]["n"] == 0 for i in (2, 3, 4, 5))
+    assert (tmp_path / "ladder.png").stat().st_size > 10_000
+    assert not list(tmp_path.glob("*.partial.png"))
