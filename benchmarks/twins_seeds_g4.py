@@ -182,9 +182,9 @@ def summarise(runs: dict[str, dict], first: str, second: str) -> dict:
             "significant_95": bool(n > 1 and abs(mean) > t95 * sem),
         }
     family = [key for key, *_ in COLUMNS if key not in NOT_QUALITY]
-    for key, adjusted in holm([out["difference"][k]["p_value"] for k in family]).items():
-        out["difference"][family[key]]["p_holm"] = adjusted
-        out["difference"][family[key]]["significant_95_holm"] = bool(adjusted < 0.05)
+    for position, adjusted in holm([out["difference"][k]["p_value"] for k in family]).items():
+        out["difference"][family[position]]["p_holm"] = adjusted
+        out["difference"][family[position]]["significant_95_holm"] = bool(adjusted < 0.05)
     out["difference"]["holm_family"] = family
     return out
 
