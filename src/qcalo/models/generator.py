@@ -21,9 +21,12 @@ __all__ = ["ShowerGenerator"]
 class ShowerGenerator(Protocol):
     """A trained model that turns incident energies into showers.
 
-    Implemented by :class:`qcalo.models.ShowerFlow` (two-stage coupling flow) and
-    :class:`qcalo.models.BornShowerModel` (Born-machine stage 1). Generation, timing and
-    evaluation code use only these members.
+    Implemented by every registered model kind (:mod:`qcalo.training.kinds`):
+    :class:`qcalo.models.ShowerFlow` (two-stage coupling flow),
+    :class:`qcalo.models.BornShowerModel` (Born-machine stage 1),
+    :class:`qcalo.models.wgan_shower.WGANShowerModel` (FastCaloQ's WGAN-GP) and
+    :class:`qcalo.models.qinn.QINNShowerModel` (quantum invertible network stage 1).
+    Generation, timing and evaluation code use only these members.
 
     * ``geometry``: the :class:`qcalo.data.geometry.Geometry` whose voxels the showers fill.
     * ``sample(incident_energies)``: (B,) MeV tensor → (B, V) MeV tensor of showers, every voxel
