@@ -270,10 +270,12 @@ def _malformed_file(draw):
         clean = draw(st.booleans())  # clean values: the file must then be accepted
         e_values = st.floats(1.0, 1e7, width=32) if clean else _VALUES
         s_values = st.floats(0.0, 1e6, width=32) if clean else _VALUES
-        content["incident_energies"] = draw(hnp.arrays(np.float64, (n, 1), elements=e_values))
-        content["showers"] = draw(
-            hnp.arrays(np.dtype(draw(st.sampled_from(["<f4", "<f8"]))), (n, v), elements=s_values)
+        # Either byte order: some writers store big-endian floats (issue 28).
+        floats = st.sampled_from(["<f4", "<f8", ">f4", ">f8"])
+        content["incident_energies"] = draw(
+            hnp.arrays(np.dtype(draw(floats)), (n, 1), elements=e_values)
         )
+        content["showers"] = draw(hnp.arrays(np.dtype(draw(floats)), (n, v), elements=s_values))
     geometry = draw(st.sampled_from([None, "photons", "pions"]))
     return content, geometry
 

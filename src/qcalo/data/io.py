@@ -2,9 +2,10 @@
 
 Format (CaloChallenge 2022): dataset ``incident_energies`` of shape (N, 1) and dataset
 ``showers`` of shape (N, n_voxels), both in MeV, gzip-compressed. Readers accept float32 and
-float64; :func:`iter_showers` streams fixed-size chunks so that files with millions of events
-never have to fit in memory. Writers go through :func:`qcalo.utils.atomic_path`: a file appears
-under its final name only when complete.
+float64 in either byte order (big-endian files are read into native order); :func:`iter_showers`
+streams fixed-size chunks so that files with millions of events never have to fit in memory.
+Writers go through :func:`qcalo.utils.atomic_path`: a file appears under its final name only
+when complete.
 
 Every problem with a file raises :class:`qcalo.errors.DataError` naming the file, the problem and
 what was expected.
@@ -71,6 +72,17 @@ class ShowerFileInfo:
     attrs: Mapping[str, Any]
 
 
+def native_dtype(dtype: np.dtype | type | str) -> np.dtype:
+    """``dtype`` in this machine's byte order: byte order is how a writer stored the values,
+    not what they are, so a big-endian float64 (``>f8``, as some writers produce) is a float64.
+
+    Every check of a file's dtype compares this, and every read converts to it (NumPy does
+    when the values are copied into the requested native dtype).
+    """
+    dt = np.dtype(dtype)
+    return dt.newbyteorder("=") if dt.byteorder in ("<", ">") else dt
+
+
 def _open(path: Path) -> h5py.File:
     # stat before open: a FIFO would block forever, a symlink loop would surface as a traceback.
     check_input_file(path, "CaloChallenge HDF5 file")
@@ -118,9 +130,10 @@ def _check_structure_unguarded(
             )
     energies, showers = f[ENERGY_KEY], f[SHOWER_KEY]
     for key, ds in ((ENERGY_KEY, energies), (SHOWER_KEY, showers)):
-        if ds.dtype not in FLOAT_DTYPES:
+        if native_dtype(ds.dtype) not in FLOAT_DTYPES:
             raise DataError(
-                f"{path}: dataset {key!r} has dtype {ds.dtype}; expected float32 or float64"
+                f"{path}: dataset {key!r} has dtype {ds.dtype}; expected float32 or float64 "
+                "(either byte order)"
             )
     if energies.ndim not in (1, 2) or (energies.ndim == 2 and energies.shape[1] != 1):
         raise DataError(
@@ -151,7 +164,11 @@ def _check_structure_unguarded(
                 f"{geom.name!r} expects {geom.n_voxels}"
             )
     return ShowerFileInfo(
-        path, int(showers.shape[0]), int(showers.shape[1]), showers.dtype, dict(f.attrs)
+        path,
+        int(showers.shape[0]),
+        int(showers.shape[1]),
+        native_dtype(showers.dtype),
+        dict(f.attrs),
     )
 
 
