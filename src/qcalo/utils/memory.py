@@ -22,6 +22,7 @@ from qcalo.errors import ResourceError
 __all__ = [
     "available_memory",
     "check_allocation",
+    "memory_budget",
     "check_disk_space",
     "format_bytes",
     "model_memory_bytes",
@@ -42,26 +43,164 @@ def format_bytes(n: float) -> str:
     return f"{value:.1f} PiB"  # pragma: no cover - the loop always returns
 
 
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation without swapping (psutil's estimate)."""
+# rlimit / cgroup values at or above this are "unlimited" (cgroup v1 writes 2^63 - 4096).
+_UNLIMITED = 2**62
+
+
+def _read_int(path: Path) -> int | None:
+    """The integer in ``path`` (a /proc or /sys file); None if absent, unreadable or "max"."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None  # "max": no limit
+    return value if 0 <= value < _UNLIMITED else None
+
+
+def _stat_value(path: Path, key: str) -> int:
+    """``key``'s value in a cgroup ``memory.stat`` file; 0 where it cannot be read."""
+    try:
+        for line in path.read_text(encoding="ascii").splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+    except (OSError, UnicodeDecodeError):
+        pass
+    return 0
+
+
+def _cgroup_folders(proc_cgroup: Path, cgroup_root: Path) -> list[tuple[str, Path]]:
+    """("v2" | "v1", folder) of this process's memory cgroup and its ancestors, innermost first.
+
+    The path in ``/proc/self/cgroup`` is relative to the cgroup namespace's root, which is what
+    a container mounts at ``/sys/fs/cgroup``; so the mount root itself is always included.
+    """
+    try:
+        lines = proc_cgroup.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    found: list[tuple[str, Path]] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, relative = parts
+        if controllers == "":
+            version, base = "v2", cgroup_root
+        elif "memory" in controllers.split(","):
+            version, base = "v1", cgroup_root / "memory"
+        else:
+            continue
+        folder = base / relative.strip().lstrip("/")
+        for candidate in (folder, *folder.parents):
+            found.append((version, candidate))
+            if candidate == base:
+                break
+    return found
+
+
+def _cgroup_headroom(proc_cgroup: Path, cgroup_root: Path) -> int | None:
+    """Bytes this process's memory cgroups (v2 or v1, ancestors included) still allow; None
+    where no limit is set or none can be read. Reclaimable page cache (inactive files) does not
+    count as used."""
+    best: int | None = None
+    for version, folder in _cgroup_folders(proc_cgroup, cgroup_root):
+        if version == "v2":
+            limit = _read_int(folder / "memory.max")
+            used = _read_int(folder / "memory.current")
+            cache = _stat_value(folder / "memory.stat", "inactive_file")
+        else:
+            limit = _read_int(folder / "memory.limit_in_bytes")
+            used = _read_int(folder / "memory.usage_in_bytes")
+            cache = _stat_value(folder / "memory.stat", "total_inactive_file")
+        if limit is None:
+            continue
+        headroom = max(0, limit - max(0, (used or 0) - cache))
+        best = headroom if best is None else min(best, headroom)
+    return best
+
+
+def _rlimit_headroom() -> list[tuple[int, str]]:
+    """(bytes left, what) under the address-space and data-segment limits of this process
+    (``ulimit -v`` / ``ulimit -d``, as batch systems set them); empty where none is set."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return []
+    out: list[tuple[int, str]] = []
+    usage = None
+    for name, label, field in (
+        ("RLIMIT_AS", "the address-space limit of this process, ulimit -v", "vms"),
+        ("RLIMIT_DATA", "the data-segment limit of this process, ulimit -d", "data"),
+    ):
+        which = getattr(resource, name, None)
+        if which is None:
+            continue
+        try:
+            soft, _ = resource.getrlimit(which)
+        except (OSError, ValueError):
+            continue
+        if soft == resource.RLIM_INFINITY or soft < 0 or soft >= _UNLIMITED:
+            continue
+        if usage is None:
+            import psutil
+
+            try:
+                usage = psutil.Process().memory_info()
+            except (psutil.Error, OSError):
+                usage = False
+        used = int(getattr(usage, field, 0) or 0) if usage else 0
+        out.append((max(0, int(soft) - used), label))
+    return out
+
+
+def memory_budget(
+    *,
+    proc_cgroup: str | os.PathLike[str] = "/proc/self/cgroup",
+    cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
+) -> tuple[int, str]:
+    """(bytes a new allocation may take, what sets that bound): the least of the machine's
+    available memory (psutil's estimate), the headroom under this process's ``RLIMIT_AS`` and
+    ``RLIMIT_DATA`` (``ulimit -v`` / ``-d``, as HTCondor and Slurm impose them) and under its
+    memory cgroup's limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``, ancestors included).
+
+    Comparing with free memory alone let a 20-qubit config through on a large machine and then
+    die in the allocator under an 8 GiB ``ulimit -v``.
+    """
     import psutil
 
-    return int(psutil.virtual_memory().available)
+    candidates: list[tuple[int, str]] = [
+        (int(psutil.virtual_memory().available), "the machine's available memory")
+    ]
+    candidates += _rlimit_headroom()
+    cgroup = _cgroup_headroom(Path(proc_cgroup), Path(cgroup_root))
+    if cgroup is not None:
+        candidates.append((cgroup, "the memory limit of this job's cgroup"))
+    return min(candidates, key=lambda item: item[0])
+
+
+def available_memory() -> int:
+    """Bytes a new allocation may take without swapping or hitting a limit of this process
+    (see :func:`memory_budget`)."""
+    return memory_budget()[0]
 
 
 def check_allocation(n_bytes: float, what: str, fix: str) -> None:
-    """:class:`ResourceError` if ``n_bytes`` will not fit in the available memory.
+    """:class:`ResourceError` if ``n_bytes`` will not fit in the memory this process may use.
 
     ``what`` names the request (``"--events-per-energy 10000000000 × 368 voxels"``), ``fix``
     says how to ask for less (``"lower --events-per-energy"``).
     """
     if not math.isfinite(n_bytes) or n_bytes < 0:
         raise ResourceError(f"{what}: the size cannot be computed; {fix}")
-    available = available_memory()
+    available, source = memory_budget()
     if n_bytes > _HEADROOM * available:
         raise ResourceError(
             f"{what} needs about {format_bytes(n_bytes)} of memory but only "
-            f"{format_bytes(available)} is available; {fix}"
+            f"{format_bytes(available)} is available ({source}); {fix}"
         )
 
 
