@@ -26,6 +26,7 @@ from qcalo.utils.paths import (
     name_max,
     output_lock,
     sidecar_name,
+    topmost_missing,
 )
 
 TMP_TAG = "qcalo-tmp-"
@@ -48,6 +49,10 @@ _WRITE_MESSAGES = {
     "File too large": errno.EFBIG,
     "errno = 27": errno.EFBIG,
     "Read-only file system": errno.EROFS,
+    # torch.save onto a file drops the errno of a failed write; a full disk is what makes it
+    # fail ("[enforce fail at inline_container.cc] ... unexpected pos", "file write failed").
+    "unexpected pos": errno.ENOSPC,
+    "file write failed": errno.ENOSPC,
 }
 
 
@@ -119,7 +124,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     The temporary file lives in the same directory (so the final ``os.replace`` is atomic on
     POSIX) and is named ``.<name>.qcalo-tmp-<pid>-<random>``. On any exception it is removed
     and the exception propagates (a full disk or read-only file system as an
-    :class:`OutputError`); an existing file at ``path`` is left untouched. The output is
+    :class:`OutputError`); an existing file at ``path`` is left untouched, and folders
+    created to hold ``path`` are removed again if the failure leaves them empty. The output is
     locked while the block runs: a second process writing the same path gets an
     :class:`OutputError`.
 
@@ -130,7 +136,33 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     check_output_path(final, what="output")
+    created = topmost_missing(final.parent)
     make_parent(final)
+    try:
+        with _locked_temp(final) as tmp:
+            yield tmp
+    except BaseException:
+        if created is not None:  # the folders made for this output, if the failure left them empty
+            _remove_empty(final.parent, created)
+        raise
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` while they are empty."""
+    current = Path(os.path.abspath(folder))
+    while True:
+        try:
+            current.rmdir()
+        except OSError:
+            return
+        if current == top or current.parent == current:
+            return
+        current = current.parent
+
+
+@contextlib.contextmanager
+def _locked_temp(final: Path) -> Iterator[Path]:
+    """The body of :func:`atomic_path` once the output's folder exists."""
     with output_lock(final):
         remove_stale_temps(final)
         prefix = _tmp_prefix(final)

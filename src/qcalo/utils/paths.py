@@ -115,6 +115,8 @@ def check_output_path(
         )
     if "\x00" in str(text):
         raise OutputError(f"{what} {text!r}: contains a NUL byte; expected {expected}")
+    if kind == "file":
+        _refuse_folder_spelling(str(text), what)
     out = Path(text)
     limit = name_max(out.parent)
     for part in out.parts:
@@ -209,6 +211,27 @@ def check_output_path(
                     f"input {source}; choose another {what} folder"
                 )
     return out
+
+
+def _refuse_folder_spelling(text: str, what: str) -> None:
+    """:class:`OutputError` for a file output spelt as a folder (``gdir/``, ``gdir/.``, ``..``).
+
+    pathlib drops a trailing separator and a trailing ``.``, so ``--out gdir/`` (the user meant
+    a folder) would otherwise silently write a file named ``gdir``.
+    """
+    base = text.rstrip(os.sep + (os.altsep or ""))
+    if base != text:
+        tail = text[len(base) :]
+    elif os.path.basename(text) in (".", ".."):
+        tail, base = os.path.basename(text), ""
+    else:
+        return
+    example = os.path.normpath(os.path.join(text, "out.h5"))
+    alternative = f", or {base} for a file of that name" if base else ""
+    raise OutputError(
+        f"{text}: ends in '{tail}', which names a folder; expected a file name for {what} "
+        f"(e.g. {example}{alternative})"
+    )
 
 
 def check_input_file(path: str | os.PathLike[str], what: str = "file") -> Path:
@@ -331,6 +354,17 @@ def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+
+
+def topmost_missing(folder: str | os.PathLike[str]) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (the first folder
+    ``mkdir(parents=True)`` would create), as an absolute path; None if ``folder`` exists."""
+    current = Path(os.path.abspath(folder))
+    if os.path.lexists(current):
+        return None
+    while not os.path.lexists(current.parent) and current.parent != current:
+        current = current.parent
+    return current
 
 
 def make_parent(path: str | os.PathLike[str]) -> None:
