@@ -33,3 +33,9 @@ class CheckpointError(DataError):
 
 class ResourceError(QcaloError):
     """A request needs more memory or disk space than the machine has."""
+
+
+class QcaloWarning(UserWarning):
+    """A note about an input that does not stop the command (a checkpoint written before
+    checksums existed). The CLI says each note once, on one line, after the command succeeded
+    (a failing command prints only its one error line); the Python API issues it as a warning."""

@@ -8,7 +8,8 @@ Each subcommand lives in its own module ``qcalo.cli.<name>`` exposing
 
 Modules are imported only when their subcommand runs, so ``qcalo info`` does not pay for
 importing PennyLane. A :class:`qcalo.errors.QcaloError` (bad user input) is printed as one line
-``qcalo <cmd>: error: <message>`` with exit status 2 and no traceback.
+``qcalo <cmd>: error: <message>`` with exit status 2 and no traceback; a warning as one line
+``qcalo <cmd>: warning: <message>``, without Python's source line.
 """
 
 from __future__ import annotations
@@ -95,11 +96,12 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
-from typing import NoReturn  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
 
 from qcalo import __version__  # noqa: E402
-from qcalo.errors import QcaloError  # noqa: E402
+from qcalo.errors import QcaloError, QcaloWarning  # noqa: E402
 
 # name -> (module, one-line help). Kept here (not discovered) so `qcalo --help` is instant.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -184,6 +186,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         from qcalo.utils.progress import set_quiet
 
         set_quiet(True)
+    with warnings.catch_warnings():
+        notes = _one_line_warnings(args.command)
+        code = _run(module, args)
+        if code == 0 and not sys.stderr.closed:
+            for note in notes:  # said once each, and only when the command succeeded
+                print(f"qcalo {args.command}: warning: {note}", file=sys.stderr)
+        return code
+
+
+def _one_line_warnings(command: str) -> list[str]:
+    """Make every warning one line without Python's source line; collect qcalo's own notes.
+
+    Must run inside ``warnings.catch_warnings()`` (which restores the previous behaviour).
+    A :class:`QcaloWarning` (a note about an input, such as a checkpoint without checksum) is
+    collected, once per text, for :func:`main` to print after a successful command, so that a
+    failing command still prints exactly one line; any other warning is printed at once.
+    """
+    notes: list[str] = []
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        text = one_line(" ".join(str(message).split()))
+        if issubclass(category, QcaloWarning):
+            if text not in notes:
+                notes.append(text)
+            return
+        print(f"qcalo {command}: warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", QcaloWarning)  # deduplicated by text in `show`
+    return notes
+
+
+def _allocator_failure(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is torch's allocator refusing memory (it raises RuntimeError, not
+    MemoryError: "[enforce fail at alloc_cpu.cpp] ... can't allocate memory", CUDA out of memory)."""
+    text = str(exc)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def _run(module: Any, args: argparse.Namespace) -> int:
     try:
         return int(module.run(args) or 0)
     except QcaloError as exc:
@@ -193,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `qcalo info f.h5 | head`: the reader went away; that is not an error of ours.
         sys.stderr.close()
         return 0
-    except MemoryError:
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not _allocator_failure(exc):
+            raise  # a bug: its traceback is what a report needs
         # The size guards (qcalo.utils.memory) should catch requests this big first.
         print(
             f"qcalo {args.command}: error: out of memory; ask for fewer events, a smaller "

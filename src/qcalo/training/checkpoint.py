@@ -14,7 +14,8 @@ On disk the dict is serialised to bytes and stored in an envelope
 ``{"qcalo_envelope": 1, "sha256": hex digest, "payload": uint8 tensor}``: a checkpoint whose
 bytes were altered is refused ("checksum mismatch") instead of generating different showers
 without a word. Checkpoints written before the envelope existed (a bare dict) still load, with
-a warning that they cannot be checked.
+a :class:`qcalo.errors.QcaloWarning` that they cannot be checked (the CLI prints it once, as one
+line, and only when the command succeeds).
 
 Problems are :class:`qcalo.errors.CheckpointError` (a :class:`DataError`) with one line:
 :func:`load_checkpoint` checks the file, the checksum, the format, the keys the caller
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qcalo.errors import CheckpointError
+from qcalo.errors import CheckpointError, QcaloWarning
 from qcalo.utils.atomic import atomic_path
 
 __all__ = [
@@ -131,8 +132,14 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any])
         "sha256": hashlib.sha256(raw).hexdigest(),
         "payload": torch.frombuffer(bytearray(raw), dtype=torch.uint8),
     }
-    with atomic_path(path) as tmp:
-        torch.save(envelope, tmp)
+    # Serialised in memory and written by Python: torch.save onto a file loses the errno of a
+    # failed write (a full disk surfaces as "RuntimeError: ... unexpected pos"), while a Python
+    # write raises OSError(ENOSPC), which atomic_path turns into one line.
+    data = io.BytesIO()
+    torch.save(envelope, data)
+    del envelope, raw, buffer  # only the bytes to write stay in memory
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data.getbuffer())
     return path
 
 
@@ -177,7 +184,7 @@ def load_checkpoint(
     ``required``: keys the caller needs (checked with :func:`validate_checkpoint`). Raises
     :class:`CheckpointError` (one line) if the file is missing, unreadable, corrupted, of another
     format or malformed. A checkpoint without checksum (written before qcalo stored one) loads
-    with a warning.
+    with a :class:`~qcalo.errors.QcaloWarning` (issued only once it has passed every check).
     """
     from qcalo.errors import DataError
     from qcalo.utils.paths import check_input_file
@@ -192,14 +199,9 @@ def load_checkpoint(
     except DataError as exc:
         raise CheckpointError(str(exc)) from None
     loaded = _torch_load(path, path, map_location)
-    if isinstance(loaded, dict) and ENVELOPE_KEY in loaded:
+    checked = isinstance(loaded, dict) and ENVELOPE_KEY in loaded
+    if checked:
         loaded = _open_envelope(path, loaded, map_location)
-    elif isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT:
-        warnings.warn(
-            f"{path}: checkpoint has no checksum (written by an older qcalo), so corruption cannot "
-            "be detected; resuming or retraining the run rewrites it with one",
-            stacklevel=2,
-        )
     if not isinstance(loaded, dict) or loaded.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path}: not a qcalo checkpoint of format {CHECKPOINT_FORMAT}; {_RETRAIN}"
@@ -207,6 +209,15 @@ def load_checkpoint(
     checkpoint = Checkpoint(loaded)
     checkpoint.path = str(path)
     validate_checkpoint(checkpoint, required, path=path)
+    if not checked:
+        # Only for a checkpoint that is otherwise accepted (a refused one gets its error alone),
+        # and as a QcaloWarning: the CLI says it once, on one line, without Python's source line.
+        warnings.warn(
+            f"{path}: checkpoint has no checksum (written by an older qcalo), so corruption cannot "
+            "be detected; resuming or retraining the run rewrites it with one",
+            QcaloWarning,
+            stacklevel=2,
+        )
     return checkpoint
 
 
