@@ -91,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qcalo.evaluation.pipeline import evaluate
+    from qcalo.utils.leftovers import remove_on_failure
     from qcalo.utils.paths import check_input_file, claim_output
     from qcalo.utils.progress import is_quiet
 
@@ -100,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.generated, args.reference):
         check_input_file(path, "CaloChallenge HDF5 file")
     inputs = [args.generated, args.reference, *geometry_input(args.geometry), *run_inputs(args.run)]
-    with claim_output(args.out, kind="dir", inputs=inputs, writes=WRITES) as out:
+    with (
+        claim_output(args.out, kind="dir", inputs=inputs, writes=WRITES) as out,
+        remove_on_failure(out),  # a failed evaluation leaves nothing it created
+    ):
         metrics = evaluate(
             args.generated,
             args.reference,

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qcalo.evaluation.report import make_report
+    from qcalo.utils.leftovers import remove_on_failure
     from qcalo.utils.paths import claim_output
 
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
@@ -40,12 +41,15 @@ def run(args: argparse.Namespace) -> int:
         for d in args.eval_dirs
         for name in ("metrics.json", "histograms.npz", "report.html")
     ]
-    with claim_output(
-        args.out,
-        kind="dir",
-        inputs=inputs,
-        writes=("report.html", "summary.json", "overlay_*.png"),
-    ) as out:
+    with (
+        claim_output(
+            args.out,
+            kind="dir",
+            inputs=inputs,
+            writes=("report.html", "summary.json", "overlay_*.png"),
+        ) as out,
+        remove_on_failure(out),  # a failed report leaves nothing it created
+    ):
         path = make_report(args.eval_dirs, out, labels=labels)
     print(f"wrote {path}")
     return 0

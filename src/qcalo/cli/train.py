@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qcalo.cli.checks import RUN_FOLDERS, positive_int, read_config_text
 from qcalo.utils.seeding import seed_argument
+
+if TYPE_CHECKING:
+    from qcalo.utils.leftovers import FolderSnapshot
 
 HELP = "train a shower model from a YAML config"
 
@@ -112,8 +117,49 @@ def format_result(run_dir: Path, summary: dict[str, Any]) -> str:
     )
 
 
+def check_run_folder(out: Path) -> None:
+    """:class:`OutputError` if something in ``out`` stands where the run keeps a file or a
+    folder (``checkpoints/last.pt`` a directory, ``tensorboard`` a file): found before any
+    work, instead of after an epoch, with the run's own files already rewritten."""
+    from qcalo.errors import OutputError
+    from qcalo.training import run_paths
+
+    paths = run_paths(out)
+    folders = {paths["last"].parent, paths["tensorboard"], paths["quantum_states"]}
+    for path in sorted({paths["last"].parent, *paths.values()}):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise OutputError(
+                f"{path}: cannot be checked ({exc.strerror}); choose another --out"
+            ) from None
+        want_folder = path in folders
+        if want_folder and not stat.S_ISDIR(mode):
+            raise OutputError(
+                f"{path}: is not a folder, but the run keeps a folder there; remove it or "
+                "choose another --out"
+            )
+        if not want_folder and not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            what = "a checkpoint file" if path.suffix == ".pt" else "a file"
+            raise OutputError(
+                f"{path}: is {kind}, but the run keeps {what} there (written by `qcalo train`); "
+                "remove it or choose another --out"
+            )
+
+
+def _resumable(snapshot: FolderSnapshot) -> bool:
+    """Whether this invocation wrote a checkpoint the run can be resumed from: then a failure
+    keeps the run (hours of epochs) instead of removing what the invocation created."""
+    return snapshot.is_new(Path("checkpoints") / "last.pt")
+
+
 def run(args: argparse.Namespace) -> int:
+    from qcalo.errors import OutputError
     from qcalo.training import train
+    from qcalo.utils.leftovers import remove_on_failure
     from qcalo.utils.paths import claim_output
 
     config_file, data = check_config(args)
@@ -123,15 +169,27 @@ def run(args: argparse.Namespace) -> int:
         inputs=[config_file, *data],
         writes=[*RUN_FOLDERS, "metrics.csv", "summary.json"],
     ) as out:
-        run_dir = train(
-            args.config,
-            args.data,
-            out,
-            seed=args.seed,
-            epochs=args.epochs,
-            resume=args.resume,
-            device=args.device,
-        )
+        check_run_folder(out)
+        # A failed run leaves nothing it created (config.yaml, metrics.csv, tensorboard/, the
+        # folder itself), unless it got as far as a checkpoint to resume from.
+        with remove_on_failure(out, keep=_resumable) as snapshot:
+            try:
+                run_dir = train(
+                    args.config,
+                    args.data,
+                    out,
+                    seed=args.seed,
+                    epochs=args.epochs,
+                    resume=args.resume,
+                    device=args.device,
+                )
+            except OutputError as exc:
+                if not _resumable(snapshot):
+                    raise
+                raise OutputError(
+                    f"{exc}; {out} keeps the run up to its last checkpoint: continue it with "
+                    "--resume once the output can be written"
+                ) from None
     summary = json.loads((run_dir / "summary.json").read_text())
     if not args.quiet:
         print(format_result(run_dir, summary))
