@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import h5py
@@ -424,6 +425,8 @@ def test_config_that_is_not_utf8(tmp_path, capsys):
         ('{"fpd": [1]}', "'fpd'"),
         ("\xff", "utf"),
         ("{", "not valid json"),
+        ("{}", "is an empty object, so there is nothing to report"),
+        ('{"n_generated": 3, "auc": {}}', "lacks 'n_reference'"),
     ],
 )
 def test_report_on_malformed_metrics(content, expect, tmp_path, capsys):
@@ -437,7 +440,7 @@ def test_report_on_malformed_metrics(content, expect, tmp_path, capsys):
 def test_report_on_damaged_histograms(tmp_path, capsys):
     ev = tmp_path / "eval"
     ev.mkdir()
-    (ev / "metrics.json").write_text("{}")
+    (ev / "metrics.json").write_text(json.dumps({"n_generated": 3, "n_reference": 3}))
     (ev / "histograms.npz").write_bytes(b"PK\x03\x04 not really a zip")
     _fails_cleanly(["report", str(ev), "--out", str(tmp_path / "rep")], capsys, expect="damaged")
     np.savez(ev / "histograms.npz", __meta__=np.frombuffer(b'[{"name": "x"}]', dtype=np.uint8))
@@ -581,3 +584,357 @@ def test_report_escapes_every_label_and_value(tmp_path):
     (ev / "metrics.json").write_text(json.dumps(metrics))
     page = make_report([ev], tmp_path / "rep2").read_text()
     assert "0.610 (profile unknown)" in page
+
+
+# ----- 8. issue 28: byte order, process limits, full disks, folder-spelt files, leftovers ----------
+def _big_endian_copy(source: Path, target: Path, dtype: str = ">f8") -> Path:
+    """``source``'s showers rewritten with big-endian datasets, as some writers produce."""
+    with h5py.File(source, "r") as f:
+        energies, values = f["incident_energies"][...], f["showers"][...]
+    with h5py.File(target, "w") as f:
+        f.create_dataset("incident_energies", data=energies.astype(dtype))
+        f.create_dataset("showers", data=values.astype(dtype), compression="gzip")
+    with h5py.File(target, "r") as f:
+        assert f["showers"].dtype.byteorder == ">"  # really stored big-endian
+    return target
+
+
+@pytest.fixture(scope="module")
+def big_endian(tmp_path_factory) -> dict[str, Path]:
+    """A native and a big-endian (``>f8``) copy of 60 simulated photon showers, and a tiny run
+    trained for one epoch on the big-endian one (through the CLI)."""
+    from qcalo.data.simulation import simulate_to_file
+
+    root = tmp_path_factory.mktemp("big_endian")
+    native = simulate_to_file(root / "native.h5", "photons", [1024.0, 4096.0], 30, seed=5)
+    be = _big_endian_copy(native, root / "be.h5")
+    argv = ["train", "tiny_photons", "--data", str(be), "--out", str(root / "run")]
+    assert main([*argv, "--epochs", "1", "--seed", "1", "--device", "cpu", "-q"]) == 0
+    return {"root": root, "native": native, "be": be, "run": root / "run"}
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">f4"])
+def test_big_endian_files_are_read_by_every_verb(dtype, big_endian, tmp_path, capsys):
+    be = _big_endian_copy(big_endian["native"], tmp_path / "be.h5", dtype)
+    before = _digest(be)
+    assert main(["info", str(be)]) == 0
+    assert "dtype:              float" in capsys.readouterr().out
+    for source, out in ((big_endian["native"], "native.npz"), (be, "be.npz")):
+        assert main(["features", str(source), "--out", str(tmp_path / out), "-q"]) == 0
+    native, swapped = np.load(tmp_path / "native.npz"), np.load(tmp_path / "be.npz")
+    tolerance = 1e-5 if dtype == ">f4" else 0.0  # >f4 rounds the float64 values once
+    for key in native.files:
+        if native[key].dtype.kind == "f":
+            np.testing.assert_allclose(swapped[key], native[key], rtol=tolerance, atol=tolerance)
+        else:
+            assert np.array_equal(swapped[key], native[key]), key
+    gen = tmp_path / "gen.h5"
+    argv = ["generate", str(big_endian["run"]), "--energies-from", str(be), "--out", str(gen)]
+    assert main([*argv, "--device", "cpu", "-q"]) == 0
+    ev = ["evaluate", "--generated", str(be), "--reference", str(be), "--metrics", "fpd"]
+    assert main([*ev, "--out", str(tmp_path / "ev"), "-q"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_generated"] == 60
+    assert big_endian["run"].joinpath("checkpoints", "best.pt").is_file()  # train read it too
+    assert _digest(be) == before
+
+
+def test_memory_budget_is_the_least_of_ram_rlimits_and_cgroups(tmp_path, monkeypatch):
+    import resource
+
+    import psutil
+
+    from qcalo.utils import memory
+
+    gib = 2**30
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("vm", (), {"available": 64 * gib})())
+    no_cgroup = {"proc_cgroup": tmp_path / "none", "cgroup_root": tmp_path}
+    real = resource.getrlimit
+    limits = {resource.RLIMIT_AS: 6 * gib, resource.RLIMIT_DATA: resource.RLIM_INFINITY}
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (limits.get(which, 0),) * 2)
+    used = psutil.Process().memory_info().vms
+    budget, source = memory.memory_budget(**no_cgroup)
+    assert source.endswith("ulimit -v") and budget == 6 * gib - used
+    limits[resource.RLIMIT_AS] = resource.RLIM_INFINITY
+    assert memory.memory_budget(**no_cgroup)[1] == "the machine's available memory"
+    monkeypatch.setattr(resource, "getrlimit", real)
+
+    # cgroup v2: the tightest of the job's cgroup and its parents, reclaimable cache not counted
+    job = tmp_path / "v2" / "slurm" / "job_7"
+    job.mkdir(parents=True)
+    (tmp_path / "v2" / "slurm" / "memory.max").write_text(f"{5 * gib}\n")
+    (tmp_path / "v2" / "slurm" / "memory.current").write_text(f"{1 * gib}\n")
+    (job / "memory.max").write_text("max\n")
+    (job / "memory.current").write_text(f"{1 * gib}\n")
+    (tmp_path / "v2" / "slurm" / "memory.stat").write_text(f"anon 1\ninactive_file {gib // 2}\n")
+    proc = tmp_path / "cgroup_v2"
+    proc.write_text("0::/slurm/job_7\n")
+    budget, source = memory.memory_budget(proc_cgroup=proc, cgroup_root=tmp_path / "v2")
+    assert (budget, source) == (4 * gib + gib // 2, "the memory limit of this job's cgroup")
+    # cgroup v1 (HTCondor's memory controller), "unlimited" written as 2^63 - 4096
+    v1 = tmp_path / "v1" / "memory" / "htcondor"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{3 * gib}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{2 * gib}\n")
+    (v1.parent / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    proc.write_text("12:pids:/htcondor\n4:memory:/htcondor\n0::/\n")
+    assert memory.memory_budget(proc_cgroup=proc, cgroup_root=tmp_path / "v1")[0] == gib
+
+
+def test_big_circuit_under_an_address_space_limit_is_one_line(big_endian, tmp_path):
+    # An 8 GiB `ulimit -v` on a machine with more free memory used to pass the check and die in
+    # torch's allocator; here 2 GiB against a 20-qubit stage 2 that needs about 4 GiB.
+    config = tmp_path / "big.yaml"
+    config.write_text(
+        "batch_size: 64\nepochs: 1\nmodel: {stage2: {conditioner: hybrid, circuit: {n_qubits: 20}}}\n"
+    )
+    pre = "import resource\nresource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))"
+    proc = _qcalo(
+        "train", str(config), "--data", str(big_endian["native"]), "--out", "r",
+        cwd=tmp_path, pre=pre, timeout=120,
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert "memory" in lines[0] and "Traceback" not in proc.stderr
+    import psutil
+
+    if psutil.virtual_memory().available > 4 * 2**30:  # else the machine's memory binds first
+        assert "ulimit -v" in lines[0], lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_allocator_failure_is_one_line_and_leaves_no_run(big_endian, tmp_path, capsys, monkeypatch):
+    import qcalo.training
+
+    def out_of_memory(config, data, out, **kwargs):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "config.yaml").write_text("x")
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(qcalo.training, "train", out_of_memory)
+    argv = ["train", "tiny_photons", "--data", str(big_endian["native"])]
+    _fails_cleanly([*argv, "--out", str(tmp_path / "r" / "sub")], capsys, expect="out of memory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _full_disk_on_checkpoints(monkeypatch) -> None:
+    """Every checkpoint write fails as on a full disk (ENOSPC), as Python's write reports it."""
+    import errno
+
+    import qcalo.training.checkpoint as checkpoint_module
+
+    class _Full:
+        def __init__(self, path, mode):
+            self.handle = open(path, mode)  # noqa: SIM115 - closed in __exit__
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "open", _Full, raising=False)
+
+
+def test_full_disk_during_train_is_one_line_and_leaves_nothing(
+    big_endian, tmp_path, capsys, monkeypatch
+):
+    _full_disk_on_checkpoints(monkeypatch)
+    argv = ["train", "tiny_photons", "--data", str(big_endian["native"]), "--epochs", "1"]
+    line = _fails_cleanly(
+        [*argv, "--out", str(tmp_path / "runs" / "r"), "--device", "cpu", "-q"],
+        capsys,
+        expect="the disk is full",
+    )
+    assert "best.pt" in line
+    assert list(tmp_path.iterdir()) == []  # no config.yaml, metrics.csv, tensorboard/, folders
+
+
+def test_full_disk_on_resume_keeps_the_run_and_removes_only_what_it_added(
+    big_endian, tmp_path, capsys, monkeypatch
+):
+    import shutil
+
+    run = shutil.copytree(big_endian["run"], tmp_path / "run")
+    last = run / "checkpoints" / "last.pt"
+    checkpoint = load_checkpoint(last)  # one epoch of two done: the run can be resumed
+    checkpoint["config"]["epochs"] = 2
+    save_checkpoint(last, checkpoint)
+    (run / "notes.txt").write_text("the user's own file")
+    before = {p.relative_to(run): _digest(p) for p in run.rglob("*") if p.is_file()}
+    _full_disk_on_checkpoints(monkeypatch)
+    argv = ["train", "tiny_photons", "--data", str(big_endian["be"]), "--seed", "1"]
+    _fails_cleanly(
+        [*argv, "--epochs", "2", "--resume", "--out", str(run), "--device", "cpu", "-q"],
+        capsys,
+        expect="the disk is full",
+    )
+    after = {p.relative_to(run) for p in run.rglob("*") if p.is_file()}
+    assert after == set(before)  # the new TensorBoard file is gone, nothing of the user's
+    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "config.yaml", "notes.txt"):
+        assert _digest(run / name) == before[Path(name)], name
+
+
+@pytest.mark.parametrize(
+    "blocker, expect",
+    [
+        ("checkpoints/last.pt/", "is a directory, but the run keeps a checkpoint file there"),
+        ("checkpoints/best.pt/", "is a directory, but the run keeps a checkpoint file there"),
+        ("metrics.csv/", "is a directory, but the run keeps a file there"),
+        ("tensorboard", "is not a folder, but the run keeps a folder there"),
+    ],
+)
+def test_resume_on_a_run_whose_files_are_the_wrong_kind(
+    blocker, expect, big_endian, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    target = run / blocker.rstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.mkdir() if blocker.endswith("/") else target.write_text("x")
+    before = sorted(run.rglob("*"))
+    argv = ["train", "tiny_photons", "--data", str(big_endian["native"]), "--resume"]
+    line = _fails_cleanly([*argv, "--out", str(run), "-q"], capsys, expect=expect)
+    assert str(target) in line and "remove it or choose another --out" in line
+    assert sorted(run.rglob("*")) == before  # no config.yaml, metrics.csv, tensorboard file
+
+
+def test_full_disk_after_a_checkpoint_keeps_the_resumable_run(
+    big_endian, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    import qcalo.training.checkpoint as checkpoint_module
+
+    real_open, opened = open, []
+
+    def filling(path, mode="r"):  # the disk fills up after the first epoch's two checkpoints
+        opened.append(path)
+        handle = real_open(path, mode)
+        if len(opened) > 2:
+            handle.write = lambda data: (_ for _ in ()).throw(
+                OSError(errno.ENOSPC, "No space left on device")
+            )
+        return handle
+
+    monkeypatch.setattr(checkpoint_module, "open", filling, raising=False)
+    run = tmp_path / "run"
+    argv = ["train", "tiny_photons", "--data", str(big_endian["be"]), "--epochs", "2"]
+    line = _fails_cleanly(
+        [*argv, "--seed", "1", "--out", str(run), "--device", "cpu", "-q"],
+        capsys,
+        expect="the disk is full",
+    )
+    assert "continue it with --resume" in line
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
+    assert (run / "config.yaml").is_file() and (run / "metrics.csv").is_file()
+    monkeypatch.setattr(checkpoint_module, "open", real_open, raising=False)
+    assert main([*argv, "--seed", "1", "--out", str(run), "--resume", "-q"]) == 0
+
+
+def test_torch_save_write_failure_is_a_full_disk_output_error(tmp_path):
+    from qcalo.errors import OutputError
+    from qcalo.utils.atomic import atomic_path
+
+    for text in (
+        "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 470",
+        "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
+        "data/0: file write failed",
+    ):
+        with pytest.raises(OutputError, match="the disk is full"):
+            with atomic_path(tmp_path / "deep" / "er" / "c.pt"):
+                raise RuntimeError(text)
+        assert list(tmp_path.iterdir()) == []  # the folders made for it are gone too
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else stays what it is
+        with atomic_path(tmp_path / "c.pt"):
+            raise RuntimeError("a bug")
+
+
+def _full_disk_on_writes(monkeypatch, under: Path) -> None:
+    """Every ``Path.write_text`` / ``write_bytes`` below ``under`` fails with ENOSPC."""
+    import errno
+
+    for name in ("write_text", "write_bytes"):
+        real = getattr(Path, name)
+
+        def failing(self, *args, _real=real, **kwargs):
+            if str(self).startswith(str(under)):
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, name, failing)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_full_disk_during_evaluate_and_report_leaves_nothing(
+    existing, showers, tmp_path, capsys, monkeypatch
+):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "metrics.json").write_text(json.dumps({"n_generated": 12, "n_reference": 12}))
+    outs = tmp_path / "outs"
+    if existing:  # the user's folder and file stay; only what the command added goes
+        outs.mkdir()
+        (outs / "keep.txt").write_text("mine")
+    _full_disk_on_writes(monkeypatch, outs)
+    argv = ["evaluate", "--generated", str(showers), "--reference", str(showers)]
+    _fails_cleanly(
+        [*argv, "--metrics", "fpd", "--out", str(outs / "e"), "-q"], capsys, expect="disk is full"
+    )
+    _fails_cleanly(
+        ["report", str(ev), "--out", str(outs / "rep"), "-q"], capsys, expect="disk is full"
+    )
+    if existing:
+        assert [p.name for p in outs.iterdir()] == ["keep.txt"]
+        assert (outs / "keep.txt").read_text() == "mine"
+    else:
+        assert not outs.exists()
+
+
+@pytest.mark.parametrize("suffix", ["/", "//", "/."])
+@pytest.mark.parametrize("verb", ["generate", "simulate", "features"])
+def test_file_output_spelt_as_a_folder_is_refused(
+    verb, suffix, showers, fake_run, tmp_path, capsys
+):
+    argv = {
+        "generate": ["generate", str(fake_run), "--energies-from", str(showers)],
+        "simulate": ["simulate", "--particle", "photon", "--energies", "1024"]
+        + ["--events-per-energy", "2"],
+        "features": ["features", str(showers)],
+    }[verb]
+    line = _fails_cleanly(
+        [*argv, "--out", str(tmp_path / "gdir") + suffix, "-q"], capsys, expect="names a folder"
+    )
+    assert f"{tmp_path / 'gdir' / 'out.h5'}" in line  # the fix: a file name inside the folder
+    assert not os.path.lexists(tmp_path / "gdir")
+
+
+def test_legacy_checkpoint_note_is_one_line_and_said_once(big_endian, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(big_endian["run"], tmp_path / "run")
+    for name in ("best", "last"):  # as written before the checksum envelope: a bare dict
+        path = run / "checkpoints" / f"{name}.pt"
+        torch.save(dict(load_checkpoint(path)), path)
+    gen = ["generate", str(run), "--out", str(tmp_path / "g.h5"), "--device", "cpu", "-q"]
+    # A failing command: its error alone, not the note and Python's source line before it (a
+    # subprocess: pytest would capture the warning before it reached stderr).
+    proc = _qcalo(*gen, "--energies", "-5", "--events-per-energy", "2", cwd=tmp_path)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("qcalo generate: error: --energies")
+    assert main([*gen, "--energies", "1024", "--events-per-energy", "2"]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err  # read twice (checks, then generation), said once
+    assert lines[0].startswith("qcalo generate: warning: ") and "no checksum" in lines[0]
+    assert "UserWarning" not in err and "load_checkpoint(" not in err
+    torch.save({"format": 1, "model": [1], "config": {}, "stats": {}}, tmp_path / "x.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a refused checkpoint gets its error, no note first
+        with pytest.raises(CheckpointError, match="'model'"):
+            load_checkpoint(tmp_path / "x.pt")

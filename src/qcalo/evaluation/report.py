@@ -660,6 +660,11 @@ def _load_metrics(eval_dir: Path) -> dict:
     plots = metrics.get("plots", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in plots.items()):
         raise DataError(f"{path}: 'plots' must map names to PNG file names; {fix}")
+    # Every evaluation counts its showers; without them (`{}`) the report would be an empty page.
+    missing = [key for key in ("n_generated", "n_reference") if key not in metrics]
+    if missing:
+        what = "is an empty object" if not metrics else f"lacks {' and '.join(map(repr, missing))}"
+        raise DataError(f"{path}: {what}, so there is nothing to report; {fix}")
     return metrics
 
 
