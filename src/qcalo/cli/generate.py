@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument(
+        "--kernels",
+        choices=("auto", "compiled", "eager"),
+        default="auto",
+        help="spline kernels: the fused C kernel (compiled), zuko's torch transform (eager), or "
+        "the kernel where it builds (auto, default); the same showers within float rounding",
+    )
+    parser.add_argument(
         "--dtype",
         choices=("float64", "float32"),
         default="float64",
@@ -139,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             device=args.device,
+            kernels=args.kernels,
             dtype=args.dtype,
             which=args.checkpoint,
         )

@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", choices=("cpu", "cuda", "auto"), help="override the config's device"
     )
+    parser.add_argument(
+        "--kernels",
+        choices=("auto", "compiled", "eager"),
+        help="override the config's spline kernels: the fused C kernel (compiled), zuko's torch "
+        "transform (eager), or the kernel where it builds (auto, the default)",
+    )
 
 
 def check_config(args: argparse.Namespace) -> tuple[Path, list[Path]]:
@@ -182,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
                     epochs=args.epochs,
                     resume=args.resume,
                     device=args.device,
+                    kernels=args.kernels,
                 )
             except OutputError as exc:
                 if not _resumable(snapshot):

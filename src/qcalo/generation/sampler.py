@@ -89,12 +89,15 @@ def generate(
     device: str = "auto",
     dtype: type | np.dtype | str = np.float64,
     which: str = "best",
+    kernels: str = "auto",
 ) -> Path:
     """Generate showers from a trained run and write them to ``out`` (CaloChallenge HDF5).
 
-    ``which`` chooses the checkpoint (``"best"`` or ``"last"``). Same run, energies, seed and
-    device → the same file contents. Returns ``out``.
+    ``which`` chooses the checkpoint (``"best"`` or ``"last"``); ``kernels`` the spline
+    implementation (:func:`qcalo.models.spline.use_kernels`). Same run, energies, seed, device
+    and kernels → the same file contents. Returns ``out``.
     """
+    from qcalo.models.spline import use_kernels
     from qcalo.training.trainer import load_run, resolve_device
 
     if int(batch_size) < 1:
@@ -109,6 +112,7 @@ def generate(
         raise ConfigError(f"--checkpoint {which!r}: expected 'best' or 'last'")
     e_inc = resolve_energies(energies, events_per_energy, energies_from)
     dev = resolve_device(device)
+    use_kernels(kernels)
     model, cfg = load_run(run_dir, which=which, device=dev)
     lo, hi = model.incident_energy_range()
     if e_inc.min() < lo * (1 - 1e-6) or e_inc.max() > hi * (1 + 1e-6):

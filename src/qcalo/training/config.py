@@ -194,6 +194,9 @@ class RunConfig(_Strict):
     grad_clip: float | None = Field(default=10.0, gt=0)
     seed: int = Field(default=0, ge=0)
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    # Spline couplings on the fused C kernel ("compiled"), zuko's torch transform ("eager"), or
+    # the kernel where it builds and applies ("auto"); the same function either way.
+    kernels: Literal["auto", "compiled", "eager"] = "auto"
     state_capture: StateCaptureConfig = StateCaptureConfig()
 
     @field_validator("data", mode="before")

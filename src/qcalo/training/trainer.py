@@ -58,6 +58,7 @@ import torch
 
 from qcalo.data.geometry import load_geometry
 from qcalo.errors import CheckpointError, ConfigError, DataError
+from qcalo.models.spline import active_kernels, use_kernels
 from qcalo.training.checkpoint import (
     CHECKPOINT_FORMAT,
     capture_rng_state,
@@ -125,6 +126,7 @@ def _resolve_config(
     seed: int | None,
     epochs: int | None,
     device: str | None,
+    kernels: str | None = None,
 ) -> RunConfig:
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     overrides: dict[str, Any] = cfg.to_dict()
@@ -134,6 +136,8 @@ def _resolve_config(
         overrides["epochs"] = int(epochs)
     if device is not None:
         overrides["device"] = str(device)
+    if kernels is not None:
+        overrides["kernels"] = str(kernels)
     if data is not None:
         # One file stays a plain path (as in every run before several files were possible).
         files = [str(p.resolve()) for p in data_files(data)]
@@ -148,6 +152,7 @@ def _resolve_config(
 def _comparable(cfg: RunConfig) -> dict[str, Any]:
     out = cfg.to_dict()
     out.pop("device", None)  # resuming on another device is allowed (not bit-exact then)
+    out.pop("kernels", None)  # nor is resuming on other spline kernels (same function)
     return out
 
 
@@ -283,18 +288,19 @@ def train(
     epochs: int | None = None,
     resume: bool = False,
     device: str | None = None,
+    kernels: str | None = None,
 ) -> Path:
     """Train a model of the config's kind; returns the run directory.
 
     ``config`` is a :class:`RunConfig`, a YAML path or a shipped config name; ``data`` a
     CaloChallenge HDF5 file or a list of files of the same geometry, read as one data set with
     the validation split drawn over all of them (default: the config's ``data.path``);
-    ``seed``, ``epochs`` and ``device`` override the config. With ``resume=True`` training
+    ``seed``, ``epochs``, ``device`` and ``kernels`` override the config. With ``resume=True`` training
     continues from ``out_dir/checkpoints/last.pt`` (or starts afresh when the run never reached
     a checkpoint); the config, data files included, must then equal the run's saved config
     (device aside).
     """
-    cfg = _resolve_config(config, data, seed, epochs, device)
+    cfg = _resolve_config(config, data, seed, epochs, device, kernels)
     kind = model_kind(cfg.model)
     out = Path(out_dir)
     paths = run_paths(out)
@@ -324,6 +330,7 @@ def train(
         )
 
     dev = resolve_device(cfg.device)
+    use_kernels(cfg.kernels)
     geometry = load_geometry(cfg.geometry)
     assert cfg.data.path is not None
     seed_everything(cfg.seed)
@@ -419,6 +426,7 @@ def train(
             "n_train": dataset.n_train,
             "n_val": dataset.n_val,
             "device": str(dev),
+            "kernels": active_kernels(torch.empty(0, device=dev)),
             "torch_threads": state["torch_threads"] or torch.get_num_threads(),
             "omp_wait_policy": state["omp_wait_policy"] or _omp_wait_policy(),
             "cpu_model": state["cpu_model"] or cpu_model(),
