@@ -30,6 +30,12 @@ noise, so pairing can only narrow the error where the split matters. A differenc
 only beyond the two-sided 95 % Student-t bound, t(0.975, n − 1) standard errors (12.7 for two
 seeds, 4.3 for three), not 2: with so few seeds the standard error is itself a rough estimate.
 
+The statistics are ``qcalo study compare``'s (:mod:`qcalo.studies.compare`), which reproduces
+this script's figures from the committed records:
+
+    qcalo study compare configs/studies/whole_g4.yaml 0 4 \
+        --records benchmarks/results/study_whole_g4/runs --out compare/twins
+
 Usage::
 
     .venv/bin/python benchmarks/twins_seeds_g4.py --study /work/studies/whole_g4
@@ -52,6 +58,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_generation import git_commit  # noqa: E402
 from scipy.stats import t as student_t  # noqa: E402
 
+from qcalo.studies.compare import holm as holm_adjusted  # noqa: E402
+from qcalo.studies.compare import paired_difference  # noqa: E402
 from qcalo.utils.atomic import write_json  # noqa: E402
 
 # Not a quality metric: left out of the Holm family.
@@ -167,12 +175,11 @@ def summarise(runs: dict[str, dict], first: str, second: str) -> dict:
     common = sorted(set(runs[first]) & set(runs[second]))
     out["difference"]["seeds"] = common
     for key, *_ in COLUMNS:
-        diffs = [runs[second][s][key] - runs[first][s][key] for s in common]
-        n = len(diffs)
-        sem = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else math.nan
-        mean = statistics.fmean(diffs) if diffs else math.nan
+        d = paired_difference(
+            {s: runs[first][s][key] for s in common}, {s: runs[second][s][key] for s in common}
+        )
+        n, mean, sem, p = d.n, d.mean, d.sem, d.p_value
         t95 = float(student_t.ppf(0.975, n - 1)) if n > 1 else math.nan
-        p = float(2 * student_t.sf(abs(mean) / sem, n - 1)) if n > 1 and sem > 0 else math.nan
         out["difference"][key] = {
             "mean": mean,
             "sem": sem,
@@ -190,14 +197,8 @@ def summarise(runs: dict[str, dict], first: str, second: str) -> dict:
 
 
 def holm(p_values: list[float]) -> dict[int, float]:
-    """Holm's step-down adjusted p-values, by index: sort ascending, multiply the i-th smallest
-    (from 0) by (m − i), carry the running maximum, cap at 1 (Holm 1979). NaN stays NaN."""
-    finite = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
-    m, running, adjusted = len(finite), 0.0, {}
-    for rank, (p, i) in enumerate(finite):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return {i: adjusted.get(i, math.nan) for i in range(len(p_values))}
+    """Holm's adjusted p-values by index (qcalo.studies.compare's, which `qcalo study compare` uses)."""
+    return dict(enumerate(holm_adjusted(p_values)))
 
 
 def markdown(summary: dict) -> str:

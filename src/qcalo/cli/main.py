@@ -176,7 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only the chosen subcommand's module is imported to add its arguments.
     command = next((a for a in argv if not a.startswith("-")), None)
     if command in parsers:
-        module = importlib.import_module(SUBCOMMANDS[command][0])
+        module_name = SUBCOMMANDS[command][0]
+        position = argv.index(command)
+        # `qcalo study compare ...` is a verb of its own under `study` (whose positional
+        # argument is otherwise the study file, a contract older than `compare`).
+        following = [a for a in argv[position + 1 :] if not a.startswith("-")]
+        if command == "study" and following[:1] == ["compare"]:
+            module_name = "qcalo.cli.study_compare"
+        module = importlib.import_module(module_name)
         module.add_arguments(parsers[command])
     args = parser.parse_args(argv)
     if args.command is None:
