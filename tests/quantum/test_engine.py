@@ -66,9 +66,9 @@ def _check_against_pennylane(spec: CircuitSpec, strategies: list[str], seed: int
 
 @pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
 def test_adjoint_matches_pennylane(spec: CircuitSpec):
-    # Every option combination of the existing comparison, on the adjoint path (and the fused
-    # unitary path where it applies; test_torch_vs_pennylane also runs it through "unitary").
-    _check_against_pennylane(spec, ["adjoint"], seed=spec.n_qubits * 10 + spec.n_layers)
+    # Every option combination of the existing comparison, on the adjoint path and the NumPy
+    # small path, at batch 2 (test_torch_vs_pennylane runs batches 1 and 3 through them too).
+    _check_against_pennylane(spec, ["adjoint", "small"], seed=spec.n_qubits * 10 + spec.n_layers)
 
 
 QFT_SPECS = [
@@ -104,7 +104,7 @@ QFT_SPECS = [
 
 @pytest.mark.parametrize("spec", QFT_SPECS, ids=_spec_id)
 def test_final_qft_matches_pennylane(spec: CircuitSpec):
-    strategies = ["adjoint", "gates"] + ([] if spec.reupload else ["unitary"])
+    strategies = ["adjoint", "gates", "small"] + ([] if spec.reupload else ["unitary"])
     _check_against_pennylane(spec, strategies, seed=3)
 
 

@@ -19,7 +19,7 @@ def _input_gradient_sum(layer: QuantumLayer, x: torch.Tensor) -> torch.Tensor:
     return grad.sum()
 
 
-@pytest.mark.parametrize("strategy", ["auto", "gates", "unitary"])
+@pytest.mark.parametrize("strategy", ["auto", "gates", "unitary", "small"])
 @pytest.mark.parametrize("measurement", ["z", "probs"])
 def test_mixed_second_derivative_matches_finite_difference(strategy, measurement):
     spec = CircuitSpec(

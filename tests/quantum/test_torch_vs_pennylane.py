@@ -102,7 +102,7 @@ def test_torch_matches_pennylane(spec: CircuitSpec):
     ref_out, ref_dx, ref_dw = _outputs_and_grads(reference, inputs, cotangent)
     assert ref_out.shape == (batch, spec.n_outputs)
 
-    strategies = ["gates"] if spec.reupload else ["gates", "unitary"]
+    strategies = ["gates", "small"] if spec.reupload else ["gates", "unitary", "small"]
     for strategy, dtype, tol in [(s, torch.complex128, 1e-6) for s in strategies] + [
         ("auto", torch.complex64, 1e-4)
     ]:

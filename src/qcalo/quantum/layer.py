@@ -47,8 +47,11 @@ class QuantumLayer(nn.Module):
       matching real dtype, so ``.double()`` also switches to complex128. ``strategy`` forces
       ``"unitary"`` (one matrix for the data-independent circuit, no re-uploading),
       ``"adjoint"`` (gate layers with an adjoint-method backward: memory independent of depth)
-      or ``"gates"`` (autograd node by node; the one for higher-order derivatives), see
-      :mod:`qcalo.quantum.torch_backend`; ``"auto"`` picks by shape and memory.
+      ``"gates"`` (autograd node by node; the one for higher-order derivatives) or ``"small"``
+      (NumPy on the CPU, for small registers and batches: least per-call overhead), see
+      :mod:`qcalo.quantum.torch_backend` and :mod:`qcalo.quantum.small`; ``"auto"`` times the
+      strategies that fit in memory once per circuit, batch bucket, device and dtype and takes
+      the fastest (:mod:`qcalo.quantum.autotune`).
       ``dedupe`` merges repeated input rows (e.g. a batch conditioned on a few distinct E_inc)
       so that each distinct row is simulated once: ``None`` (default) looks for repeats when
       the circuit costs ≥ ``DEDUPE_MIN_FLOPS`` per sample, ``True`` always, ``False`` never.

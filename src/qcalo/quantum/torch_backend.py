@@ -1,7 +1,9 @@
 """The ``torch`` backend: a `CircuitSpec` simulated as a batched statevector in PyTorch.
 
-See :mod:`qcalo.quantum.statevector` for the building blocks. Three strategies, picked per call
-by :func:`choose_strategy` (or forced):
+See :mod:`qcalo.quantum.statevector` for the building blocks. Four strategies, picked per call
+by measurement (:mod:`qcalo.quantum.autotune`; :func:`choose_strategy` is the cost model it
+falls back on) or forced; the fourth, ``"small"`` (:mod:`qcalo.quantum.small`), runs small
+registers and batches in NumPy on the CPU, where per-op overhead is what a step costs:
 
 * ``"unitary"`` (no re-uploading only): the first layer on |0…0⟩ is a per-sample product state
   (closed form); everything after it is data-independent, built once per call as a 2^n×2^n
@@ -30,10 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from qcalo.quantum import small
 from qcalo.quantum import statevector as sv
 from qcalo.quantum.spec import CircuitSpec
 
-STRATEGIES = ("auto", "unitary", "adjoint", "gates")
+STRATEGIES = ("auto", "unitary", "adjoint", "gates", "small")
 #: The unitary strategy keeps a 2^n×2^n matrix (and its gradient): at most this many qubits.
 UNITARY_MAX_QUBITS = 12
 
@@ -277,12 +280,34 @@ class TorchCircuit:
             self._cache[key] = _Constants(self.spec, device, real_dtype)
         return self._cache[key]
 
-    def resolve_strategy(self, strategy: str, batch: int, itemsize: int = 8) -> str:
+    def resolve_strategy(
+        self,
+        strategy: str,
+        batch: int,
+        itemsize: int = 8,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        grad: bool = True,
+    ) -> str:
+        """The strategy a call runs: ``strategy`` itself, or for ``"auto"`` the measured choice.
+
+        ``"auto"`` with a ``device`` and a real ``dtype`` asks :func:`qcalo.quantum.autotune.choose`
+        (timed once per circuit, batch bucket, device, dtype and grad mode: ``grad`` says
+        whether the call records a graph); without them, the cost model :func:`choose_strategy`.
+        """
         if strategy == "auto":
-            return choose_strategy(self.spec, batch, itemsize)
+            if device is None or dtype is None:
+                return choose_strategy(self.spec, batch, itemsize)
+            from qcalo.quantum import autotune
+
+            return autotune.choose(self, batch, device, dtype, grad)
         if strategy not in STRATEGIES or (strategy == "unitary" and self.spec.reupload):
             raise ValueError(
                 f"strategy {strategy!r} not available for this circuit; expected one of {STRATEGIES} ('unitary' needs reupload=False)"
+            )
+        if strategy == "small" and device is not None and not small.available(device):
+            raise ValueError(
+                f"strategy 'small' runs in NumPy on the CPU; the tensors are on {device}"
             )
         return strategy
 
@@ -467,8 +492,17 @@ class TorchCircuit:
         The dtype follows ``rotation_weights`` (float32 -> complex64, float64 -> complex128).
         Differentiable with autograd on every strategy (node by node: meant for inspection).
         """
-        strategy = self.resolve_strategy(strategy, inputs.shape[0])
+        strategy = self.resolve_strategy(
+            strategy,
+            inputs.shape[0],
+            2 * rotation_weights.element_size(),
+            rotation_weights.device,
+            rotation_weights.dtype,
+            _records_graph(inputs, rotation_weights, entangler_weights),
+        )
         const = self.constants(rotation_weights.device, rotation_weights.dtype)
+        if strategy == "small":
+            return small.state(self, inputs, rotation_weights, entangler_weights)
         if strategy == "gates":
             return self._gates_amplitudes(inputs, rotation_weights, entangler_weights, True)
         if strategy == "adjoint":
@@ -486,9 +520,18 @@ class TorchCircuit:
     ) -> torch.Tensor:
         """Measured features (B, n_outputs) real, in the order of ``spec.measurements``."""
         itemsize = 2 * rotation_weights.element_size()
-        strategy = self.resolve_strategy(strategy, inputs.shape[0], itemsize)
+        strategy = self.resolve_strategy(
+            strategy,
+            inputs.shape[0],
+            itemsize,
+            rotation_weights.device,
+            rotation_weights.dtype,
+            _records_graph(inputs, rotation_weights, entangler_weights),
+        )
         if strategy == "gates":
             return self._gates_features(inputs, rotation_weights, entangler_weights)
+        if strategy == "small":
+            return small.features(self, inputs, rotation_weights, entangler_weights)
         tensors = (inputs, rotation_weights, entangler_weights)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
             if strategy == "adjoint":
@@ -514,6 +557,11 @@ class TorchCircuit:
             split = not front.is_complex()
             amplitudes = front @ (_real_transfer(transfer) if split else transfer)
             return _readout(self.spec, const, amplitudes, split)
+
+
+def _records_graph(*tensors: torch.Tensor | None) -> bool:
+    """Whether a call on these tensors records an autograd graph (training, not inference)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _recorded_backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
