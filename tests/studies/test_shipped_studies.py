@@ -28,7 +28,9 @@ def test_whole_model_creep_ladder_is_matched_and_ends_at_the_twins(parameter_cou
     totals = [c["total"] for c in counts]
     # circuits enter step by step: stage 1 (6 blocks × 24 angles), then 4 stage-2 blocks at a
     # time; then the control, the hybrid twin with product circuits (CNOTs carry no angles)
-    assert [c["quantum"] for c in counts] == [0, 144, 272, 400, 528, 528]
+    # then the trig cell: the control in closed form, its 528 angles classical parameters
+    assert [c["quantum"] for c in counts] == [0, 144, 272, 400, 528, 528, 0]
+    assert totals[6] == totals[5]
     assert max(totals) / min(totals) - 1 < 1e-3  # the 0.1 %
     for cell, shipped in ((cells[0], "classical_photons"), (cells[4], "hybrid_photons")):
         twin = load_config(shipped).to_dict()
@@ -47,3 +49,12 @@ def test_whole_model_creep_ladder_is_matched_and_ends_at_the_twins(parameter_cou
         assert hybrid[stage]["circuit"]["entangler"] == "linear"
         control[stage]["circuit"]["entangler"] = "linear"
     assert control == hybrid  # nothing else differs
+
+
+def test_whole_g4_trig_cell_is_the_control_with_closed_form_circuits() -> None:
+    cells = expand_cells(load_study(STUDIES / "whole_g4.yaml"))
+    control, trig = cells[5].config["model"], cells[6].config["model"]
+    for stage in ("stage1", "stage2"):
+        assert control[stage]["conditioner"] == "hybrid" and trig[stage]["conditioner"] == "trig"
+        trig[stage]["conditioner"] = "hybrid"
+    assert trig == control  # nothing else differs

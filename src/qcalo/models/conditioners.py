@@ -9,7 +9,11 @@ Three kinds, swappable per flow block (DESIGN.md §3):
 * :class:`HybridConditioner` (``"hybrid"``): the MLP's last hidden features and the circuit's
   measured features, concatenated → Linear(→ out);
 * :class:`FullyQuantumConditioner` (``"full_quantum"``): s and t straight from one circuit's
-  measurements, with only elementwise input and output scaling (affine couplings).
+  measurements, with only elementwise input and output scaling (affine couplings);
+* :class:`TrigConditioner` (``"trig"``): the hybrid conditioner with its product circuit
+  (``entangler: none``) computed in closed form (:class:`qcalo.quantum.bloch.ProductCircuit`:
+  per wire a sinusoid of the input angle), a classical network with the same parameters and
+  the same function as the product-circuit hybrid, no state vector.
 
 The final Linear of every kind is zero-initialised, so each coupling block starts as the
 identity; every weight (the circuit's included) trains end to end by backpropagation. The
@@ -37,6 +41,7 @@ __all__ = [
     "QuantumConditioner",
     "HybridConditioner",
     "FullyQuantumConditioner",
+    "TrigConditioner",
     "build_conditioner",
     "quantum_parameters",
 ]
@@ -117,6 +122,47 @@ class HybridConditioner(nn.Module):
         return self.head(torch.cat([self.body(inputs), self.features(inputs)], dim=1))
 
 
+class _TrigFeatures(nn.Module):
+    """Linear(in → n_qubits) → π·tanh → the product circuit in closed form → (B, n_outputs)."""
+
+    def __init__(self, in_features: int, spec: object) -> None:
+        super().__init__()
+        from qcalo.quantum.bloch import ProductCircuit
+        from qcalo.quantum.layer import as_spec
+
+        circuit_spec = as_spec(spec)  # type: ignore[arg-type]
+        self.encode = nn.Linear(in_features, circuit_spec.n_qubits)
+        self.circuit = ProductCircuit(circuit_spec)
+        self.n_outputs = int(self.circuit.n_outputs)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        angles = math.pi * torch.tanh(self.encode(inputs))
+        return self.circuit(angles)
+
+
+class TrigConditioner(nn.Module):
+    """:class:`HybridConditioner` with the product circuit in closed form (``"trig"``).
+
+    Built after the same seed as a hybrid conditioner whose circuit has ``entangler: none``,
+    it holds the same weights (same shapes, same order of draws) and computes the same
+    function to float rounding; it is classical, so none of its weights count as circuit
+    angles.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, hidden: Sequence[int], spec: object
+    ) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("a trig conditioner needs at least one hidden layer for its MLP half")
+        self.body = _mlp_body(in_features, hidden)
+        self.features = _TrigFeatures(in_features, spec)
+        self.head = _zero_linear(hidden[-1] + self.features.n_outputs, out_features)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.head(torch.cat([self.body(inputs), self.features(inputs)], dim=1))
+
+
 class FullyQuantumConditioner(nn.Module):
     """Both s(·) and t(·) of a coupling from one circuit's measurements (DESIGN.md §0, the
     seed's "quantum networks for both s and t"), with only elementwise scaling around it.
@@ -167,7 +213,7 @@ class FullyQuantumConditioner(nn.Module):
 def build_conditioner(
     kind: str, in_features: int, out_features: int, hidden: Sequence[int], spec: object | None
 ) -> nn.Module:
-    """A conditioner of ``kind`` ('mlp' | 'quantum' | 'hybrid')."""
+    """A conditioner of ``kind`` ('mlp' | 'quantum' | 'hybrid' | 'full_quantum' | 'trig')."""
     if kind == "mlp":
         return MLPConditioner(in_features, out_features, hidden)
     if spec is None:
@@ -178,8 +224,10 @@ def build_conditioner(
         return HybridConditioner(in_features, out_features, hidden, spec)
     if kind == "full_quantum":
         return FullyQuantumConditioner(in_features, out_features, spec)
+    if kind == "trig":
+        return TrigConditioner(in_features, out_features, hidden, spec)
     raise ValueError(
-        f"unknown conditioner {kind!r}; expected 'mlp', 'quantum', 'hybrid' or 'full_quantum'"
+        f"unknown conditioner {kind!r}; expected 'mlp', 'quantum', 'hybrid', 'full_quantum' or 'trig'"
     )
 
 

@@ -10,7 +10,7 @@ Schema (pydantic v2, unknown keys rejected everywhere)::
       affine_scale_bound: 3.0    # |log scale| of affine couplings is soft-clamped below this
       hidden: [64, 64]           # MLP widths (mlp conditioners and the mlp half of hybrid ones),
                                  # or a list of width lists, one per block ([[68], [60], ...])
-      conditioner: mlp           # mlp | quantum | hybrid | full_quantum, or a list, one per block
+      conditioner: mlp           # mlp | quantum | hybrid | full_quantum | trig, or a list, one per block
       mixer: permutation         # permutation | quantum
       mixer_layers: 2            # layers of the real orthogonal mixing circuit
       mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
@@ -56,9 +56,12 @@ __all__ = [
     "parse_model_config",
     "format_validation_error",
     "ConditionerKind",
+    "CIRCUIT_CONDITIONERS",
 ]
 
-ConditionerKind = Literal["mlp", "quantum", "hybrid", "full_quantum"]
+ConditionerKind = Literal["mlp", "quantum", "hybrid", "full_quantum", "trig"]
+#: Conditioner kinds that run a circuit (trig computes its product circuit classically).
+CIRCUIT_CONDITIONERS = frozenset({"quantum", "hybrid", "full_quantum"})
 
 
 class _Strict(BaseModel):
@@ -153,11 +156,15 @@ class FlowConfig(_Strict):
                 "give one width list per block or one list of widths for all"
             )
         for block, kind in enumerate(self.conditioners):
-            if kind == "hybrid" and not self.hidden_for_block(block):
+            if kind in ("hybrid", "trig") and not self.hidden_for_block(block):
                 raise ValueError(
-                    f"hybrid conditioners need at least one hidden width for their MLP half; "
+                    f"{kind} conditioners need at least one hidden width for their MLP half; "
                     f"block {block} has hidden []"
                 )
+        if "trig" in self.conditioners:
+            from qcalo.quantum.bloch import check_product_spec
+
+            check_product_spec(self.circuit.to_spec())
         return self
 
     def hidden_for_block(self, index: int) -> list[int]:
@@ -178,7 +185,7 @@ class FlowConfig(_Strict):
 
     @property
     def uses_circuits(self) -> bool:
-        return any(c != "mlp" for c in self.conditioners) or self.mixer == "quantum"
+        return any(c in CIRCUIT_CONDITIONERS for c in self.conditioners) or self.mixer == "quantum"
 
 
 def _default_stage1() -> FlowConfig:
@@ -205,7 +212,9 @@ class ModelConfig(_Strict):
     def captures_circuits(self) -> bool:
         """Whether the model holds angle-input circuits (``QuantumLayer``) that state capture records."""
         return any(
-            kind != "mlp" for stage in (self.stage1, self.stage2) for kind in stage.conditioners
+            kind in CIRCUIT_CONDITIONERS
+            for stage in (self.stage1, self.stage2)
+            for kind in stage.conditioners
         )
 
     @classmethod

@@ -98,9 +98,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> PairedDiffere
     if n > 1 and sem > 0:
         t = mean / sem
         p = float(2 * student_t.sf(abs(t), n - 1))
-    elif n > 1:  # identical differences: no spread to test against
-        t, p = (math.inf if mean else 0.0), (0.0 if mean else 1.0)
-    else:
+    else:  # one seed, or identical differences: no spread to test against, so no p-value
         t, p = math.nan, math.nan
     return PairedDifference(seeds, mean, sem, t, p)
 
