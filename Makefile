@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python ≥ 3.10 and make are all it needs):
 #   make demo   — install into .venv and run the whole chain end to end on built-in data
-#   make test   — install into .venv and run the test suite
+#   make test   — install into .venv, run the test suite and build the documentation site
+# (make docs builds the site alone into build/site; make serve-docs serves it at localhost:8000)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,10 @@ QCALO  := $(VENV)/bin/qcalo
 # torch is pinned to the CPU wheel first: an unpinned resolve would pull GBs of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: install demo test bench clean
+# Lint and format checks cover the docs' hooks and the tutorial notebook too (not the Markdown pages).
+LINTED := src tests benchmarks docs/hooks docs/tutorial.ipynb
+
+.PHONY: install demo test docs serve-docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +26,21 @@ install: $(VENV)/.installed
 demo: install
 	$(QCALO) demo --out demo_out
 
-# Lint and format check first (seconds), then the type check of src/, then the tests.
+# Lint and format check first (seconds), then the type check of src/, then the tests, then the
+# documentation site with --strict: a broken link, a missing page, a field without a meaning or a
+# failing tutorial cell fails it (the notebook runs from scratch, limit 120 s).
 test: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
 	QCALO_QUIET=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -n 2 --dist loadfile -q
+	$(MAKE) docs
+
+docs: install
+	QCALO_QUIET=1 OMP_NUM_THREADS=1 NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+serve-docs: install
+	QCALO_QUIET=1 OMP_NUM_THREADS=1 NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 # Benchmarks print tables and write JSON to benchmarks/results/ (about 15 minutes on 2 cores).
 # The Geant4 quality study is separate and long: $(PY) benchmarks/quality_g4.py --epochs 40
@@ -40,4 +53,4 @@ bench: install
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/bench_evaluation.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache build/site

@@ -11,7 +11,8 @@ Examples::
 
 Rerunning the same command resumes: finished cells are skipped, interrupted ones continue from
 their checkpoints. Exit status 1 when some cells failed (their errors are in
-``DIR/cells/<cell>/seed-<s>/FAILED``; the table holds the others). See docs/STUDY.md.
+``DIR/cells/<cell>/seed-<s>/FAILED``; the table holds the others). See docs/studies.md (how-to)
+and docs/results/studies.md (the records).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Studies: grids of ``train → generate → evaluate`` cells over seeds, run one by one, on Ray
-or on HTCondor, collected into one table, plots and a report. See docs/STUDY.md.
+or on HTCondor, collected into one table, plots and a report. See docs/studies.md (how-to)
+and docs/results/studies.md (the records).
 
 Example::
 
