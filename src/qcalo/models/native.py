@@ -15,8 +15,12 @@ on the machine that runs it. Without a compiler, or if building fails, :func:`lo
 ``None`` and qcalo computes splines with zuko's torch transform (the same numbers, slower),
 after one line on stderr saying why.
 
-Threads: the kernels release the GIL (ctypes calls), so a call is split over
-``torch.get_num_threads()`` threads by batch rows.
+Threads: built with ``-fopenmp``, the kernels share chunks of elements out over the OpenMP
+runtime's threads. torch's CPU wheels ship ``libgomp.so.1``; torch is imported first, so the
+loader resolves the kernel's libgomp to torch's: one thread pool, sized by
+``torch.set_num_threads``, no second pool competing for the cores. Chunks are independent, so
+the result does not depend on the number of threads. (A Python thread pool over ctypes calls
+was tried first: torch's OpenMP workers, spinning after each matmul, held the second core.)
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -44,17 +47,18 @@ SOURCE = Path(__file__).with_name("spline_kernel.c")
 # crtfastmath.o, whose constructor sets flush-to-zero for the whole process when the library is
 # loaded (subnormal floats would vanish everywhere else in qcalo, numpy and torch).
 FLAG_SETS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC"),
+        ("-fopenmp", "-lmvec", "-lm"),
+    ),
     (("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC"), ("-lmvec", "-lm")),
     (("-O3", "-fno-math-errno", "-fPIC"), ("-lm",)),
 )
-_MIN_ROWS_PER_THREAD = 4096  # elements; below this one thread is faster than handing out work
 
 _lock = threading.Lock()
 _library: SplineLibrary | None = None
 _tried = False
 _reason = ""
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
 
 
 def cache_dir() -> Path:
@@ -124,32 +128,15 @@ class SplineLibrary:
     def _run(
         self, name: str, n: int, bins: int, bound: float, log_slope: float, *arrays: Tensor
     ) -> None:
-        """Call kernel ``name`` on ``n`` elements, split by element ranges over threads."""
+        """Call kernel ``name`` on ``n`` elements (every array contiguous, on the CPU)."""
         function, scalar = self._functions[(name, arrays[0].dtype)]
-        params_per = 3 * bins - 1
-        # Per array: elements per row of the kernel's index (params and their gradients: 3K - 1).
-        widths = [params_per if a.numel() == n * params_per else 1 for a in arrays]
-        pointers = [a.data_ptr() for a in arrays]
-        item = arrays[0].element_size()
-
-        def call(start: int, stop: int) -> None:
-            function(
-                ctypes.c_ssize_t(stop - start),
-                ctypes.c_int(bins),
-                scalar(bound),
-                scalar(log_slope),
-                *[ctypes.c_void_p(p + start * w * item) for p, w in zip(pointers, widths)],
-            )
-
-        threads = max(1, min(torch.get_num_threads(), n // _MIN_ROWS_PER_THREAD))
-        if threads == 1:
-            call(0, n)
-            return
-        pool = _thread_pool(threads)
-        step = -(-n // threads)
-        futures = [pool.submit(call, s, min(s + step, n)) for s in range(0, n, step)]
-        for future in futures:
-            future.result()
+        function(
+            ctypes.c_ssize_t(n),
+            ctypes.c_int(bins),
+            scalar(bound),
+            scalar(log_slope),
+            *[ctypes.c_void_p(a.data_ptr()) for a in arrays],
+        )
 
     def forward(
         self, x: Tensor, params: Tensor, bins: int, bound: float, log_slope: float
@@ -190,17 +177,6 @@ class SplineLibrary:
         x = torch.empty_like(y)
         self._run("inverse", y.numel(), bins, bound, log_slope, y, params, x)
         return x
-
-
-def _thread_pool(size: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    with _lock:
-        if _pool is None or _pool_size < size:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="qcalo-spline")
-            _pool_size = size
-        return _pool
 
 
 def load(*, quiet: bool = False) -> SplineLibrary | None:

@@ -18,6 +18,10 @@
 #define CHUNK 64
 /* Every loop over the elements of a chunk is independent per element. */
 #define SIMD _Pragma("omp simd")
+/* Chunks are independent: with OpenMP they are shared out statically over the threads of the
+ * process's OpenMP runtime (torch's own, when torch is loaded first: one pool, no
+ * oversubscription), so the result does not depend on the number of threads. */
+#define PARALLEL_CHUNKS _Pragma("omp parallel for schedule(static) if (blocks >= 64)")
 
 #define DEFINE_SPLINE(T, S, EXP, LOG, ABS, SQRT)                                                             \
     /* A chunk's parameters, element-major in memory, transposed to [3K - 1][CHUNK] so that the   \
@@ -116,10 +120,13 @@
     void qcalo_rqs_forward_##S(ptrdiff_t n, int K, T bound, T ls, const T *restrict x,            \
                                const T *restrict params, T *restrict y, T *restrict ladj) {       \
         const int P = 3 * K - 1;                                                                  \
-        T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];                \
-        T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                       \
-        int k[CHUNK];                                                                             \
-        for (ptrdiff_t start = 0; start < n; start += CHUNK) {                                    \
+        const ptrdiff_t blocks = (n + CHUNK - 1) / CHUNK;                                         \
+        PARALLEL_CHUNKS                                                                           \
+        for (ptrdiff_t block = 0; block < blocks; block++) {                                      \
+            const ptrdiff_t start = block * CHUNK;                                                \
+            T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];            \
+            T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                   \
+            int k[CHUNK];                                                                         \
             int c = n - start < CHUNK ? (int)(n - start) : CHUNK;                                 \
             const T *xs = x + start;                                                              \
             load_##S(params + start * P, c, K, PT);                                               \
@@ -151,12 +158,15 @@
                                 const T *restrict gl_in, T *restrict gx, T *restrict gp) {        \
         const int P = 3 * K - 1;                                                                  \
         const T lw = ls / 2;                                                                      \
-        T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];                \
-        T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                       \
-        T gx0[CHUNK], gw[CHUNK], gy0[CHUNK], gh[CHUNK], gd0[CHUNK], gd1[CHUNK];                   \
-        T dotw[CHUNK], doth[CHUNK], G[3 * MAXK][CHUNK];                                           \
-        int k[CHUNK];                                                                             \
-        for (ptrdiff_t start = 0; start < n; start += CHUNK) {                                    \
+        const ptrdiff_t blocks = (n + CHUNK - 1) / CHUNK;                                         \
+        PARALLEL_CHUNKS                                                                           \
+        for (ptrdiff_t block = 0; block < blocks; block++) {                                      \
+            const ptrdiff_t start = block * CHUNK;                                                \
+            T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];            \
+            T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                   \
+            T gx0[CHUNK], gw[CHUNK], gy0[CHUNK], gh[CHUNK], gd0[CHUNK], gd1[CHUNK];               \
+            T dotw[CHUNK], doth[CHUNK], G[3 * MAXK][CHUNK];                                       \
+            int k[CHUNK];                                                                         \
             int c = n - start < CHUNK ? (int)(n - start) : CHUNK;                                 \
             const T *xs = x + start;                                                              \
             const T *p = params + start * P;                                                      \
@@ -220,10 +230,13 @@
     void qcalo_rqs_inverse_##S(ptrdiff_t n, int K, T bound, T ls, const T *restrict y,            \
                                const T *restrict params, T *restrict x) {                         \
         const int P = 3 * K - 1;                                                                  \
-        T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];                \
-        T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                       \
-        int k[CHUNK];                                                                             \
-        for (ptrdiff_t start = 0; start < n; start += CHUNK) {                                    \
+        const ptrdiff_t blocks = (n + CHUNK - 1) / CHUNK;                                         \
+        PARALLEL_CHUNKS                                                                           \
+        for (ptrdiff_t block = 0; block < blocks; block++) {                                      \
+            const ptrdiff_t start = block * CHUNK;                                                \
+            T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];            \
+            T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                   \
+            int k[CHUNK];                                                                         \
             int c = n - start < CHUNK ? (int)(n - start) : CHUNK;                                 \
             const T *ys = y + start;                                                              \
             load_##S(params + start * P, c, K, PT);                                               \
