@@ -39,6 +39,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "RunConfig",
     "AnyModelConfig",
     "MODEL_CONFIG_TYPES",
+    "PluginModelConfig",
     "DataConfig",
     "OptimiserConfig",
     "ScheduleConfig",
@@ -81,17 +83,33 @@ MODEL_CONFIG_TYPES: dict[str, type[BaseModel]] = {
 }
 
 
+class PluginModelConfig(BaseModel):
+    """The ``model:`` section of a kind that an installed plug-in registers (entry-point group
+    ``qcalo.kinds``), held while the run config is parsed; :class:`RunConfig` replaces it by the
+    plug-in's own config type, so a validated run config never holds this class."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_instance(cls, value: Any) -> Any:
+        return value.model_dump() if isinstance(value, BaseModel) else value
+
+
 def _model_kind_tag(value: Any) -> str | None:
     # The tag carries brackets so that error paths read model.stage1..., not model.kind[flow]...
     # (qcalo.utils.validation drops union tags from field paths).
     kind = value.get("kind", "flow") if isinstance(value, dict) else getattr(value, "kind", None)
-    return f"kind[{kind}]" if kind in MODEL_CONFIG_TYPES else None
+    if kind in MODEL_CONFIG_TYPES:
+        return f"kind[{kind}]"
+    return "kind[plugin]" if isinstance(kind, str) and kind else None
 
 
 _KIND_ERROR = (
     "expected a mapping whose kind is one of "
     + ", ".join(repr(k) for k in MODEL_CONFIG_TYPES)
-    + " (kind may be omitted for a flow)"
+    + " (kind may be omitted for a flow), or a kind an installed plug-in registers"
 )
 
 #: Any registered kind's model config, chosen by its ``kind`` key (default ``flow``).
@@ -99,7 +117,12 @@ if TYPE_CHECKING:
     AnyModelConfig = ModelConfig | BornModelConfig | WGANModelConfig | QINNModelConfig
 else:
     AnyModelConfig = Annotated[
-        Union[tuple(Annotated[t, Tag(f"kind[{k}]")] for k, t in MODEL_CONFIG_TYPES.items())],  # noqa: UP007
+        Union[  # noqa: UP007
+            tuple(
+                [Annotated[t, Tag(f"kind[{k}]")] for k, t in MODEL_CONFIG_TYPES.items()]
+                + [Annotated[PluginModelConfig, Tag("kind[plugin]")]]
+            )
+        ],
         Discriminator(
             _model_kind_tag, custom_error_type="model_kind", custom_error_message=_KIND_ERROR
         ),
@@ -223,12 +246,20 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _capture_needs_circuits(self) -> RunConfig:
-        if self.state_capture.enabled and not self.model.captures_circuits:
+        if isinstance(self.model, PluginModelConfig):
+            # Set past validate_assignment: the plug-in's type is not in the field's union.
+            object.__setattr__(self, "model", _plugin_model_config(self.model))
+        if self.state_capture.enabled and not getattr(self.model, "captures_circuits", False):
             raise ValueError(
                 "state_capture.enabled: the model has no circuit layers to capture (every conditioner is 'mlp'); "
                 "use quantum or hybrid conditioners, or set state_capture.enabled: false"
             )
         return self
+
+    @field_serializer("model")
+    def _dump_model(self, value: BaseModel) -> dict[str, Any]:
+        # By the value's own type: a plug-in kind's config is not one of the union's members.
+        return value.model_dump(mode="json")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-compatible dict (round-trips through :func:`config_from_dict`)."""
@@ -236,6 +267,25 @@ class RunConfig(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _plugin_model_config(section: PluginModelConfig) -> BaseModel:
+    """The plug-in kind's own config for a ``model:`` section (entry points loaded on demand)."""
+    from qcalo.training.kinds import KINDS, load_plugins
+
+    load_plugins()
+    kind = KINDS.get(section.kind)
+    if kind is None:
+        raise ValueError(
+            f"model.kind {section.kind!r} is unknown; expected one of {sorted(KINDS)}, or install "
+            "the package that provides it (it registers under the entry-point group 'qcalo.kinds')"
+        )
+    try:
+        config_type: type[BaseModel] = kind.config_type
+        config = config_type.model_validate(section.model_dump())
+    except ValidationError as exc:
+        raise ValueError(format_validation_error(exc, f"model (kind {section.kind!r})")) from None
+    return config
 
 
 def config_from_dict(data: Any, source: str = "config") -> RunConfig:

@@ -15,13 +15,23 @@ and evaluation use nothing else:
 
 Registered kinds: ``flow`` (two-stage coupling flow), ``born`` (Born-machine stage 1 + flow
 stage 2), ``wgan`` (FastCaloQ's WGAN-GP, which steps its own generator and critic optimisers)
-and ``qinn`` (quantum invertible network stage 1 + flow stage 2). A new kind adds its config
-class to ``MODEL_CONFIG_TYPES`` in :mod:`qcalo.training.config` and one :func:`register_kind`
-call here.
+and ``qinn`` (quantum invertible network stage 1 + flow stage 2).
+
+Third-party kinds: an installed package adds a kind without touching qcalo by declaring an
+entry point in the group ``qcalo.kinds`` whose name is the kind's name and whose object is a
+:class:`ModelKind` (or a function returning one)::
+
+    [project.entry-points."qcalo.kinds"]
+    my_kind = "my_package.kind:KIND"
+
+Plug-ins are loaded on demand (:func:`load_plugins`), the first time a run config or a
+checkpoint names a kind qcalo does not know; ``qcalo train / generate / evaluate / report /
+study`` then use it unchanged. See docs/plugins.md for a worked example.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +43,17 @@ from qcalo.data.io import ShowerData
 from qcalo.errors import ConfigError, DataError
 from qcalo.training.objectives import LikelihoodObjective, Objective, QINNObjective
 
-__all__ = ["ModelKind", "KINDS", "register_kind", "model_kind", "kind_of"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ModelKind",
+    "KINDS",
+    "register_kind",
+    "load_plugins",
+    "model_kind",
+    "kind_of",
+]
+
+ENTRY_POINT_GROUP = "qcalo.kinds"
 
 Chunks = Callable[[], Iterable[ShowerData]]
 
@@ -61,6 +81,47 @@ def register_kind(kind: ModelKind) -> ModelKind:
     return kind
 
 
+_plugins_loaded = False
+
+
+def load_plugins() -> list[str]:
+    """Register the kinds of every installed ``qcalo.kinds`` entry point (once per process);
+    returns their names. A plug-in that fails to load is a :class:`ConfigError` naming it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return []
+    _plugins_loaded = True
+    names = []
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        where = f"model-kind plug-in {entry.name!r} ({entry.value})"
+        try:
+            target = entry.load()
+            kind = target if isinstance(target, ModelKind) else target()
+        except Exception as exc:  # any failure inside a third-party package
+            raise ConfigError(
+                f"{where} failed to load ({type(exc).__name__}: {exc}); fix or uninstall the "
+                "package that provides it"
+            ) from None
+        if not isinstance(kind, ModelKind):
+            raise ConfigError(
+                f"{where} gave a {type(kind).__name__}; expected a qcalo.training.kinds.ModelKind"
+            )
+        if kind.name != entry.name:
+            raise ConfigError(
+                f"{where} registers kind {kind.name!r}; the entry point must be named after its kind"
+            )
+        if kind.name in KINDS:
+            if KINDS[kind.name] is kind:
+                continue
+            raise ConfigError(
+                f"{where}: kind {kind.name!r} is already registered (built in or by another "
+                "plug-in); rename the plug-in's kind"
+            )
+        register_kind(kind)
+        names.append(kind.name)
+    return names
+
+
 def kind_of(config: Any) -> str:
     """The kind name of a model config (``config.kind``)."""
     name = getattr(config, "kind", None)
@@ -74,11 +135,14 @@ def kind_of(config: Any) -> str:
 def model_kind(config_or_name: Any) -> ModelKind:
     """The registered :class:`ModelKind` of a model config or kind name."""
     name = config_or_name if isinstance(config_or_name, str) else kind_of(config_or_name)
+    if name not in KINDS:
+        load_plugins()
     try:
         return KINDS[name]
     except KeyError:
         raise DataError(
-            f"model kind {name!r} is unknown to this qcalo; expected one of {sorted(KINDS)}"
+            f"model kind {name!r} is unknown to this qcalo; expected one of {sorted(KINDS)}, or "
+            "install the package that provides it (entry-point group 'qcalo.kinds')"
         ) from None
 
 
