@@ -158,7 +158,8 @@ def plot_energy_grid(
     n = len(comparisons)
     cols = min(3, max(n, 1))
     rows = max(1, math.ceil(n / cols))
-    with plt.style.context(mplhep.style.ROOT), plt.rc_context({"font.size": 10}):
+    # font 13: the grid is shown at page width (~1200 px for 3 columns), so labels stay readable.
+    with plt.style.context(mplhep.style.ROOT), plt.rc_context({"font.size": 13}):
         fig = plt.figure(figsize=(4.4 * cols, 3.8 * rows))
         grid = fig.add_gridspec(rows, cols, hspace=0.45, wspace=0.35)
         for k, comparison in enumerate(comparisons):

@@ -260,6 +260,261 @@ def comparison_table(all_metrics: Sequence[dict]) -> list[tuple[str, list[Any]]]
     return [(name, values) for name, values in rows if any(v is not None for v in values)]
 
 
+# ---------------------------------------------------------------------------------------------
+# the verdict: every headline number with its profile, N, what a perfect model scores, and a
+# plain sentence
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _n_text(n: Any) -> str:
+    count = _int(n)
+    return "N unknown" if count is None else f"N = {count:,}"
+
+
+def auc_floor(classifier: dict) -> float | None:
+    """Standard error of the AUC a perfect model gives (0.5) on this classifier's validation
+    split (Hanley–McNeil at AUC 0.5, the split's events shared equally by both samples)."""
+    n_val = _int(classifier.get("n_val"))
+    if not n_val or n_val < 4:
+        return None
+    half = n_val / 2
+    return math.sqrt((n_val + 1) / (12 * half * half))
+
+
+def _auc_reading(auc: float) -> str:
+    if auc < 0.55:
+        return "the classifier can hardly tell the generated showers from the reference"
+    if auc < 0.65:
+        return "close to the reference: only a small, consistent difference is left"
+    if auc < 0.8:
+        return "the showers are told apart more often than not; visible differences remain"
+    if auc < 0.95:
+        return "the showers are easily told apart from the reference"
+    return "the showers are told apart from the reference almost every time"
+
+
+def sp_floor(comparison: HistogramComparison, n_generated: Any, n_reference: Any) -> float | None:
+    """The separation power two independent samples of one distribution give at these N:
+    ¼ · occupied bins · (1/N_gen + 1/N_ref) (see :mod:`qcalo.evaluation.diagnostics`)."""
+    from qcalo.evaluation.diagnostics import separation_power_floor
+
+    n_gen, n_ref = _int(n_generated), _int(n_reference)
+    if not n_gen or not n_ref:
+        return None
+    occupied = int(np.count_nonzero((comparison.generated + comparison.reference) > 0))
+    return separation_power_floor(max(occupied, 1), n_gen, n_ref)
+
+
+def verdict_rows(metrics: dict, hists: dict[str, HistogramComparison] | None = None) -> list[dict]:
+    """The headline metrics of one evaluation, each as ``{"metric", "value", "context",
+    "perfect", "reading"}`` (text): the value, its profile and N, what a perfect model scores
+    at that N, and a sentence saying what it means for this model."""
+    rows: list[dict] = []
+    n_gen, n_ref = metrics.get("n_generated"), metrics.get("n_reference")
+    classifier = _dict_or_empty(metrics.get("classifier"))
+    profile = auc_profile(metrics)
+    for kind, label, view in (
+        ("high", "AUC high", "high-level features"),
+        ("low", "AUC low", "voxel energies"),
+        ("low_normed", "AUC low-normed", "normalised voxel energies"),
+    ):
+        auc = _get(metrics, "auc", kind)
+        if not isinstance(auc, (int, float)):
+            continue
+        block = _dict_or_empty(classifier.get(kind))
+        n = block.get("n_per_sample", n_ref)
+        se = auc_floor(block)
+        perfect = "0.5" if se is None else f"0.5 ± {se:.3f}"
+        reading = f"{_auc_reading(float(auc))} ({view})."
+        if se is not None and abs(float(auc) - 0.5) <= 2 * se:
+            reading = f"Within 2σ of a perfect model at this N ({view})."
+        if "fast" in profile:
+            reading += (
+                " The fast profile separates more strongly than the CaloChallenge's evaluate.py:"
+                " compare it only with AUCs of the same profile and N."
+            )
+        rows.append(
+            {
+                "metric": label,
+                "value": _fmt(float(auc)),
+                "context": f"{profile}, {_n_text(n)} per sample",
+                "perfect": perfect,
+                "reading": reading,
+            }
+        )
+    sp = _get(metrics, "separation_power", "etot_einc")
+    if isinstance(sp, (int, float)):
+        floor = (
+            sp_floor(hists["etot_einc"], n_gen, n_ref) if hists and "etot_einc" in hists else None
+        )
+        if floor is None:
+            reading = "0 means identical histograms of the energy response, 1 disjoint ones."
+            perfect = "0 plus a finite-N floor"
+        else:
+            ratio = float(sp) / floor if floor > 0 else math.inf
+            perfect = f"{_fmt(floor)} (finite-N floor)"
+            reading = f"{ratio:.1f}× the floor: " + (
+                "the energy response is consistent with the reference's."
+                if ratio <= 2
+                else "the energy response (E_tot/E_inc) differs from the reference's."
+            )
+        rows.append(
+            {
+                "metric": "separation power E_tot/E_inc",
+                "value": _fmt(float(sp)),
+                "context": f"{_n_text(n_gen)} generated, {_n_text(n_ref)} reference",
+                "perfect": perfect,
+                "reading": reading,
+            }
+        )
+    fpd = metrics.get("fpd")
+    if isinstance(fpd, list) and len(fpd) == 2 and isinstance(fpd[0], (int, float)):
+        rows.append(
+            {
+                "metric": "FPD ×10³",
+                "value": _fmt(fpd),
+                "context": f"{_n_text(n_gen)} / {_n_text(n_ref)}",
+                "perfect": "0 (biased upward at small N)",
+                "reading": (
+                    "The Fréchet distance of the high-level features; it grows as N shrinks, so"
+                    " compare only at equal N. The shipped twins reach 6.7 and 9.2 at N = 8,100"
+                    " against Geant4."
+                ),
+            }
+        )
+    kpd = metrics.get("kpd")
+    if isinstance(kpd, list) and len(kpd) == 2 and isinstance(kpd[0], (int, float)):
+        value, error = float(kpd[0]), float(kpd[1])
+        pulls = abs(value) / error if error > 0 else math.inf
+        rows.append(
+            {
+                "metric": "KPD ×10³",
+                "value": _fmt(kpd),
+                "context": f"{_n_text(n_gen)} / {_n_text(n_ref)}",
+                "perfect": "0 within its error (unbiased)",
+                "reading": (
+                    "Consistent with 0: no difference the kernel distance can see."
+                    if pulls <= 2
+                    else f"{pulls:.0f}σ from 0: the high-level features' distributions differ."
+                ),
+            }
+        )
+    for alpha in ("0.05", "0.01"):
+        block = _get(metrics, "typicality", "alphas", alpha)
+        if not isinstance(block, dict) or not isinstance(block.get("fraction"), (int, float)):
+            continue
+        fraction, error = float(block["fraction"]), float(block.get("error") or 0.0)
+        a = float(alpha)
+        if error > 0 and abs(fraction - a) <= 2 * error:
+            reading = "As many atypical showers as a perfect model would make."
+        elif fraction > a:
+            reading = (
+                f"{fraction / a:.1f}× what a perfect model gives: {100 * fraction:.1f} % of the"
+                " generated showers lie where the reference has few showers."
+            )
+        else:
+            reading = "Fewer atypical showers than a perfect model: too few unusual showers."
+        rows.append(
+            {
+                "metric": f"atypical fraction at α = {alpha}",
+                "value": _fmt([fraction, error]),
+                "context": f"{_n_text(block.get('n'))} generated",
+                "perfect": f"{alpha} ± binomial error",
+                "reading": reading,
+            }
+        )
+    closure = _dict_or_empty(metrics.get("latent_closure"))
+    for stage, block in closure.items():
+        if not isinstance(block, dict):
+            continue
+        p_value = _get(block, "norm_chi2", "p_value")
+        if not isinstance(p_value, (int, float)):
+            continue
+        ratio = _get(block, "norm_chi2", "mean_over_dim")
+        ks = _get(block, "ks_max", "statistic")
+        n = block.get("n")
+        if p_value >= 0.01:
+            reading = (
+                f"The {_n_text(n)} held-out reference showers map to latents consistent with"
+                " N(0, I): no sign that the learned density is off at this N."
+            )
+        else:
+            size = ""
+            if isinstance(ratio, (int, float)):
+                size = f" Its size: mean ‖z‖²/d = {_fmt(float(ratio))} (1 for an exact model; "
+                size += (
+                    "above 1 the model is too narrow somewhere, so real showers fall in its tails)."
+                    if ratio > 1
+                    else "below 1 the model is too wide)."
+                )
+            if isinstance(ks, (int, float)):
+                size += f" Worst single latent dimension: KS {_fmt(float(ks))} (0 exact)."
+            reading = (
+                f"p = {_fmt(float(p_value))} is the chance that an exact model would map the"
+                f" {_n_text(n)} held-out reference showers this far from N(0, I): the test says"
+                " the learned density is not exact, which no model is; with this many showers"
+                " it detects even small mismatches, so read the size, not the p-value." + size
+            )
+        rows.append(
+            {
+                "metric": f"latent closure {stage}: p(‖z‖² ~ χ²(d))",
+                "value": _fmt(float(p_value)),
+                "context": f"d = {block.get('dim')}, {_n_text(n)} held-out",
+                "perfect": "uniform in (0, 1); mean ‖z‖²/d = 1",
+                "reading": reading,
+            }
+        )
+    return rows
+
+
+def verdict_sentence(metrics: dict) -> str:
+    """One sentence on the model, from its headline AUC (or what there is)."""
+    auc = _get(metrics, "auc", "high")
+    if isinstance(auc, (int, float)):
+        block = _dict_or_empty(_get(metrics, "classifier", "high"))
+        n = block.get("n_per_sample", metrics.get("n_reference"))
+        return (
+            f"Verdict: {_auc_reading(float(auc))} — AUC high {_fmt(float(auc))} "
+            f"({auc_profile(metrics)}, {_n_text(n)} per sample; a perfect model scores 0.5)."
+        )
+    sp = _get(metrics, "separation_power", "etot_einc")
+    if isinstance(sp, (int, float)):
+        return (
+            f"Verdict (no classifier test was run): separation power of E_tot/E_inc "
+            f"{_fmt(float(sp))} (0 for identical histograms)."
+        )
+    return "Verdict: this evaluation ran none of the headline metrics (classifier, histograms)."
+
+
+def top_features(
+    hists: dict[str, HistogramComparison] | None, metrics: dict, count: int = 3
+) -> list[str]:
+    """The ``count`` features whose histograms separate most (per-energy E_tot/E_inc aside)."""
+    if hists:
+        powers = {
+            n: c.separation_power
+            for n, c in hists.items()
+            if c.group != "etot_einc_per_energy" and math.isfinite(c.separation_power)
+        }
+    else:
+        seps = _dict_or_empty(metrics.get("separation_power"))
+        plots = _dict_or_empty(metrics.get("plots"))
+        powers = {
+            k: float(v) for k, v in seps.items() if isinstance(v, (int, float)) and k in plots
+        }
+    return sorted(powers, key=lambda name: powers[name], reverse=True)[:count]
+
+
+def _verdict_table(rows: list[dict]) -> dict:
+    return _table(
+        ["metric", "value", "profile and N", "a perfect model", "what it means here"],
+        [(r["metric"], [r["value"], r["context"], r["perfect"], r["reading"]]) for r in rows],
+    )
+
+
 def auc_profile(metrics: dict) -> str:
     """The classifier profile the AUCs of ``metrics`` were measured with, as shown next to them."""
     for key in ("auc_profile", "classifier_profile"):
@@ -289,12 +544,18 @@ def _table(
     return {"header": [str(h) for h in header], "rows": out}
 
 
-def _figure(src: str, caption: str, wide: bool = False) -> dict:
-    return {"src": str(src), "caption": str(caption), "wide": wide}
+def _figure(src: str, caption: str, wide: bool = False, large: bool = False) -> dict:
+    return {"src": str(src), "caption": str(caption), "wide": wide, "large": large}
 
 
-def _section(heading: str, *, notes=(), table=None, figures=()) -> dict:
-    return {"heading": heading, "notes": list(notes), "table": table, "figures": list(figures)}
+def _section(heading: str, *, notes=(), table=None, figures=(), lead=()) -> dict:
+    return {
+        "heading": heading,
+        "lead": list(lead),
+        "notes": list(notes),
+        "table": table,
+        "figures": list(figures),
+    }
 
 
 def render_page(title: str, **context: Any) -> str:
@@ -466,12 +727,55 @@ def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Pat
         f"geometry: {metrics.get('geometry')}, classifier profile: {metrics.get('profile')}, "
         f"seed {metrics.get('seed')}; voxels below {_fmt(threshold)} MeV count as empty.",
     ]
+    hists_path = out / "histograms.npz"
+    try:
+        hists = {c.name: c for c in load_histograms(hists_path)} if hists_path.is_file() else None
+    except DataError:
+        hists = None
+    plots = _dict_or_empty(metrics.get("plots"))
     sections = [
         _section(
-            "Summary",
-            table=_table(["metric", "value"], comparison_table([metrics]), [metrics]),
+            "Verdict",
+            lead=[verdict_sentence(metrics)],
+            table=_verdict_table(verdict_rows(metrics, hists)),
         )
     ]
+    top = [name for name in top_features(hists, metrics) if name in plots]
+    if top:
+        sections.append(
+            _section(
+                "The features that separate most",
+                notes=[
+                    "The three histograms with the largest separation power (0 identical, 1 "
+                    "disjoint): where to look first. Reference filled, generated as a line."
+                ],
+                figures=[
+                    _figure(
+                        plots[name],
+                        f"{name}: separation power {_fmt(_get(metrics, 'separation_power', name))}",
+                        large=True,
+                    )
+                    for name in top
+                ],
+            )
+        )
+    if "etot_einc_per_energy" in plots:
+        sections.append(
+            _section(
+                "E_tot / E_inc per incident energy",
+                figures=[
+                    _figure(
+                        plots["etot_einc_per_energy"], "E_tot/E_inc per incident-energy bin", True
+                    )
+                ],
+            )
+        )
+    sections.append(
+        _section(
+            "All metrics",
+            table=_table(["metric", "value"], comparison_table([metrics]), [metrics]),
+        )
+    )
     seps = metrics.get("separation_power")
     if isinstance(seps, dict) and seps:
         sections.append(
@@ -576,26 +880,12 @@ def write_evaluation_page(metrics: dict, out_dir: str | os.PathLike[str]) -> Pat
                 ),
             )
         )
-    plots = metrics.get("plots")
-    if isinstance(plots, dict) and plots:
+    if plots:
         if "average_shower" in plots:
             caption = "mean voxel energy per layer: reference, generated, difference"
             sections.append(
                 _section(
                     "Average showers", figures=[_figure(plots["average_shower"], caption, True)]
-                )
-            )
-        if "etot_einc_per_energy" in plots:
-            sections.append(
-                _section(
-                    "E_tot / E_inc per incident energy",
-                    figures=[
-                        _figure(
-                            plots["etot_einc_per_energy"],
-                            "E_tot/E_inc per incident-energy bin",
-                            True,
-                        )
-                    ],
                 )
             )
         features = [
@@ -725,7 +1015,27 @@ def make_report(
             f"({', '.join(sorted(map(str, references)))}); their numbers are not directly comparable."
         )
     rows = comparison_table(all_metrics)
-    sections = [_section("Metrics", table=_table(["metric", *labels], rows, all_metrics))]
+    per_model = [verdict_rows(m, h) for m, h in zip(all_metrics, all_hists)]
+    verdict_names = list(dict.fromkeys(r["metric"] for rs in per_model for r in rs))
+    verdict_table_rows = []
+    for name in verdict_names:
+        cells = []
+        for model_rows in per_model:
+            row = next((r for r in model_rows if r["metric"] == name), None)
+            cells.append(
+                None
+                if row is None
+                else f"{row['value']} ({row['context']}; perfect: {row['perfect']}). {row['reading']}"
+            )
+        verdict_table_rows.append((name, cells))
+    sections = [
+        _section(
+            "Verdict",
+            lead=[f"{label}: {verdict_sentence(m)}" for label, m in zip(labels, all_metrics)],
+            table=_table(["metric", *labels], verdict_table_rows),
+        )
+    ]
+    metrics_section = _section("All metrics", table=_table(["metric", *labels], rows, all_metrics))
 
     overlays: list[dict] = []
     if all(h is not None for h in all_hists):
@@ -742,6 +1052,33 @@ def make_report(
             cautions.append(
                 "the evaluations' reference histograms differ; overlays show the first one's "
                 f"reference ({labels[0]})."
+            )
+        # The three features that separate most (largest separation power over the models).
+        worst = sorted(
+            (n for n in common if first[n].group != "etot_einc_per_energy"),
+            key=lambda n: max(h[n].separation_power for h in hists),
+            reverse=True,
+        )[:3]
+        if worst:
+            figures = []
+            for name in worst:
+                entries = [(label, h[name]) for label, h in zip(labels, hists)]
+                file = plot_comparison(
+                    first[name], out / f"overlay_{name}.png", generated=entries
+                ).name
+                powers = ", ".join(
+                    f"{label} {_fmt(h[name].separation_power)}" for label, h in zip(labels, hists)
+                )
+                figures.append(_figure(file, f"{name}: separation power {powers}", large=True))
+            sections.append(
+                _section(
+                    "The features that separate most",
+                    notes=[
+                        "The three histograms with the largest separation power (0 identical, "
+                        "1 disjoint) in any model: where to look first."
+                    ],
+                    figures=figures,
+                )
             )
         sep_names = [n for n in common if first[n].group != "etot_einc_per_energy"]
         if sep_names:
@@ -782,8 +1119,12 @@ def make_report(
                 notes=[f"No overlays: {', '.join(missing)} ran without the 'hist' metric."],
             )
         )
+    sections.append(metrics_section)
     if overlays:
         sections.append(_section("Key histograms, all models on the reference", figures=overlays))
+    # Verdict and plots first, tables after (a stable sort keeps the rest in order).
+    order = ["Verdict", "The features that separate most", "E_tot / E_inc per incident energy"]
+    sections.sort(key=lambda sec: order.index(sec["heading"]) if sec["heading"] in order else 9)
 
     summary = {
         "labels": labels,
