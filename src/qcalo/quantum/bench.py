@@ -11,7 +11,10 @@ Torch rows also give ``ratio_to_flop_bound``: the step time over its floating-po
 ideal gate-by-gate flop count (:func:`qcalo.quantum.torch_backend.ideal_flops`, forward plus
 adjoint-method backward, times the batch) divided by this machine's measured GEMM rate in the
 circuit's real precision at the same thread count (``machine.gemm_gflops``, measured in the
-same run, so load affects both alike).
+same run, so load affects both alike). ``ratio_to_bandwidth_bound`` does the same with memory
+traffic: ideal layer-fused bytes (:func:`qcalo.quantum.torch_backend.ideal_bytes`) times the batch
+over the bandwidth of a large torch copy (``machine.memory_gbs``); single-qubit gates on a big
+batch are memory-bound, so there this is the bound that matters.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 from qcalo.errors import ConfigError
 from qcalo.quantum.layer import QuantumLayer
 from qcalo.quantum.spec import CircuitSpec
-from qcalo.quantum.torch_backend import ideal_flops
+from qcalo.quantum.torch_backend import ideal_bytes, ideal_flops
 from qcalo.utils import atomic_path, progress
 
 #: backend label -> QuantumLayer keyword arguments.
@@ -136,6 +139,29 @@ def gemm_gflops(dtype: torch.dtype, size: int = 512, repeats: int = 5) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
+    """Measured memory bandwidth (GB/s, median of ``repeats``): a large torch copy, read + write.
+
+    The buffers (``megabytes`` each) are far larger than the caches, so this is the DRAM rate
+    a memory-bound step can reach at torch's current threads.
+    """
+    count = megabytes * 2**20 // 4
+    src = torch.ones(count, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - start)
+    return 2 * count * 4 / statistics.median(times) / 1e9
+
+
+def bandwidth_bound_ms(spec: CircuitSpec, batch: int, gbs: float, itemsize: int = 8) -> float:
+    """Memory-bandwidth bound of one forward+backward step: ideal bytes × batch at ``gbs``."""
+    return sum(ideal_bytes(spec, itemsize)) * batch / (gbs * 1e9) * 1e3
+
+
 def flop_bound_ms(spec: CircuitSpec, batch: int, gflops: float) -> float:
     """Floating-point bound of one forward+backward step: ideal flops × batch at ``gflops``."""
     return sum(ideal_flops(spec)) * batch / (gflops * 1e9) * 1e3
@@ -200,6 +226,7 @@ def bench_circuits(
         "float64": gemm_gflops(torch.float64),
     }
     machine["gemm_gflops"] = gflops
+    machine["memory_gbs"] = memory_bandwidth_gbs()
     results: list[dict[str, Any]] = []
     jobs = [(spec, name) for spec in circuits for name in backends]
     started = time.perf_counter()
@@ -224,10 +251,12 @@ def bench_circuits(
             wall_ms, cpu_ms, how = timing.wall_ms, timing.cpu_ms, None
             if at != batch:
                 wall_ms, cpu_ms, how = _extrapolate(measured, at, batch)
-            bound = None
+            bound = bandwidth = None
             if BACKENDS[name]["backend"] == "torch":
                 real = "float64" if BACKENDS[name]["dtype"] == torch.complex128 else "float32"
                 bound = flop_bound_ms(spec, batch, gflops[real])
+                itemsize = 16 if real == "float64" else 8
+                bandwidth = bandwidth_bound_ms(spec, batch, machine["memory_gbs"], itemsize)
             results.append(
                 {
                     "backend": name,
@@ -243,6 +272,8 @@ def bench_circuits(
                     "extrapolation": how,
                     "flop_bound_ms": bound,
                     "ratio_to_flop_bound": wall_ms / bound if bound else None,
+                    "bandwidth_bound_ms": bandwidth,
+                    "ratio_to_bandwidth_bound": wall_ms / bandwidth if bandwidth else None,
                     "circuit": spec.model_dump(mode="json"),
                     "options": {k: str(v) for k, v in BACKENDS[name].items()},
                 }
@@ -265,7 +296,11 @@ def bench_circuits(
         "affine at these sizes). "
         "The machine may be shared: see loadavg and compare cpu_ms_per_step. "
         "flop bound: ideal gate-by-gate flops (forward + adjoint backward) × batch at the measured GEMM rate "
-        "(gemm_gflops, same threads); 'vs flop bound' = ms_per_step / that bound."
+        "(gemm_gflops, same threads); 'vs flop bound' = ms_per_step / that bound. "
+        "bandwidth bound: ideal layer-fused bytes (ideal_bytes: each layer reads and writes the state once "
+        "forward, state and cotangent once each backward) × batch at the measured copy bandwidth "
+        "(memory_gbs); 'vs bandwidth bound' = ms_per_step / that bound (meaningful where the states "
+        "exceed the caches: big batches)."
     )
     report = {"machine": machine, "results": results}
     table = format_table(report)
@@ -287,6 +322,7 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
         ratio = r["ratio_to_default_qubit"]
         note = f"extrapolated: {r['extrapolation']}" if r["extrapolated_from_batch"] else ""
         bound = r.get("ratio_to_flop_bound")
+        bandwidth = r.get("ratio_to_bandwidth_bound")
         rows.append(
             [
                 circuit,
@@ -297,6 +333,7 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
                 f"{r['samples_per_s']:.3g}",
                 f"{ratio:.3g}×" if ratio else "–",
                 f"{bound:.3g}×" if bound else "–",
+                f"{bandwidth:.3g}×" if bandwidth else "–",
                 note,
             ]
         )
@@ -312,6 +349,7 @@ HEADER = [
     "samples/s",
     "vs default.qubit",
     "vs flop bound",
+    "vs bandwidth bound",
     "note",
 ]
 
@@ -337,7 +375,8 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"{m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} thread(s)), PennyLane {m['pennylane']}; "
         f"load average {m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end; "
         + (
-            f"GEMM {m['gemm_gflops']['float32']:.0f} GFLOP/s float32, {m['gemm_gflops']['float64']:.0f} float64."
+            f"GEMM {m['gemm_gflops']['float32']:.0f} GFLOP/s float32, {m['gemm_gflops']['float64']:.0f} float64"
+            + (f"; copy bandwidth {m['memory_gbs']:.1f} GB/s." if "memory_gbs" in m else ".")
             if "gemm_gflops" in m
             else ""
         ),

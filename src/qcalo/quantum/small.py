@@ -118,10 +118,30 @@ class SmallPlan:
         else:
             self.groups = [(first, 1, w) for first, w in self.halves]
         self._variant_index: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self._first_layer_index: dict[tuple[int, bool], np.ndarray] = {}
 
     @property
     def dim(self) -> int:
         return self.spec.dim
+
+    def first_layer_index(self, vr: int, want_inputs: bool) -> np.ndarray:
+        """(V·2, Ve·2) picks of R entries (vr variants × 4, then a zero) for :func:`_first_layer`.
+
+        Output variant v, row α: Σ_β R_{r(v)}[α, β] · e_{e(v)}[β] with (r, e) = (v, 0) for the
+        gate and its weight shifts, (0, 1) for the input shift.
+        """
+        key = (vr, want_inputs)
+        if key not in self._first_layer_index:
+            ve = 2 if want_inputs else 1
+            combos = [(r, 0) for r in range(vr)] + ([(0, 1)] if want_inputs else [])
+            zero = vr * 4
+            index = np.full((len(combos) * 2, ve * 2), zero, dtype=np.intp)
+            for v, (r, e) in enumerate(combos):
+                for alpha in range(2):
+                    for beta in range(2):
+                        index[v * 2 + alpha, e * 2 + beta] = r * 4 + alpha * 2 + beta
+            self._first_layer_index[key] = index
+        return self._first_layer_index[key]
 
     def variant_index(self, first: int, count: int, w: int, v: int) -> np.ndarray:
         """(count, Nv, w) indices into the flattened (wire, variant) axis, Nv = 1 + w·(v-1).
@@ -212,7 +232,7 @@ def _products(items: np.ndarray, p: SmallPlan, matrix: bool) -> list[np.ndarray]
     flat = items.reshape(*lead, -1, m)
     out: list[np.ndarray] = []
     for first, count, w in p.groups:
-        table = flat[..., p.variant_index(first, count, w, v), :]  # (…, count, Nv, w, m)
+        table = np.take(flat, p.variant_index(first, count, w, v), axis=-2)  # (…, count, Nv, w, m)
         prod = table[..., 0, :]
         if matrix:
             prod = prod.reshape(*prod.shape[:-1], 2, 2)
@@ -242,7 +262,8 @@ def _variants(
     extra = rot.ndim - 4  # leading layer axes of rot
     e = e.reshape(e.shape[0], *(1,) * extra, e.shape[1], 1, e.shape[2], 2, e.shape[-1])
     r = rot[None, ..., :, :, None, :, :]  # (1, …L, n, Vr, 1, 2, 2)
-    both = r @ e  # (B, …L, n, Vr, Ve, 2, c)
+    # r @ e written out: NumPy's matmul on stacks of 2×2 matrices costs ~30 ns per matrix.
+    both = r[..., :, 0, None] * e[..., 0, None, :] + r[..., :, 1, None] * e[..., 1, None, :]
     parts = [both[..., :, 0, :, :]]  # (B, …L, n, Vr, 2, c): the gate and its weight shifts
     if want_inputs:
         parts.append(both[..., :1, 1, :, :])
@@ -250,11 +271,43 @@ def _variants(
     return out[..., 0] if column else out
 
 
+def _first_layer(
+    p: SmallPlan, rot0: np.ndarray, emb: np.ndarray, want_weights: bool, want_inputs: bool
+) -> list[np.ndarray]:
+    """Layer 0's product vectors per half and variant: [(Nv, d, B)], batch axis last.
+
+    Every wire's first column R_v·E(x)[:, 0] for all variants v is one small matmul per wire,
+    M_i (V·2, Ve·2) @ [E(x)[:, 0]; E(x+π)[:, 0]] (Ve·2, B); the products over a half's wires
+    then run with the batch innermost (NumPy's broadcasts over 2-wide inner axes cost ~10 ns
+    per element, with B innermost they stream).
+    """
+    n = rot0.shape[0]
+    vr, ve = rot0.shape[1], emb.shape[2]
+    columns = emb[..., :, 0].transpose(1, 2, 3, 0).reshape(n, ve * 2, -1)  # (n, Ve·2, B)
+    index = p.first_layer_index(vr, want_inputs)  # (V·2, Ve·2) into [R entries | 0]
+    padded = np.concatenate([rot0.reshape(n, vr * 4), np.zeros((n, 1), rot0.dtype)], axis=1)
+    mats = np.take(padded, index, axis=1)  # (n, V·2, Ve·2)
+    vectors = mats @ columns  # (n, V·2, B)
+    v = index.shape[0] // 2
+    flat = vectors.reshape(n * v, 2, -1)
+    out: list[np.ndarray] = []
+    for first, count, w in p.groups:
+        table = np.take(flat, p.variant_index(first, count, w, v), axis=0)  # (c, Nv, w, 2, B)
+        prod = table[:, :, 0]
+        for j in range(1, w):
+            item = table[:, :, j]
+            prod = (prod[:, :, :, None, :] * item[:, :, None, :, :]).reshape(
+                *prod.shape[:2], -1, prod.shape[-1]
+            )
+        out += [prod[c] for c in range(count)]
+    return out
+
+
 class _Tape:
     """What the forward keeps for the backward."""
 
     def __init__(self) -> None:
-        self.first: list[np.ndarray] = []  # layer 0's per-half product vectors (B, Nv, d)
+        self.first: list[np.ndarray] = []  # layer 0's per-half product vectors (Nv, d, B)
         self.krons: dict[int, list[np.ndarray]] = {}  # layer -> per-half (…, Nv, d, d)
         self.states_in: dict[int, np.ndarray] = {}  # Ψ before layer l ≥ 1's gates (B, D)
         self.partial: dict[int, np.ndarray] = {}  # after its B half
@@ -289,12 +342,12 @@ def forward(
         emb = _embedding(inputs, spec.embedding, cdt)[:, :, None]  # (B, n, 1, 2, 2)
     tape = _Tape() if keep else None
     dims = p.dims
-    # Layer 0 on |0…0⟩: the product of every wire's first column, per half.
-    first = _products(_variants(rot[0], emb, want_weights, want_inputs, True), p, False)
+    # Layer 0 on |0…0⟩: the product of every wire's first column, per half, batch last.
+    first = _first_layer(p, rot[0], emb, want_weights, want_inputs)  # [(Nv, d, B)]
     if len(dims) == 2:
-        state = (first[0][:, 0, :, None] * first[1][:, 0, None, :]).reshape(batch, p.dim)
+        state = (first[0][0].T[:, :, None] * first[1][0].T[:, None, :]).reshape(batch, p.dim)
     else:
-        state = first[0][:, 0]
+        state = np.ascontiguousarray(first[0][0].T)
     if tape is not None:
         tape.first = first
     if layers > 1:
@@ -314,7 +367,10 @@ def forward(
             if len(dims) == 2:
                 b = mats[1][..., 0, :, :]
                 a = mats[0][..., 0, :, :]
-                x = state.reshape(batch, dims[0], dims[1]) @ b.swapaxes(-1, -2)
+                if spec.reupload:
+                    x = state.reshape(batch, dims[0], dims[1]) @ b.swapaxes(-1, -2)
+                else:  # shared: one GEMM over all rows
+                    x = (state.reshape(-1, dims[1]) @ b.T).reshape(batch, dims[0], dims[1])
                 state = (a @ x).reshape(batch, p.dim)
             else:
                 x = state.reshape(batch, 1, dims[0])
@@ -434,18 +490,18 @@ def backward(
             continue
         if layer == 0:
             first = tape.first
-            if len(dims) == 2:
+            if len(dims) == 2:  # ψ = a ⊗ b: ∂L/∂a = Λ conj(b), ∂L/∂b = Λᵀ conj(a), as (d, B)
                 lam3 = lam.reshape(batch, dims[0], dims[1])
-                a, b = first[0][:, 0], first[1][:, 0]
+                a, b = first[0][0], first[1][0]
                 g_halves = [
-                    (lam3 @ b.conj()[:, :, None])[..., 0],
-                    (a.conj()[:, None, :] @ lam3)[:, 0],
+                    (lam3 * b.T.conj()[:, None, :]).sum(2).T,
+                    (lam3 * a.T.conj()[:, :, None]).sum(1).T,
                 ]
             else:
-                g_halves = [lam]
+                g_halves = [lam.T]
             for half, (prod, g) in enumerate(zip(first, g_halves, strict=True)):
-                dots = (prod[:, 1:] @ g.conj()[:, :, None])[..., 0].real * 0.5
-                add(0, half, dots, True)
+                dots = (prod[1:] * g.conj()).real.sum(1) * 0.5  # (Nv-1, B)
+                add(0, half, dots.T, True)
             break
         mats = tape.krons[layer]
         x = tape.partial[layer]
@@ -454,19 +510,24 @@ def backward(
         if len(dims) == 2:
             lam3 = lam.reshape(batch, dims[0], dims[1])
             a, b = mats[0][..., 0, :, :], mats[1][..., 0, :, :]
-            g_a = lam3 @ x.conj().swapaxes(-1, -2)
-            lam_x = a.conj().swapaxes(-1, -2) @ lam3
             psi3 = psi_in.reshape(batch, dims[0], dims[1])
-            g_b = (psi3.conj().swapaxes(-1, -2) @ lam_x).swapaxes(-1, -2)
+            lam_x = a.conj().swapaxes(-1, -2) @ lam3
+            if per_sample:
+                g_a = lam3 @ x.conj().swapaxes(-1, -2)
+                g_b = (psi3.conj().swapaxes(-1, -2) @ lam_x).swapaxes(-1, -2)
+                lam = (lam_x @ b.conj()).reshape(batch, p.dim)
+            else:  # summed over the batch: one GEMM each instead of B small ones
+                g_a = np.tensordot(lam3, x.conj(), axes=([0, 2], [0, 2]))
+                g_b = np.tensordot(psi3.conj(), lam_x, axes=([0, 1], [0, 1])).T
+                lam = (lam_x.reshape(-1, dims[1]) @ b.conj()).reshape(batch, p.dim)
             g_mats = [g_a, g_b]
-            lam = (lam_x @ b.conj()).reshape(batch, p.dim)
         else:
             a = mats[0][..., 0, :, :]
             lam3 = lam.reshape(batch, 1, dims[0])
             g_mats = [lam3.swapaxes(-1, -2) @ x.conj()]
             lam = (lam3 @ a.conj()).reshape(batch, p.dim)
         for half, (kron, g) in enumerate(zip(mats, g_mats, strict=True)):
-            if not per_sample:
+            if not per_sample and g.ndim == 3:
                 g = g.sum(0)
             d2 = g.shape[-1] ** 2
             variants = kron[..., 1:, :, :].reshape(*kron.shape[:-3], -1, d2)

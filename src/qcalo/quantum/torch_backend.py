@@ -123,6 +123,24 @@ def ideal_flops(spec: CircuitSpec) -> tuple[int, int]:
     return forward + readout, backward + readout + 4 * dim
 
 
+def ideal_bytes(spec: CircuitSpec, itemsize: int = 8) -> tuple[int, int]:
+    """Bytes of memory traffic per sample of an ideal layer-fused simulation: (forward, backward).
+
+    The bandwidth counterpart of :func:`ideal_flops`, for states too big for the caches (a big
+    batch): single-qubit gates do ~7 flops per byte moved, so there memory bandwidth, not the
+    flop rate, bounds a step. Ideal: every layer (embedding, rotations and entangler fused)
+    reads and writes the state once (2·D·itemsize); its adjoint backward reads and writes the
+    state and the cotangent once each (4·D·itemsize), the gradient contraction riding on those
+    passes; the final QFT is one more pass each way; the readout reads the state (D) and its
+    derivative writes the cotangent (D). ``itemsize``: bytes per amplitude (8 for complex64).
+    """
+    dim, layers = spec.dim, spec.n_layers
+    passes_forward = layers + (1 if spec.final_qft else 0)
+    forward = (2 * passes_forward + 1) * dim * itemsize
+    backward = (4 * passes_forward + 1) * dim * itemsize
+    return forward, backward
+
+
 class _Constants:
     """Per-(device, dtype) tensors derived from the spec: gathers, diagonals, sign matrices."""
 
