@@ -94,12 +94,28 @@ CIRCUITS = {
 Step = Callable[[], Any]
 
 
+#: Largest working set a timed step may need (this machine has ~20 GB and is shared): points
+#: whose estimated state memory exceeds it are timed at a smaller batch and extrapolated.
+MEMORY_BUDGET = 3 * 2**30
+
+
+def n_gates(spec: CircuitSpec) -> int:
+    """Gates of the benchmark circuits written out one by one (embedding, 3 rotations, CNOTs)."""
+    embeds = spec.n_layers if spec.reupload else 1
+    return embeds * spec.n_qubits + spec.n_layers * (3 * spec.n_qubits + spec.n_qubits - 1)
+
+
 class Peer:
     """One simulator: ``prepare(spec, x, w)`` -> (step, loss value of that step's forward)."""
 
     name = ""
     precision = "complex128"
     what = ""  # what the step does, when less than the task
+
+    def states_per_sample(self, spec: CircuitSpec) -> int:
+        """(2^n)-amplitude states a step keeps per sample: reverse-mode AD through the gates
+        saves one per gate (JAX, torch autograd); adjoint methods and per-sample loops few."""
+        return n_gates(spec) + 2
 
     def prepare(self, spec: CircuitSpec, x: np.ndarray, w: np.ndarray) -> tuple[Step, float]:
         raise NotImplementedError
@@ -122,6 +138,9 @@ class Qcalo(Peer):
         self.precision = str(dtype).replace("torch.", "")
         self.name = f"qcalo {self.precision}" + ("" if strategy == "auto" else f" {strategy}")
         self.chosen: dict[tuple[str, int], str] = {}
+
+    def states_per_sample(self, spec):
+        return 6  # "auto" keeps autograd's states under 256 MiB; the adjoint path ~5 states
 
     def prepare(self, spec, x, w):
         layer = QuantumLayer(spec, dtype=self.dtype, strategy=self.strategy)
@@ -153,6 +172,9 @@ class PennyLane(Peer):
         self.name = f"pennylane {device} ({diff_method})"
         if device == "lightning.qubit":
             self.what = "adjoint has no broadcasting: PennyLane runs one tape per sample"
+
+    def states_per_sample(self, spec):
+        return 4 if self.device == "lightning.qubit" else n_gates(spec) + 2
 
     def prepare(self, spec, x, w):
         layer = QuantumLayer(
@@ -189,6 +211,9 @@ def _block(tree: Any) -> Any:
 class Catalyst(Peer):
     name = "catalyst qjit (lightning adjoint, vmap)"
     precision = "complex128"
+
+    def states_per_sample(self, spec):
+        return 4  # adjoint method; catalyst.vmap runs the samples one after another
 
     def prepare(self, spec, x, w):
         import catalyst
@@ -390,6 +415,9 @@ class QiskitAer(Peer):
     precision = "complex128"
     what = "no gradients (Aer has none; parameter shift would add 2 circuits per parameter): forward only"
 
+    def states_per_sample(self, spec):
+        return 2
+
     def prepare(self, spec, x, w):
         from qiskit import QuantumCircuit
         from qiskit.circuit import ParameterVector
@@ -491,13 +519,15 @@ def bench_peer(
     measured: dict[int, _Timing] = {}
     first_calls: dict[int, float] = {}
     probe_ms = None
+    itemsize = 16 if peer.precision == "complex128" else 8
+    cap = max(1, MEMORY_BUDGET // (peer.states_per_sample(spec) * spec.dim * itemsize))
     for batch in sorted(batches):
-        at = batch
+        at = min(batch, cap)
         if probe_ms is not None and probe_ms[1] * batch / probe_ms[0] > max_step_s * 1e3 * 1.5:
             # Per-sample cost from the largest batch so far says this one is too slow: time
             # the largest batch that fits and extrapolate.
             at = max(probe_ms[0], int(max_step_s * 1e3 / (probe_ms[1] / probe_ms[0])))
-            at = min(at, batch)
+            at = min(at, batch, cap)
         if at not in measured:
             x, _ = _inputs(spec, at, seed)
             try:
@@ -519,6 +549,10 @@ def bench_peer(
         wall, cpu, how = timing.wall_ms, timing.cpu_ms, None
         if at != batch:
             wall, cpu, how = _extrapolate(measured, at, batch)
+            if at == cap:
+                how += (
+                    f" (memory cap: batch {cap} keeps ~{MEMORY_BUDGET / 2**30:.0f} GiB of states)"
+                )
         row = {
             "peer": peer.name,
             "precision": peer.precision,
