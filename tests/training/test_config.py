@@ -79,7 +79,7 @@ def test_bad_conditioner_list_names_the_entry_and_the_length_mismatch() -> None:
     bad_name = {"model": {"stage1": {"n_blocks": 3, "conditioner": ["mlp", "quantum", "qunatum"]}}}
     with pytest.raises(
         ConfigError,
-        match=r"model\.stage1\.conditioner\[2\]: Input should be 'mlp', 'quantum', 'hybrid' or 'full_quantum'.*qunatum",
+        match=r"model\.stage1\.conditioner\[2\]: Input should be 'mlp', 'quantum', 'hybrid', 'full_quantum' or 'trig'.*qunatum",
     ):
         config_from_dict(bad_name, source="x.yaml")
     wrong_length = {"model": {"stage2": {"n_blocks": 3, "conditioner": ["mlp", "quantum"]}}}

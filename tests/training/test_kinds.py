@@ -48,9 +48,13 @@ def test_every_registered_kind_has_its_config_in_the_run_config_and_back() -> No
 
 def test_unknown_kind_and_errors_inside_a_kind_name_the_field() -> None:
     with pytest.raises(
-        ConfigError, match=r"x.yaml: model: expected a mapping whose kind is one of 'flow', 'born'"
+        ConfigError, match=r"x.yaml: model.kind 'gan' is unknown; expected one of \['born', 'flow'"
     ):
         config_from_dict({"model": {"kind": "gan"}}, source="x.yaml")
+    with pytest.raises(
+        ConfigError, match=r"x.yaml: model: expected a mapping whose kind is one of 'flow', 'born'"
+    ):
+        config_from_dict({"model": ["not", "a", "mapping"]}, source="x.yaml")
     with pytest.raises(ConfigError, match=r"model\.stage1\.n_layres: unknown key"):
         config_from_dict({"model": {"kind": "born", "stage1": {"n_layres": 2}}})
     with pytest.raises(
@@ -178,3 +182,39 @@ def test_a_two_optimiser_objective_resumes_bit_for_bit_after_a_crash(
     assert a["objective"]["extra"] == b["objective"]["extra"] == {"calls": 16}
     for name, tensor in a["model"].items():
         assert torch.equal(b["model"][name], tensor), name
+
+
+class _HigherIsBetter(LikelihoodObjective):
+    """The likelihood objective monitoring the validation log-likelihood, higher is better."""
+
+    val_columns = (*LikelihoodObjective.val_columns, "val_loglik")
+    monitor = "val_loglik"
+    mode = "max"
+
+    def validate(self, batches: Any, device: torch.device) -> dict[str, float]:
+        out = super().validate(batches, device)
+        out["val_loglik"] = -out["val_nll"]
+        return out
+
+
+def test_a_maximised_monitor_picks_the_same_best_epoch_as_its_minimised_negative(
+    small_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    cfg = _tiny(epochs=3, batch_size=64)
+    minimised = train(cfg, small_file, tmp_path / "min")
+    monkeypatch.setitem(
+        kinds_module.KINDS,
+        "flow",
+        dataclasses.replace(kinds_module.KINDS["flow"], objective=_HigherIsBetter),
+    )
+    maximised = train(cfg, small_file, tmp_path / "max")
+    a = json.loads((minimised / "summary.json").read_text())
+    b = json.loads((maximised / "summary.json").read_text())
+    assert b["monitor"] == "val_loglik" and b["best_epoch"] == a["best_epoch"]
+    assert b["best_metric"] == pytest.approx(-a["best_metric"])
+    rows = read_metrics(maximised)
+    assert max(r["val_loglik"] for r in rows) == pytest.approx(b["best_metric"])
+    best = load_checkpoint(maximised / "checkpoints" / "best.pt")
+    assert best["epoch"] == b["best_epoch"]

@@ -109,14 +109,16 @@ def _constant_one(step: int) -> float:
 class Objective(ABC):
     """What a model kind contributes to training; see the module docstring.
 
-    Subclasses set ``train_columns``, ``val_columns`` and ``monitor`` (a member of
-    ``val_columns``, lower is better) and fill ``self.optimisers`` / ``self.schedulers``
+    Subclasses set ``train_columns``, ``val_columns``, ``monitor`` (a member of
+    ``val_columns``) and ``mode`` (``"min"``, the default, or ``"max"``) and fill ``self.optimisers`` / ``self.schedulers``
     (dicts by name; the loop logs the first optimiser's learning rate).
     """
 
     train_columns: ClassVar[tuple[str, ...]]
     val_columns: ClassVar[tuple[str, ...]]
     monitor: ClassVar[str]
+    #: Whether a lower (``"min"``) or a higher (``"max"``) ``monitor`` is better.
+    mode: ClassVar[str] = "min"
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, steps_per_epoch: int) -> None:
         # Any: the kind's model class has the methods its objective calls (log_prob, ...).

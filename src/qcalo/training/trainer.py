@@ -4,8 +4,10 @@
 streams the data, fits the kind's preprocessing on the training events, builds the model and
 the kind's :class:`~qcalo.training.objectives.Objective` (see :mod:`qcalo.training.kinds`), and
 runs epochs of ``objective.train_step`` over shuffled minibatches followed by
-``objective.validate``. It owns seeding, checkpoints, resumption, early stopping on the
-objective's monitored metric (lower is better), logs, progress bars and state capture. For the
+``objective.validate``. It owns seeding, the data, resumption and progress bars; logging
+(metrics.csv, TensorBoard), early stopping and checkpoints on the objective's monitored metric
+(``objective.monitor``, better in ``objective.mode``: ``"min"`` or ``"max"``) and state capture
+are callbacks (:mod:`qcalo.training.callbacks`), so the loop names no metric. For the
 likelihood kinds (flows, the Born machine) the objective minimises
 ``-mean(log_prob(E_inc, shower)["total"])`` (nats per event) and monitors ``val_nll``.
 
@@ -45,11 +47,9 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import math
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,14 @@ import torch
 from qcalo.data.geometry import load_geometry
 from qcalo.errors import CheckpointError, ConfigError, DataError
 from qcalo.models.spline import active_kernels, use_kernels
+from qcalo.training.callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    EpochEnd,
+    ModelCheckpoint,
+    TensorBoardLogger,
+)
 from qcalo.training.checkpoint import (
     CHECKPOINT_FORMAT,
     capture_rng_state,
@@ -173,17 +181,7 @@ def _build(cfg: RunConfig, stats: Any, device: torch.device) -> Any:
     return model.to(device)
 
 
-def _write_metrics(path: Path, history: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: row[k] for k in columns})
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
-
-
-class _StateCaptures:
+class _StateCaptures(Callback):
     """One :class:`qcalo.quantum.StateCapture` per circuit layer of the model.
 
     Each captures its layer's statevector for ``probe_events`` fixed probe angle vectors
@@ -214,11 +212,11 @@ class _StateCaptures:
                 "use quantum or hybrid conditioners, or set state_capture.enabled: false"
             )
 
-    def set_step(self, step: int) -> None:
+    def on_step_end(self, loop: Any) -> None:
         for _, capture in self.layers:
-            capture.step = step
+            capture.step = loop.state["step"]
 
-    def detach(self) -> None:
+    def on_fit_end(self, loop: Any) -> None:
         for module, _ in self.layers:
             module.capture = None
 
@@ -358,9 +356,6 @@ def train(
     state: dict[str, Any] = {
         "epoch": 0,
         "step": 0,
-        "best_metric": None,
-        "best_epoch": 0,
-        "epochs_without_improvement": 0,
         "history": [],
         "training_time_s": 0.0,
         # Threads of the process that trained the last epoch: re-entering a finished run
@@ -381,25 +376,42 @@ def train(
         restore_rng_state(checkpoint["rng"])
     else:
         out.mkdir(parents=True, exist_ok=True)
-        # A run killed before its first checkpoint restarts from scratch: drop its scalars.
-        if paths["tensorboard"].is_dir():
-            shutil.rmtree(paths["tensorboard"])
         with atomic_path(paths["config"]) as tmp:
             tmp.write_text(cfg.to_yaml())
 
-    from torch.utils.tensorboard import SummaryWriter
-
-    tb = SummaryWriter(
-        log_dir=str(paths["tensorboard"]),
-        purge_step=state["epoch"] + 1 if checkpoint is not None else None,
+    loop = _Loop(state)
+    monitor, mode = objective.monitor, objective.mode
+    saver = ModelCheckpoint(
+        monitor,
+        mode,
+        best=paths["best"],
+        last=paths["last"],
+        every=cfg.checkpoint_every,
+        make=lambda _: make_checkpoint(),
+        save=save_checkpoint,
+        on_save=lambda _: write_summary(),
     )
-    capture = _StateCaptures(cfg, model, out, state["step"]) if cfg.state_capture.enabled else None
+    callbacks: list[Callback] = [
+        TensorBoardLogger(paths["tensorboard"], state["epoch"] if checkpoint else None),
+        CSVLogger(paths["metrics"], columns),
+        EarlyStopping(monitor, mode, cfg.early_stopping_patience),
+        saver,
+    ]
+    if cfg.state_capture.enabled:
+        callbacks.append(_StateCaptures(cfg, model, out, state["step"]))
+    if checkpoint is not None:
+        for callback in callbacks:
+            callback.load_state_dict(checkpoint)
 
     def make_checkpoint() -> dict[str, Any]:
+        callback_state: dict[str, Any] = {}
+        for callback in callbacks:
+            callback_state.update(callback.state_dict())
         return {
             "format": CHECKPOINT_FORMAT,
             "kind": kind.name,
             **{k: v for k, v in state.items()},
+            **callback_state,
             "model": model.state_dict(),
             "objective": objective.state_dict(),
             "rng": capture_rng_state(),
@@ -414,9 +426,9 @@ def train(
             "kind": kind.name,
             "parameter_counts": parameter_counts,
             "training_time_s": float(state["training_time_s"]),
-            "monitor": objective.monitor,
-            "best_metric": state["best_metric"],
-            "best_epoch": int(state["best_epoch"]),
+            "monitor": monitor,
+            "best_metric": saver.best_metric,
+            "best_epoch": int(saver.best_epoch),
             "epochs_run": int(state["epoch"]),
             "seed": int(cfg.seed),
             # A path for one file (as ever), the list of paths in order for several.
@@ -431,16 +443,14 @@ def train(
             "omp_wait_policy": state["omp_wait_policy"] or _omp_wait_policy(),
             "cpu_model": state["cpu_model"] or cpu_model(),
         }
-        if objective.monitor == "val_nll":  # the key readers of likelihood runs know
-            summary["best_val_nll"] = state["best_metric"]
+        if monitor == "val_nll":  # the key readers of likelihood runs know
+            summary["best_val_nll"] = saver.best_metric
         # Every logged column at the best epoch (the weights best.pt holds), e.g. a study's
         # `training.val_nll_stage1`.
-        best_rows = [r for r in state["history"] if int(r["epoch"]) == int(state["best_epoch"])]
+        best_rows = [r for r in state["history"] if int(r["epoch"]) == int(saver.best_epoch)]
         summary["best_epoch_metrics"] = dict(best_rows[-1]) if best_rows else {}
         write_json(paths["summary"], summary)
 
-    patience = cfg.early_stopping_patience or math.inf
-    stopped_early = state["epochs_without_improvement"] >= patience
     epoch_bar = progress(
         range(state["epoch"], cfg.epochs),
         desc=f"train {cfg.name or ''}".strip(),
@@ -448,8 +458,10 @@ def train(
         total=cfg.epochs,
     )
     try:
+        for callback in callbacks:
+            callback.on_fit_start(loop)
         for epoch in epoch_bar:
-            if stopped_early:
+            if loop.should_stop:
                 break
             t0 = time.perf_counter()
             model.train()
@@ -466,8 +478,8 @@ def train(
                 energies, showers = energies.to(dev), showers.to(dev)
                 parts = objective.train_step(energies, showers, epoch=epoch, step=state["step"])
                 state["step"] += 1
-                if capture is not None:
-                    capture.set_step(state["step"])
+                for callback in callbacks:
+                    callback.on_step_end(loop)
                 for key in sums:
                     sums[key] += parts[key]
                 n_seen += len(energies)
@@ -488,49 +500,30 @@ def train(
             if "val_excluded" in row:
                 row["val_excluded"] = int(row["val_excluded"])
             state["history"].append(row)
-            for key, value in row.items():
-                if key != "epoch":
-                    tb.add_scalar(key, value, epoch + 1)
-            tb.flush()
-            _write_metrics(paths["metrics"], state["history"], columns)
             first_train = objective.train_columns[0]
-            epoch_bar.set_postfix(
-                train=f"{row[first_train]:.2f}", val=f"{row[objective.monitor]:.2f}"
-            )
-
-            monitored = float(val[objective.monitor])
-            improved = math.isfinite(monitored) and (
-                state["best_metric"] is None or monitored < state["best_metric"]
-            )
-            if improved:
-                state["best_metric"] = monitored
-                state["best_epoch"] = epoch + 1
-                state["epochs_without_improvement"] = 0
-            else:
-                state["epochs_without_improvement"] += 1
-            stopped_early = state["epochs_without_improvement"] >= patience
-            finished = epoch + 1 == cfg.epochs or stopped_early
-            if improved or finished or (epoch + 1) % cfg.checkpoint_every == 0:
-                ckpt = make_checkpoint()
-                if improved:
-                    save_checkpoint(paths["best"], ckpt)
-                if finished or (epoch + 1) % cfg.checkpoint_every == 0:
-                    save_checkpoint(paths["last"], ckpt)
-                    write_summary()
-            if stopped_early:
+            epoch_bar.set_postfix(train=f"{row[first_train]:.2f}", val=f"{row[monitor]:.2f}")
+            end = EpochEnd(epoch + 1, row, finished=epoch + 1 == cfg.epochs)
+            for callback in callbacks:
+                callback.on_epoch_end(loop, end)
+            if loop.should_stop:
                 break
+        loop.completed = True
     finally:
         epoch_bar.close()
-        tb.close()
-        if capture is not None:
-            capture.detach()
-    if not paths["best"].is_file():
-        # No epoch had a finite monitored value: keep the final state as "best" so that
-        # `load_run(which="best")` still works; summary.json says best_metric is null.
-        save_checkpoint(paths["best"], make_checkpoint())
+        for callback in callbacks:
+            callback.on_fit_end(loop)
     if not paths["summary"].is_file() or checkpoint is not None:
         write_summary()
     return out
+
+
+class _Loop:
+    """The loop's counters as callbacks see them (:class:`qcalo.training.callbacks.Loop`)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.should_stop = False
+        self.completed = False
 
 
 def _omp_wait_policy() -> str:
