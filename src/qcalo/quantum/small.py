@@ -119,6 +119,7 @@ class SmallPlan:
             self.groups = [(first, 1, w) for first, w in self.halves]
         self._variant_index: dict[tuple[int, int, int, int], np.ndarray] = {}
         self._first_layer_index: dict[tuple[int, bool], np.ndarray] = {}
+        self._spread: dict[tuple[int, int], np.ndarray] = {}
 
     @property
     def dim(self) -> int:
@@ -142,6 +143,30 @@ class SmallPlan:
                         index[v * 2 + alpha, e * 2 + beta] = r * 4 + alpha * 2 + beta
             self._first_layer_index[key] = index
         return self._first_layer_index[key]
+
+    def spread(self, w: int, m: int) -> np.ndarray:
+        """(w·m, w·m^w) 0/1: item j's entry e goes to every product entry whose digit j is e.
+
+        Items are m = 2 vectors or m = 4 row-major 2×2 matrices; product entries are indexed
+        first item most significant (for matrices: (row, column) of the Kronecker product, its
+        row bits and column bits each first-item-major).
+        """
+        key = (w, m)
+        if key not in self._spread:
+            size = m**w
+            out = np.zeros((w * m, w * size), dtype=self.complex)
+            entries = np.arange(size)
+            for j in range(w):
+                shift = w - 1 - j
+                if m == 2:
+                    digit = (entries >> shift) & 1
+                else:  # matrix entry (row, col) of a 2^w × 2^w product, row-major
+                    d = 2**w
+                    row, col = entries // d, entries % d
+                    digit = 2 * ((row >> shift) & 1) + ((col >> shift) & 1)
+                out[j * m + digit, j * size + entries] = 1.0
+            self._spread[key] = out
+        return self._spread[key]
 
     def variant_index(self, first: int, count: int, w: int, v: int) -> np.ndarray:
         """(count, Nv, w) indices into the flattened (wire, variant) axis, Nv = 1 + w·(v-1).
@@ -220,10 +245,11 @@ def _embedding(x: np.ndarray, kind: str, dtype: np.dtype) -> np.ndarray:
 def _products(items: np.ndarray, p: SmallPlan, matrix: bool) -> list[np.ndarray]:
     """Kronecker products per half of every variant: items (…, n, V, 2[, 2]) -> [(…, Nv, d[, d])].
 
-    ``items`` are gates' first columns (the state a layer makes from |0…0⟩) or whole gates; index 0 of V is the item itself, 1.. its shifted variants.
-    Row 0 of Nv = 1 + w·(V-1) is the plain product, row 1 + j·(V-1) + (v-1) has item j of the
-    half replaced by its variant v. One gather picks the rows' items; w-1 broadcast products
-    build them (equal halves together).
+    ``items`` are gates' first columns (the state a layer makes from |0…0⟩) or whole gates;
+    index 0 of V is the item itself, 1.. its shifted variants. Row 0 of Nv = 1 + w·(V-1) is the
+    plain product, row 1 + j·(V-1) + (v-1) has item j of the half replaced by its variant v.
+    One gather picks the rows' items, one matmul spreads item j's entries over the product's
+    (:meth:`SmallPlan.spread`), one product over j multiplies them (equal halves together).
     """
     if matrix:  # (…, n, V, 2, 2) -> (…, n, V, 4)
         items = items.reshape(*items.shape[:-2], 4)
@@ -233,19 +259,12 @@ def _products(items: np.ndarray, p: SmallPlan, matrix: bool) -> list[np.ndarray]
     out: list[np.ndarray] = []
     for first, count, w in p.groups:
         table = np.take(flat, p.variant_index(first, count, w, v), axis=-2)  # (…, count, Nv, w, m)
-        prod = table[..., 0, :]
+        size = m**w
+        spread = table.reshape(*table.shape[:-2], w * m) @ p.spread(w, m)
+        prod = spread.reshape(*table.shape[:-2], w, size).prod(axis=-2)  # (…, count, Nv, m^w)
         if matrix:
-            prod = prod.reshape(*prod.shape[:-1], 2, 2)
-        for j in range(1, w):
-            item = table[..., j, :]
-            d = prod.shape[-1]
-            if matrix:
-                g = item.reshape(*item.shape[:-1], 2, 2)
-                prod = (prod[..., :, None, :, None] * g[..., None, :, None, :]).reshape(
-                    *prod.shape[:-2], 2 * d, 2 * d
-                )
-            else:
-                prod = (prod[..., :, None] * item[..., None, :]).reshape(*prod.shape[:-1], 2 * d)
+            d = 2**w
+            prod = prod.reshape(*prod.shape[:-1], d, d)
         out += [np.take(prod, c, axis=-4 if matrix else -3) for c in range(count)]
     return out
 
