@@ -12,11 +12,8 @@ import os
 from pathlib import Path
 
 from qcalo.errors import ConfigError
+from qcalo.utils.layout import RUN_FILES, RunLayout
 from qcalo.utils.paths import check_input_file
-
-# What a `qcalo train` run directory holds that later verbs read.
-RUN_FILES = ("config.yaml", "summary.json", "metrics.csv")
-RUN_FOLDERS = ("checkpoints", "tensorboard")
 
 
 def positive_int(text: str) -> int:
@@ -49,7 +46,7 @@ def run_inputs(run_dir: str | os.PathLike[str] | None) -> list[Path]:
         return []
     run = Path(run_dir)
     files = [run / name for name in RUN_FILES]
-    checkpoints = run / "checkpoints"
+    checkpoints = RunLayout(run).checkpoints
     if checkpoints.is_dir():
         files += sorted(p for p in checkpoints.iterdir() if p.is_file())
     return files

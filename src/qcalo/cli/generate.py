@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from qcalo.cli.checks import positive_int, run_inputs
+from qcalo.utils.layout import RunLayout
 from qcalo.utils.seeding import seed_argument
 
 HELP = "generate showers from a trained run"
@@ -93,7 +94,7 @@ def check_request(args: argparse.Namespace, out: Path) -> None:
             f"{run}: no such run directory; expected the --out folder of `qcalo train`"
         )
     # Verifies the checksum and the format once, up front.
-    checkpoint = load_checkpoint(run / "checkpoints" / f"{args.checkpoint}.pt")
+    checkpoint = load_checkpoint(RunLayout(run).checkpoint(args.checkpoint))
     try:
         n_voxels = load_geometry(str(checkpoint.get("geometry", "pions"))).n_voxels
     except DataError:
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     with claim_output(
         args.out,
         inputs=[args.energies_from, *run_inputs(args.run_dir)],
-        reserved=[Path(args.run_dir) / "checkpoints"],
+        reserved=[RunLayout(args.run_dir).checkpoints],
     ) as out:
         check_request(args, out)
         path = generate(

@@ -14,7 +14,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qcalo.cli.checks import RUN_FOLDERS, positive_int, read_config_text
+from qcalo.cli.checks import positive_int, read_config_text
+from qcalo.utils.layout import RUN_FOLDERS, RunLayout
 from qcalo.utils.seeding import seed_argument
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def check_run_folder(out: Path) -> None:
 def _resumable(snapshot: FolderSnapshot) -> bool:
     """Whether this invocation wrote a checkpoint the run can be resumed from: then a failure
     keeps the run (hours of epochs) instead of removing what the invocation created."""
-    return snapshot.is_new(Path("checkpoints") / "last.pt")
+    return snapshot.is_new(RunLayout("").last)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{exc}; {out} keeps the run up to its last checkpoint: continue it with "
                     "--resume once the output can be written"
                 ) from None
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads(RunLayout(run_dir).summary.read_text())
     if not args.quiet:
         print(format_result(run_dir, summary))
     return 0

@@ -26,6 +26,7 @@ from typing import Any
 
 from qcalo.errors import ConfigError
 from qcalo.utils.atomic import atomic_path
+from qcalo.utils.layout import RunLayout
 
 __all__ = ["demo", "DEMO_ENERGIES_MEV", "DEMO_CONFIG"]
 
@@ -120,7 +121,7 @@ def demo(
     config_file = config_path(config)
     token = step("train", f"training the hybrid flow {config_file.name}")
     run_dir = train(config_file, train_path, out / "run", seed=seed, epochs=epochs)
-    summary_path = Path(run_dir) / "summary.json"
+    summary_path = RunLayout(run_dir).summary
     run_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     done(
         token,

@@ -61,6 +61,7 @@ from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.data.io import ShowerData, inspect_file, read_showers, validate_values
 from qcalo.errors import ConfigError, DataError
 from qcalo.utils.atomic import write_json
+from qcalo.utils.layout import RunLayout
 from qcalo.utils.progress import progress
 
 __all__ = ["evaluate", "ALL_METRICS", "DEFAULT_METRICS", "parse_metrics", "THRESHOLD_MEV"]
@@ -162,8 +163,8 @@ def _read_run_summary(run_dir: str | os.PathLike[str] | None, timing: bool) -> A
     if timing:
         from qcalo.training.checkpoint import load_checkpoint
 
-        load_checkpoint(Path(run_dir) / "checkpoints" / "best.pt")
-    summary_path = Path(run_dir) / "summary.json"
+        load_checkpoint(RunLayout(run_dir).best)
+    summary_path = RunLayout(run_dir).summary
     if not summary_path.is_file():
         return None
     try:

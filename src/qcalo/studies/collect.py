@@ -33,6 +33,7 @@ import numpy as np
 from qcalo.errors import DataError
 from qcalo.studies.config import StudyConfig, expand_cells, extract_run_metric, value_label
 from qcalo.utils.atomic import atomic_path
+from qcalo.utils.layout import CellLayout
 
 __all__ = ["collect", "Collected", "read_table"]
 
@@ -76,7 +77,7 @@ def _rows(study: StudyConfig, out: Path) -> tuple[list[dict[str, Any]], list[Pat
     labels: list[str] = []
     for cell in cells:
         folder = out / "cells" / cell.name
-        done = [s for s in study.seeds if (folder / f"seed-{s}" / "DONE").is_file()]
+        done = [s for s in study.seeds if CellLayout(folder / f"seed-{s}").done.is_file()]
         if not done:
             continue
         per_metric: dict[str, list[float]] = {m: [] for m in study.metrics}
@@ -84,8 +85,9 @@ def _rows(study: StudyConfig, out: Path) -> tuple[list[dict[str, Any]], list[Pat
         counts: dict[str, int] = {}
         for seed in done:
             seed_dir = folder / f"seed-{seed}"
-            summary = _read_json(seed_dir / "run" / "summary.json")
-            metrics_path = seed_dir / "eval" / "metrics.json"
+            layout = CellLayout(seed_dir)
+            summary = _read_json(layout.summary)
+            metrics_path = layout.metrics
             metrics = _read_json(metrics_path) if study.evaluate_metrics() else {}
             for name in study.metrics:
                 value = extract_run_metric(
@@ -93,7 +95,7 @@ def _rows(study: StudyConfig, out: Path) -> tuple[list[dict[str, Any]], list[Pat
                     metrics,
                     summary,
                     evaluation_path=str(metrics_path),
-                    summary_path=str(seed_dir / "run" / "summary.json"),
+                    summary_path=str(layout.summary),
                 )
                 per_metric[name].append(value)
             seconds.append(float(summary.get("training_time_s", math.nan)))
@@ -111,7 +113,7 @@ def _rows(study: StudyConfig, out: Path) -> tuple[list[dict[str, Any]], list[Pat
             value_label(cell.assignment.get(study.family_key, "-")) if study.family_key else "all"
         )
         rows.append(row)
-        eval_dirs.append(folder / f"seed-{done[0]}" / "eval")
+        eval_dirs.append(CellLayout(folder / f"seed-{done[0]}").eval)
         labels.append(cell.name)
     return rows, eval_dirs, labels, len(cells)
 

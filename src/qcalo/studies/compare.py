@@ -37,6 +37,7 @@ from scipy.stats import t as student_t
 from qcalo.errors import ConfigError, DataError
 from qcalo.studies.config import Cell, StudyConfig, expand_cells
 from qcalo.utils.atomic import atomic_path, write_json
+from qcalo.utils.layout import CellLayout
 
 __all__ = [
     "PairedDifference",
@@ -180,8 +181,9 @@ def _numbers(record: dict[str, Any]) -> dict[str, float]:
 def _study_run(seed_dir: Path) -> dict[str, float]:
     """A finished run's record: the study's metrics (``DONE``), training seconds and the best
     epoch's validation NLL (``run/summary.json``)."""
-    record = _numbers(dict(_read(seed_dir / "DONE").get("metrics", {})))
-    summary_path = seed_dir / "run" / "summary.json"
+    layout = CellLayout(seed_dir)
+    record = _numbers(dict(_read(layout.done).get("metrics", {})))
+    summary_path = layout.summary
     if summary_path.is_file():
         summary = _read(summary_path)
         if isinstance(summary.get("training_time_s"), (int, float)):
@@ -211,7 +213,7 @@ def load_cell_runs(
         folder = Path(study_dir) / "cells" / cell.name
         for seed in study.seeds:
             seed_dir = folder / f"seed-{seed}"
-            if (seed_dir / "DONE").is_file():
+            if CellLayout(seed_dir).done.is_file():
                 runs[seed] = {**runs.get(seed, {}), **_study_run(seed_dir)}
     return runs
 

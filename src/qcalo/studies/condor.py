@@ -30,6 +30,7 @@ from pathlib import Path
 from qcalo.studies.config import StudyConfig
 from qcalo.studies.runner import CellTask, prepare_study
 from qcalo.utils.atomic import atomic_path
+from qcalo.utils.layout import CellLayout
 
 __all__ = [
     "write_condor",
@@ -49,12 +50,8 @@ def cell_script(task: CellTask, seed: str) -> str:
     """The shell commands of one (cell, seed): the `qcalo` CLI verbs the local runner calls
     through the API. ``seed`` is a number or the HTCondor macro ``$(seed)``."""
     folder = Path(task.config).parent / f"seed-{seed}"
-    run, generated, evaluation, done = (
-        folder / "run",
-        folder / "generated.h5",
-        folder / "eval",
-        folder / "DONE",
-    )
+    layout = CellLayout(folder)
+    run, generated, evaluation, done = layout.run, layout.generated, layout.eval, layout.done
     qcalo = " ".join(shlex.quote(part) for part in _python())
 
     def q(path: object) -> str:

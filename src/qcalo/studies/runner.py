@@ -44,6 +44,7 @@ import yaml
 from qcalo.errors import ConfigError, QcaloError
 from qcalo.studies.config import Cell, StudyConfig, expand_cells, extract_run_metric
 from qcalo.utils.atomic import atomic_path, write_json
+from qcalo.utils.layout import CellLayout, RunLayout
 
 __all__ = [
     "CellTask",
@@ -79,13 +80,13 @@ class CellTask:
 
     @property
     def paths(self) -> dict[str, Path]:
-        folder = Path(self.folder)
+        layout = CellLayout(self.folder)
         return {
-            "run": folder / "run",
-            "generated": folder / "generated.h5",
-            "eval": folder / "eval",
-            "done": folder / "DONE",
-            "failed": folder / "FAILED",
+            "run": layout.run,
+            "generated": layout.generated,
+            "eval": layout.eval,
+            "done": layout.done,
+            "failed": layout.failed,
         }
 
 
@@ -296,7 +297,7 @@ def run_cell(task: CellTask) -> Outcome:
                 seed=task.seed,
                 run_dir=paths["run"],
             )
-        summary_path = Path(paths["run"]) / "summary.json"
+        summary_path = RunLayout(paths["run"]).summary
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         values = {
             name: extract_run_metric(

@@ -80,6 +80,7 @@ from qcalo.training.data import DataPaths, ShowerDataset, data_files
 from qcalo.training.kinds import model_kind
 from qcalo.training.objectives import LikelihoodObjective, Objective, TrainingDiverged
 from qcalo.utils.atomic import atomic_path, write_json
+from qcalo.utils.layout import RunLayout
 from qcalo.utils.progress import is_quiet, progress
 from qcalo.utils.seeding import seed_everything
 
@@ -115,16 +116,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def run_paths(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    run_dir = Path(run_dir)
-    return {
-        "config": run_dir / "config.yaml",
-        "last": run_dir / "checkpoints" / "last.pt",
-        "best": run_dir / "checkpoints" / "best.pt",
-        "metrics": run_dir / "metrics.csv",
-        "tensorboard": run_dir / "tensorboard",
-        "summary": run_dir / "summary.json",
-        "quantum_states": run_dir / "quantum_states",
-    }
+    """The run folder's named paths (:class:`qcalo.utils.layout.RunLayout`, the one owner)."""
+    return RunLayout(run_dir).as_dict()
 
 
 # --------------------------------------------------------------------------------------------
