@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_limits import cpu_model, git_commit  # noqa: E402
+from bench_limits import cpu_model, git_commit, median_time  # noqa: E402
 
 from qcalo.models.conditioners import build_conditioner  # noqa: E402
 from qcalo.quantum import CircuitSpec  # noqa: E402
@@ -39,14 +37,7 @@ def time_one(module: torch.nn.Module, inputs: torch.Tensor, repeats: int) -> flo
         module.zero_grad(set_to_none=True)
         module(inputs).square().sum().backward()
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(step, repeats, warmup=3)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,22 +58,7 @@ def test_compare_runs_adjusts_quality_metrics_only() -> None:
 
 def test_study_2_statement_reproduced_from_the_committed_records(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    code = main(
-        [
-            "study",
-            "compare",
-            str(WHOLE_G4),
-            "0",
-            "4",
-            "--records",
-            str(RECORDS),
-            "--labels",
-            "classical,hybrid",
-            "--out",
-            str(out),
-            "-q",
-        ]
-    )
+    code = _compare("--records", str(RECORDS), "--labels", "classical,hybrid", "--out", str(out))
     assert code == 0
     result = json.loads((out / "comparison.json").read_text())
     reference = json.loads((REPO / "benchmarks" / "results" / "twins_seeds_g4.json").read_text())
@@ -112,45 +97,18 @@ def _fake_study_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def _compare(*args: str) -> int:
+    """``qcalo study compare whole_g4.yaml 0 4 ARGS -q``."""
+    return main(["study", "compare", str(WHOLE_G4), "0", "4", *args, "-q"])
+
+
 def test_study_folder_runs_and_exported_records_give_the_same_comparison(tmp_path: Path) -> None:
     folder = _fake_study_folder(tmp_path)
     direct, via_records = tmp_path / "direct", tmp_path / "records_cmp"
-    assert (
-        main(
-            [
-                "study",
-                "compare",
-                str(WHOLE_G4),
-                "0",
-                "4",
-                "--study-dir",
-                str(folder),
-                "--out",
-                str(direct),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert _compare("--study-dir", str(folder), "--out", str(direct)) == 0
     written = write_records(load_study(WHOLE_G4), folder, tmp_path / "records")
     assert len(written) == 6
-    assert (
-        main(
-            [
-                "study",
-                "compare",
-                str(WHOLE_G4),
-                "0",
-                "4",
-                "--records",
-                str(tmp_path / "records"),
-                "--out",
-                str(via_records),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert _compare("--records", str(tmp_path / "records"), "--out", str(via_records)) == 0
     a = json.loads((direct / "comparison.json").read_text())["difference"]
     b = json.loads((via_records / "comparison.json").read_text())["difference"]
     assert a == b

@@ -23,7 +23,7 @@
  * oversubscription), so the result does not depend on the number of threads. */
 #define PARALLEL_CHUNKS _Pragma("omp parallel for schedule(static) if (blocks >= 64)")
 
-#define DEFINE_SPLINE(T, S, EXP, LOG, ABS, SQRT)                                                             \
+#define DEFINE_SPLINE(T, S, EXP, LOG, ABS, SQRT)                                                  \
     /* A chunk's parameters, element-major in memory, transposed to [3K - 1][CHUNK] so that the   \
      * loops below read contiguous rows. */                                                       \
     static void load_##S(const T *restrict p, int c, int K, T PT[3 * MAXK][CHUNK]) {              \
@@ -33,51 +33,51 @@
     }                                                                                             \
                                                                                                   \
     /* Knots of a chunk: normalised widths W and heights H [K][CHUNK], derivatives D [K+1]. */    \
-    static void knots_##S(T PT[3 * MAXK][CHUNK], int c, int K, T ls, T W[MAXK][CHUNK],              \
+    static void knots_##S(T PT[3 * MAXK][CHUNK], int c, int K, T ls, T W[MAXK][CHUNK],            \
                           T H[MAXK][CHUNK], T D[MAXK + 1][CHUNK]) {                               \
         const T lw = ls / 2;                                                                      \
         T mw[CHUNK], mh[CHUNK], sw[CHUNK], sh[CHUNK];                                             \
         for (int j = 0; j < K; j++)                                                               \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 T u = PT[j][i], v = PT[K + j][i];                                                 \
-                W[j][i] = u / (1 + ABS(u) / lw);                                                 \
-                H[j][i] = v / (1 + ABS(v) / lw);                                                 \
+                W[j][i] = u / (1 + ABS(u) / lw);                                                  \
+                H[j][i] = v / (1 + ABS(v) / lw);                                                  \
             }                                                                                     \
-        SIMD for (int i = 0; i < c; i++) {                                                             \
+        SIMD for (int i = 0; i < c; i++) {                                                        \
             mw[i] = W[0][i];                                                                      \
             mh[i] = H[0][i];                                                                      \
             sw[i] = 0;                                                                            \
             sh[i] = 0;                                                                            \
         }                                                                                         \
         for (int j = 1; j < K; j++)                                                               \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 mw[i] = W[j][i] > mw[i] ? W[j][i] : mw[i];                                        \
                 mh[i] = H[j][i] > mh[i] ? H[j][i] : mh[i];                                        \
             }                                                                                     \
         for (int j = 0; j < K; j++)                                                               \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 W[j][i] = EXP(W[j][i] - mw[i]);                                                   \
                 H[j][i] = EXP(H[j][i] - mh[i]);                                                   \
                 sw[i] += W[j][i];                                                                 \
                 sh[i] += H[j][i];                                                                 \
             }                                                                                     \
-        SIMD for (int i = 0; i < c; i++) {                                                             \
+        SIMD for (int i = 0; i < c; i++) {                                                        \
             sw[i] = 1 / sw[i];                                                                    \
             sh[i] = 1 / sh[i];                                                                    \
         }                                                                                         \
         for (int j = 0; j < K; j++)                                                               \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 W[j][i] *= sw[i];                                                                 \
                 H[j][i] *= sh[i];                                                                 \
             }                                                                                     \
-        SIMD for (int i = 0; i < c; i++) {                                                             \
+        SIMD for (int i = 0; i < c; i++) {                                                        \
             D[0][i] = 1;                                                                          \
             D[K][i] = 1;                                                                          \
         }                                                                                         \
         for (int j = 1; j < K; j++)                                                               \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 T u = PT[2 * K + j - 1][i];                                                       \
-                D[j][i] = EXP(u / (1 + ABS(u) / ls));                                            \
+                D[j][i] = EXP(u / (1 + ABS(u) / ls));                                             \
             }                                                                                     \
     }                                                                                             \
                                                                                                   \
@@ -91,7 +91,7 @@
                          int *restrict k, T *restrict cw, T *restrict ch, T *restrict wk,         \
                          T *restrict hk, T *restrict d0, T *restrict d1) {                        \
         int open[CHUNK];                                                                          \
-        SIMD for (int i = 0; i < c; i++) {                                                             \
+        SIMD for (int i = 0; i < c; i++) {                                                        \
             k[i] = 0;                                                                             \
             cw[i] = 0;                                                                            \
             ch[i] = 0;                                                                            \
@@ -102,7 +102,7 @@
             open[i] = 1;                                                                          \
         }                                                                                         \
         for (int j = 0; j < K - 1; j++)                                                           \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 T edge = use_heights ? bound * (2 * (ch[i] + H[j][i]) - 1)                        \
                                      : bound * (2 * (cw[i] + W[j][i]) - 1);                       \
                 int below = open[i] && edge < v[i];                                               \
@@ -117,33 +117,47 @@
             }                                                                                     \
     }                                                                                             \
                                                                                                   \
+    /* A chunk's working arrays: transposed parameters, knots, and each element's bin. */         \
+    typedef struct {                                                                              \
+        T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];                \
+        T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                       \
+        int k[CHUNK];                                                                             \
+    } chunk_##S;                                                                                  \
+                                                                                                  \
+    /* Fill chunk ``b`` at element ``start``: knots, and the bins of ``values`` among the x       \
+     * knots (use_heights = 0) or the y knots (1). Returns the chunk's element count. */          \
+    static int prepare_##S(chunk_##S *b, ptrdiff_t n, ptrdiff_t start, int K, T bound, T ls,      \
+                           const T *restrict params, const T *restrict values,                    \
+                           int use_heights) {                                                     \
+        int c = n - start < CHUNK ? (int)(n - start) : CHUNK;                                     \
+        load_##S(params + start * (3 * K - 1), c, K, b->PT);                                      \
+        knots_##S(b->PT, c, K, ls, b->W, b->H, b->D);                                             \
+        bins_##S(values + start, c, K, bound, use_heights, b->W, b->H, b->D, b->k, b->cw,         \
+                 b->ch, b->wk, b->hk, b->d0, b->d1);                                              \
+        return c;                                                                                 \
+    }                                                                                             \
+                                                                                                  \
     void qcalo_rqs_forward_##S(ptrdiff_t n, int K, T bound, T ls, const T *restrict x,            \
                                const T *restrict params, T *restrict y, T *restrict ladj) {       \
-        const int P = 3 * K - 1;                                                                  \
         const ptrdiff_t blocks = (n + CHUNK - 1) / CHUNK;                                         \
         PARALLEL_CHUNKS                                                                           \
         for (ptrdiff_t block = 0; block < blocks; block++) {                                      \
             const ptrdiff_t start = block * CHUNK;                                                \
-            T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];            \
-            T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                   \
-            int k[CHUNK];                                                                         \
-            int c = n - start < CHUNK ? (int)(n - start) : CHUNK;                                 \
             const T *xs = x + start;                                                              \
-            load_##S(params + start * P, c, K, PT);                                               \
-            knots_##S(PT, c, K, ls, W, H, D);                                                     \
-            bins_##S(xs, c, K, bound, 0, W, H, D, k, cw, ch, wk, hk, d0, d1);                     \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            chunk_##S b;                                                                          \
+            const int c = prepare_##S(&b, n, start, K, bound, ls, params, x, 0);                  \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 T xi = xs[i];                                                                     \
-                T x0 = bound * (2 * cw[i] - 1), y0 = bound * (2 * ch[i] - 1);                     \
-                T w = 2 * bound * wk[i], h = 2 * bound * hk[i], s = h / w;                        \
+                T x0 = bound * (2 * b.cw[i] - 1), y0 = bound * (2 * b.ch[i] - 1);                 \
+                T w = 2 * bound * b.wk[i], h = 2 * bound * b.hk[i], s = h / w;                    \
                 T z = (xi - x0) / w;                                                              \
                 z = z < 0 ? 0 : (z > 1 ? 1 : z);                                                  \
-                T zz = z * (1 - z), den = s + (d0[i] + d1[i] - 2 * s) * zz;                       \
-                T num = s * z * z + d0[i] * zz;                                                   \
-                T m = 2 * s * zz + d0[i] * (1 - z) * (1 - z) + d1[i] * z * z;                     \
+                T zz = z * (1 - z), den = s + (b.d0[i] + b.d1[i] - 2 * s) * zz;                   \
+                T num = s * z * z + b.d0[i] * zz;                                                 \
+                T m = 2 * s * zz + b.d0[i] * (1 - z) * (1 - z) + b.d1[i] * z * z;                 \
                 int inside = xi > -bound && xi <= bound;                                          \
                 y[start + i] = inside ? y0 + h * num / den : xi;                                  \
-                T logdet = LOG(s * s * m) - 2 * LOG(den); /* unconditional: vectorises */       \
+                T logdet = LOG(s * s * m) - 2 * LOG(den); /* unconditional: vectorises */         \
                 ladj[start + i] = inside ? logdet : 0;                                            \
             }                                                                                     \
         }                                                                                         \
@@ -162,33 +176,27 @@
         PARALLEL_CHUNKS                                                                           \
         for (ptrdiff_t block = 0; block < blocks; block++) {                                      \
             const ptrdiff_t start = block * CHUNK;                                                \
-            T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];            \
-            T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                   \
             T gx0[CHUNK], gw[CHUNK], gy0[CHUNK], gh[CHUNK], gd0[CHUNK], gd1[CHUNK];               \
             T dotw[CHUNK], doth[CHUNK], G[3 * MAXK][CHUNK];                                       \
-            int k[CHUNK];                                                                         \
-            int c = n - start < CHUNK ? (int)(n - start) : CHUNK;                                 \
             const T *xs = x + start;                                                              \
-            const T *p = params + start * P;                                                      \
             T *g = gp + start * P;                                                                \
-            load_##S(p, c, K, PT);                                                                \
-            knots_##S(PT, c, K, ls, W, H, D);                                                     \
-            bins_##S(xs, c, K, bound, 0, W, H, D, k, cw, ch, wk, hk, d0, d1);                     \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            chunk_##S b;                                                                          \
+            const int c = prepare_##S(&b, n, start, K, bound, ls, params, x, 0);                  \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 T xi = xs[i];                                                                     \
                 int inside = xi > -bound && xi <= bound;                                          \
                 T gy = inside ? gy_in[start + i] : 0, gl = inside ? gl_in[start + i] : 0;         \
-                T x0 = bound * (2 * cw[i] - 1), y0 = bound * (2 * ch[i] - 1);                     \
-                T w = 2 * bound * wk[i], h = 2 * bound * hk[i], s = h / w;                        \
+                T x0 = bound * (2 * b.cw[i] - 1), y0 = bound * (2 * b.ch[i] - 1);                 \
+                T w = 2 * bound * b.wk[i], h = 2 * bound * b.hk[i], s = h / w;                    \
                 T z = (xi - x0) / w;                                                              \
                 z = z < 0 ? 0 : (z > 1 ? 1 : z);                                                  \
-                T zz = z * (1 - z), omz = 1 - 2 * z, a = d0[i] + d1[i] - 2 * s;                   \
+                T zz = z * (1 - z), omz = 1 - 2 * z, a = b.d0[i] + b.d1[i] - 2 * s;               \
                 T den = s + a * zz, inv_den = 1 / den;                                            \
-                T num = s * z * z + d0[i] * zz, ratio = num * inv_den;                            \
-                T m = 2 * s * zz + d0[i] * (1 - z) * (1 - z) + d1[i] * z * z, inv_m = 1 / m;      \
-                T dr_dz = (2 * s * z + d0[i] * omz - ratio * a * omz) * inv_den;                  \
+                T num = s * z * z + b.d0[i] * zz, ratio = num * inv_den;                          \
+                T m = 2 * s * zz + b.d0[i] * (1 - z) * (1 - z) + b.d1[i] * z * z, inv_m = 1 / m;  \
+                T dr_dz = (2 * s * z + b.d0[i] * omz - ratio * a * omz) * inv_den;                \
                 T dr_ds = (z * z - ratio * (1 - 2 * zz)) * inv_den;                               \
-                T dl_dz = 2 * (s * omz - d0[i] * (1 - z) + d1[i] * z) * inv_m -                   \
+                T dl_dz = 2 * (s * omz - b.d0[i] * (1 - z) + b.d1[i] * z) * inv_m -               \
                           2 * a * omz * inv_den;                                                  \
                 T dl_ds = 2 / s + 2 * zz * inv_m - 2 * (1 - 2 * zz) * inv_den;                    \
                 T gyh = gy * h;                                                                   \
@@ -206,20 +214,20 @@
                 doth[i] = gy0[i] * (y0 + bound) + gh[i] * h;                                      \
             }                                                                                     \
             for (int j = 0; j < K; j++)                                                           \
-                SIMD for (int i = 0; i < c; i++) {                                                     \
-                    T sel_w = j < k[i] ? gx0[i] : (j == k[i] ? gw[i] : 0);                        \
-                    T sel_h = j < k[i] ? gy0[i] : (j == k[i] ? gh[i] : 0);                        \
-                    T u = PT[j][i], v = PT[K + j][i];                                             \
-                    T cu = 1 / (1 + ABS(u) / lw), cv = 1 / (1 + ABS(v) / lw);                   \
-                    G[j][i] = W[j][i] * (2 * bound * sel_w - dotw[i]) * cu * cu;                  \
-                    G[K + j][i] = H[j][i] * (2 * bound * sel_h - doth[i]) * cv * cv;              \
+                SIMD for (int i = 0; i < c; i++) {                                                \
+                    T sel_w = j < b.k[i] ? gx0[i] : (j == b.k[i] ? gw[i] : 0);                    \
+                    T sel_h = j < b.k[i] ? gy0[i] : (j == b.k[i] ? gh[i] : 0);                    \
+                    T u = b.PT[j][i], v = b.PT[K + j][i];                                         \
+                    T cu = 1 / (1 + ABS(u) / lw), cv = 1 / (1 + ABS(v) / lw);                     \
+                    G[j][i] = b.W[j][i] * (2 * bound * sel_w - dotw[i]) * cu * cu;                \
+                    G[K + j][i] = b.H[j][i] * (2 * bound * sel_h - doth[i]) * cv * cv;            \
                 }                                                                                 \
             for (int j = 1; j < K; j++)                                                           \
-                SIMD for (int i = 0; i < c; i++) {                                                     \
-                    T sel = j == k[i] ? gd0[i] : (j == k[i] + 1 ? gd1[i] : 0);                    \
-                    T u = PT[2 * K + j - 1][i];                                                   \
-                    T cu = 1 / (1 + ABS(u) / ls);                                                \
-                    G[2 * K + j - 1][i] = sel * D[j][i] * cu * cu;                                \
+                SIMD for (int i = 0; i < c; i++) {                                                \
+                    T sel = j == b.k[i] ? gd0[i] : (j == b.k[i] + 1 ? gd1[i] : 0);                \
+                    T u = b.PT[2 * K + j - 1][i];                                                 \
+                    T cu = 1 / (1 + ABS(u) / ls);                                                 \
+                    G[2 * K + j - 1][i] = sel * b.D[j][i] * cu * cu;                              \
                 }                                                                                 \
             for (int i = 0; i < c; i++)                                                           \
                 for (int j = 0; j < P; j++) g[i * P + j] = G[j][i];                               \
@@ -229,25 +237,19 @@
     /* x = tau^-1(y): the bin's quadratic solved in the stable form (NSF appendix A.3). */        \
     void qcalo_rqs_inverse_##S(ptrdiff_t n, int K, T bound, T ls, const T *restrict y,            \
                                const T *restrict params, T *restrict x) {                         \
-        const int P = 3 * K - 1;                                                                  \
         const ptrdiff_t blocks = (n + CHUNK - 1) / CHUNK;                                         \
         PARALLEL_CHUNKS                                                                           \
         for (ptrdiff_t block = 0; block < blocks; block++) {                                      \
             const ptrdiff_t start = block * CHUNK;                                                \
-            T PT[3 * MAXK][CHUNK], W[MAXK][CHUNK], H[MAXK][CHUNK], D[MAXK + 1][CHUNK];            \
-            T cw[CHUNK], ch[CHUNK], wk[CHUNK], hk[CHUNK], d0[CHUNK], d1[CHUNK];                   \
-            int k[CHUNK];                                                                         \
-            int c = n - start < CHUNK ? (int)(n - start) : CHUNK;                                 \
             const T *ys = y + start;                                                              \
-            load_##S(params + start * P, c, K, PT);                                               \
-            knots_##S(PT, c, K, ls, W, H, D);                                                     \
-            bins_##S(ys, c, K, bound, 1, W, H, D, k, cw, ch, wk, hk, d0, d1);                     \
-            SIMD for (int i = 0; i < c; i++) {                                                         \
+            chunk_##S b;                                                                          \
+            const int c = prepare_##S(&b, n, start, K, bound, ls, params, y, 1);                  \
+            SIMD for (int i = 0; i < c; i++) {                                                    \
                 T yi = ys[i];                                                                     \
-                T x0 = bound * (2 * cw[i] - 1), y0 = bound * (2 * ch[i] - 1);                     \
-                T w = 2 * bound * wk[i], h = 2 * bound * hk[i], s = h / w;                        \
-                T off = yi - y0, a = d0[i] + d1[i] - 2 * s;                                       \
-                T qa = h * (s - d0[i]) + off * a, qb = h * d0[i] - off * a, qc = -s * off;        \
+                T x0 = bound * (2 * b.cw[i] - 1), y0 = bound * (2 * b.ch[i] - 1);                 \
+                T w = 2 * bound * b.wk[i], h = 2 * bound * b.hk[i], s = h / w;                    \
+                T off = yi - y0, a = b.d0[i] + b.d1[i] - 2 * s;                                   \
+                T qa = h * (s - b.d0[i]) + off * a, qb = h * b.d0[i] - off * a, qc = -s * off;    \
                 T disc = qb * qb - 4 * qa * qc;                                                   \
                 disc = disc > 0 ? disc : 0;                                                       \
                 T z = 2 * qc / (-qb - SQRT(disc));                                                \
