@@ -20,7 +20,7 @@ CPU = torch.device("cpu")
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("QCALO_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("QCALO_AUTOTUNE", raising=False)
+    monkeypatch.setenv("QCALO_AUTOTUNE", "1")  # timing is opt-in
     monkeypatch.delenv("QCALO_AUTOTUNE_CACHE", raising=False)
     autotune.clear()
     yield tmp_path / "strategies.json"

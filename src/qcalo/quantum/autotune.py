@@ -1,4 +1,6 @@
-"""``strategy="auto"``: pick the torch backend's strategy by timing the candidates, once.
+"""``strategy="auto"`` with ``QCALO_AUTOTUNE=1``: pick the torch backend's strategy by timing the
+candidates, once. Without it (the default), ``"auto"`` is the cost model's choice, a pure
+function of the shapes, so that a seed reproduces bit for bit in every process.
 
 The cost model (:func:`qcalo.quantum.torch_backend.choose_strategy`) is a rough fit on one
 machine; it took ``"gates"`` for 8q×2L at batch 1000 where ``"unitary"`` was 1.7× faster, and
@@ -26,9 +28,8 @@ for a key never changes, so a run is bit-exact against itself; a resumed run in 
 reads the persisted choice and stays bit-exact too. It is not where the cache cannot be written
 (or was deleted, or two processes measured the same key at the same moment and chose
 differently: the first to write wins, and a later process adopts its choice): then a resume
-agrees with the uninterrupted run to float rounding (≤ 1e-6), not bit for bit. For bit-exact
-results across machines, force a strategy, or set ``QCALO_AUTOTUNE=0`` (the cost model alone,
-a pure function of the shapes).
+agrees with the uninterrupted run to float rounding (≤ 1e-6), not bit for bit. That is why
+timing is opt-in (``QCALO_AUTOTUNE=1``): by default the cost model alone decides.
 """
 
 from __future__ import annotations
@@ -85,7 +86,13 @@ def candidates(spec: Any, batch: int, device: torch.device, dtype: torch.dtype) 
 
 
 def enabled() -> bool:
-    return os.environ.get("QCALO_AUTOTUNE", "1").strip().lower() not in ("0", "off", "false", "no")
+    """Whether ``"auto"`` times the strategies: only with ``QCALO_AUTOTUNE=1``.
+
+    Off by default: a choice that depends on timings made while the machine is busy can differ
+    between two processes (an HTCondor job and the local runner, a resumed run on a fresh
+    machine), and then the same seed no longer gives the same numbers; the cost model is a pure
+    function of the shapes."""
+    return os.environ.get("QCALO_AUTOTUNE", "0").strip().lower() in ("1", "on", "true", "yes")
 
 
 def cache_path() -> Path | None:
