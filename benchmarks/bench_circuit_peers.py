@@ -221,9 +221,10 @@ class Catalyst(Peer):
         import jax.numpy as jnp
         import pennylane as qml
 
-        # Catalyst's lowering needs 64-bit JAX types; tensorcircuit's set_dtype("complex64")
-        # turns them off for the whole process, and then qjit fails to compile.
-        jax.config.update("jax_enable_x64", True)
+        # Catalyst 0.15 sometimes fails to lower this step ("'tensor.extract' op failed to
+        # verify ... (tensor<i32>) -> i64"): in the committed run at 12 and 16 qubits, and in a
+        # fresh process at 6; it compiled at 6 and 12 qubits in other runs. Such rows say so.
+        del jax
 
         layers, pairs = _layers_of(spec)
         n = spec.n_qubits
@@ -700,7 +701,26 @@ def main() -> None:
         help="replace this run's (circuit, peer) rows in an existing --out report instead of "
         "writing a new one (a rerun of peers that failed; recorded under machine.reruns)",
     )
+    parser.add_argument(
+        "--merge-from",
+        default=None,
+        help="comma-separated reports of reruns (other environments, e.g. torchquantum's): "
+        "replace their (circuit, peer) rows in --out, rewrite --markdown, time nothing",
+    )
     args = parser.parse_args()
+    if args.merge_from:
+        report = json.loads(Path(args.out).read_text())
+        for other_path in args.merge_from.split(","):
+            other = json.loads(Path(other_path).read_text())
+            redone = {(r["circuit"], r["peer"]) for r in other["results"]}
+            report["results"] = [
+                r for r in report["results"] if (r["circuit"], r["peer"]) not in redone
+            ] + other["results"]
+            report["machine"].setdefault("reruns", []).append(other["machine"])
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        Path(args.markdown).write_text(format_markdown(report))
+        print(f"merged into {args.out} and {args.markdown}")
+        return
     if args.quick:
         args.repeats, args.max_step_s = 2, 1.0
     torch.set_num_threads(1)
