@@ -47,7 +47,6 @@ import importlib.metadata  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -66,7 +65,9 @@ from qcalo.quantum.bench import (  # noqa: E402
     flop_bound_ms,
     gemm_gflops,
     memory_bandwidth_gbs,
+    time_step,
 )
+from qcalo.training.trainer import cpu_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -557,14 +558,7 @@ def _inputs(spec: CircuitSpec, batch: int, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def _time(step: Step, repeats: int) -> _Timing:
-    step()  # warm-up (the first call was prepare's)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        step()
-        walls.append((time.perf_counter() - w0) * 1e3)
-        cpus.append((time.process_time() - c0) * 1e3)
-    return _Timing(statistics.median(walls), statistics.median(cpus), repeats)
+    return time_step(step, repeats, warmup=1)  # the first call was prepare's
 
 
 def bench_peer(
@@ -652,13 +646,7 @@ def _git_commit() -> str | None:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def _versions() -> dict[str, str]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -66,13 +65,9 @@ def git_commit() -> str:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from qcalo.training.trainer import cpu_model as trainer_cpu_model
+
+    return trainer_cpu_model()
 
 
 class MatmulRecorder(TorchDispatchMode):

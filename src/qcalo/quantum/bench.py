@@ -97,6 +97,12 @@ def _time_steps(layer: QuantumLayer, batch: int, repeats: int, warmup: int, seed
         x.grad = None
         layer(x).sum().backward()
 
+    return time_step(step, repeats, warmup)
+
+
+def time_step(step: Any, repeats: int, warmup: int = 1) -> _Timing:
+    """Median wall and process-CPU milliseconds of ``step()`` over ``repeats`` calls, after
+    ``warmup`` untimed ones."""
     for _ in range(warmup):
         step()
     walls, cpus = [], []

@@ -101,12 +101,7 @@ class SmallPlan:
             signs.append(sv.zz_signs(n, spec.zz_pairs))
         self.signs = np.concatenate(signs, axis=1).astype(self.real) if signs else None
         self.signs_t = np.ascontiguousarray(self.signs.T) if self.signs is not None else None
-        self.slices: dict[str, slice] = {}
-        position = 0
-        for m in spec.measurements:
-            size = spec.measurement_size(m)
-            self.slices[m] = slice(position, position + size)
-            position += size
+        self.slices: dict[str, slice] = spec.measurement_slices
         # Shifts of (φ, θ, ω): row 0 none, row 1 + κ adds π to weight κ.
         shifts = np.zeros((1 + self.k, self.k))
         shifts[1:] = np.eye(self.k) * np.pi

@@ -147,6 +147,17 @@ class CircuitSpec(BaseModel):
         return {"z": n, "zz": n * (n - 1) // 2, "probs": 2**n, "state": 2 ** (n + 1)}[measurement]
 
     @property
+    def measurement_slices(self) -> dict[str, slice]:
+        """Column range of each measurement in the concatenated feature vector."""
+        slices: dict[str, slice] = {}
+        position = 0
+        for m in self.measurements:
+            size = self.measurement_size(m)
+            slices[m] = slice(position, position + size)
+            position += size
+        return slices
+
+    @property
     def n_outputs(self) -> int:
         """Number of real features the measurements produce per sample."""
         return sum(self.measurement_size(m) for m in self.measurements)

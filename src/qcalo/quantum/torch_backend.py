@@ -196,12 +196,7 @@ class _Constants:
         phases = np.array([1, -1j, -1, 1j])[popcount]
         self.x_phases = torch.as_tensor(phases, dtype=complex_dtype, device=device)
         # Column ranges of each measurement in the feature vector.
-        self.slices: dict[str, slice] = {}
-        position = 0
-        for m in spec.measurements:
-            size = spec.measurement_size(m)
-            self.slices[m] = slice(position, position + size)
-            position += size
+        self.slices: dict[str, slice] = spec.measurement_slices
 
 
 # ----------------------------------------------------------------------------------------------
