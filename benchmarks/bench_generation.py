@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     from qcalo.data.geometry import load_geometry
     from qcalo.data.simulation import simulate
     from qcalo.models.generator import ShowerGenerator
+    from qcalo.models.registry import model_kind
     from qcalo.training import load_config
-    from qcalo.training.kinds import model_kind
     from qcalo.utils.progress import set_quiet
 
     set_quiet(True)

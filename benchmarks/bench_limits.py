@@ -127,8 +127,8 @@ def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
 
 def build(name: str, sample: Any, device: torch.device) -> tuple[Any, Any, Any]:
     from qcalo.data.geometry import load_geometry
+    from qcalo.models.registry import model_kind
     from qcalo.training import load_config
-    from qcalo.training.kinds import model_kind
 
     cfg = load_config(name)
     geometry = load_geometry(cfg.geometry)
@@ -159,7 +159,7 @@ def _sample_function(model: Any, energies: torch.Tensor) -> Callable[[], None]:
 
 
 def bench_config(name: str, threads: int, args: argparse.Namespace, sample: Any) -> dict[str, Any]:
-    from qcalo.models.spline import active_kernels, kernels
+    from qcalo.models.blocks.spline import active_kernels, kernels
 
     torch.set_num_threads(threads)
     device = torch.device(args.device)
@@ -174,7 +174,7 @@ def bench_config(name: str, threads: int, args: argparse.Namespace, sample: Any)
         with kernels(mode):
             cfg, kind, model = build(name, sample, device)
             model.train()
-            objective = kind.objective(model, cfg, steps_per_epoch=1000)
+            objective = kind.objective(model, cfg.optimisation(steps_per_epoch=1000))
             step = _step_function(objective, energies, showers)
             step()  # data-dependent initialisation (ActNorm, context norm) happens here
             row[f"step_ms_{mode}"] = 1e3 * median_time(step, step_repeats)

@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from qcalo.data.preprocessing import ShowerPreprocessing
     from qcalo.data.simulation import simulate
     from qcalo.models import FlowConfig, fit_preprocessing
-    from qcalo.models.conditioners import quantum_parameters
-    from qcalo.models.shower_flow import build_flow
+    from qcalo.models.blocks.conditioners import quantum_parameters
+    from qcalo.models.blocks.flow import build_flow
     from qcalo.utils.progress import progress, set_quiet
     from qcalo.utils.seeding import seed_everything
 

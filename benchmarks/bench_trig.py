@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_limits import cpu_model, git_commit, median_time  # noqa: E402
 
-from qcalo.models.conditioners import build_conditioner  # noqa: E402
+from qcalo.models.blocks.conditioners import build_conditioner  # noqa: E402
 from qcalo.quantum import CircuitSpec  # noqa: E402
 from qcalo.utils.atomic import write_json  # noqa: E402
 

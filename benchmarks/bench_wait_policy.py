@@ -38,7 +38,7 @@ from qcalo.data.geometry import load_geometry
 from qcalo.data.io import ShowerData
 from qcalo.data.simulation import simulate
 from qcalo.training import load_config
-from qcalo.training.kinds import model_kind
+from qcalo.models.registry import model_kind
 config, threads, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 torch.manual_seed(0)

@@ -99,7 +99,7 @@ def check_model(name: str, device: torch.device, sample: Any, quick: bool) -> di
     for label, where in (("cpu", cpu), ("device", device)):
         cfg, kind, model = build(name, sample, where)
         model.train()
-        objective = kind.objective(model, cfg, steps_per_epoch=1000)
+        objective = kind.objective(model, cfg.optimisation(steps_per_epoch=1000))
         e, s = energies.to(where), showers.to(where)
         counter = iter(range(10**9))
 

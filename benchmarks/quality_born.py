@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     from qcalo.data.io import ShowerData, read_showers
     from qcalo.data.preprocessing import ShowerPreprocessing
     from qcalo.models import count_parameters, fit_born_preprocessing
+    from qcalo.models.objective import make_optimiser, make_scheduler
     from qcalo.training import load_config
-    from qcalo.training.objectives import make_optimiser, make_scheduler
     from qcalo.utils.atomic import write_json
 
     geometry = load_geometry("photons")
@@ -109,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         batch = cfg.batch_size  # type: ignore[attr-defined]
         steps = math.ceil(len(train) / batch)
         factor = cfg.model.stage1.lr_factor if name.startswith("born") else 1.0  # type: ignore[attr-defined]
-        optimiser = make_optimiser(cfg, [{"params": list(model.parameters()), "lr_factor": factor}])  # type: ignore[arg-type]
-        scheduler = make_scheduler(cfg, optimiser, args.epochs * steps)  # type: ignore[arg-type]
+        settings = cfg.optimisation(steps)
+        optimiser = make_optimiser(
+            settings, [{"params": list(model.parameters()), "lr_factor": factor}]
+        )  # type: ignore[list-item]
+        scheduler = make_scheduler(settings, optimiser, args.epochs * steps)
         noise = torch.Generator().manual_seed(args.seed + 2)
         order_rng = np.random.default_rng(args.seed + 3)
         history = []

@@ -60,11 +60,11 @@ from bench_generation import git_commit  # noqa: E402
 from qcalo.data.geometry import load_geometry  # noqa: E402
 from qcalo.evaluation.pipeline import evaluate  # noqa: E402
 from qcalo.generation import generate  # noqa: E402
+from qcalo.models.objective import make_optimiser, make_scheduler  # noqa: E402
+from qcalo.models.registry import model_kind  # noqa: E402
 from qcalo.training import load_config  # noqa: E402
 from qcalo.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from qcalo.training.data import ShowerDataset  # noqa: E402
-from qcalo.training.kinds import model_kind  # noqa: E402
-from qcalo.training.objectives import make_optimiser, make_scheduler  # noqa: E402
 from qcalo.utils.seeding import seed_everything  # noqa: E402
 
 METRICS = ("fpd", "kpd", "auc_high", "sp_etot_einc", "val_nll_stage1")
@@ -114,9 +114,9 @@ def train_stage1(model: Any, cfg: Any, dataset: ShowerDataset, seed: int) -> tup
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("stage1."))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = make_optimiser(cfg, params)
     steps = dataset.n_train_batches(cfg.batch_size)
-    scheduler = make_scheduler(cfg, optimiser, cfg.epochs * steps)
+    optimiser = make_optimiser(cfg.optimisation(steps), params)
+    scheduler = make_scheduler(cfg.optimisation(steps), optimiser)
     best, best_state = math.inf, None
     for epoch in range(cfg.epochs):
         model.train()

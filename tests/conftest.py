@@ -61,8 +61,8 @@ def parameter_counts():
 
     from qcalo.data.geometry import load_geometry
     from qcalo.data.io import ShowerData
+    from qcalo.models.registry import model_kind
     from qcalo.training import load_config
-    from qcalo.training.kinds import model_kind
 
     def counts(config) -> dict[str, int]:
         cfg = config if hasattr(config, "model") else load_config(config)

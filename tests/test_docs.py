@@ -29,7 +29,7 @@ def test_every_config_field_is_listed_with_a_meaning(config_page):
     page, missing = config_page
     assert not missing, f"fields without a meaning: {missing}"
     classes = dict(reference.config_classes())
-    from qcalo.models.config import CircuitConfig, FlowConfig
+    from qcalo.models.blocks.config import CircuitConfig, FlowConfig
     from qcalo.studies.config import StudyConfig
     from qcalo.training.config import MODEL_CONFIG_TYPES, RunConfig
 

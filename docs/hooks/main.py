@@ -37,7 +37,7 @@ NOTEBOOK = ROOT / "docs" / "tutorial.ipynb"
 # The API page: every verb of qcalo.api (the functions the CLI runs), then the building blocks.
 API_BLOCKS = [
     ("Circuits", ["qcalo.quantum.CircuitSpec", "qcalo.quantum.QuantumLayer"]),
-    ("Configs", ["qcalo.training.config.RunConfig", "qcalo.models.config.ModelConfig"]),
+    ("Configs", ["qcalo.training.config.RunConfig", "qcalo.models.flow.config.ModelConfig"]),
     ("Models", ["qcalo.models.ShowerGenerator"]),
 ]
 

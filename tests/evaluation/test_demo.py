@@ -9,7 +9,7 @@ import pytest
 
 from qcalo.evaluation import demo
 from qcalo.evaluation.demo_chain import DEMO_CONFIG
-from qcalo.models.config import ModelConfig
+from qcalo.models.flow.config import ModelConfig
 from qcalo.training import config_path, load_config
 
 
@@ -21,7 +21,6 @@ def test_demo_trains_the_shipped_hybrid_demo_config() -> None:
     assert isinstance(model, ModelConfig)
     # A quantum ML demo: every stage-1 coupling has a circuit in its conditioner.
     assert set(model.stage1.conditioners) == {"quantum"}
-    assert model.captures_circuits
     # What makes the demo model learn in its budget (see the config's comments).
     assert model.stage2.coupling == "spline"
     assert model.preprocessing.fraction_noise == pytest.approx(2e-5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qcalo.models.conditioners import HybridConditioner, MLPConditioner, QuantumConditioner
+from qcalo.models.blocks.conditioners import HybridConditioner, MLPConditioner, QuantumConditioner
 
 
 def randomize_heads(module: nn.Module, scale: float = 0.3, seed: int = 0) -> None:

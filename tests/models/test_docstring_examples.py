@@ -12,10 +12,12 @@ import pytest
     "module",
     [
         "qcalo.data.preprocessing",
-        "qcalo.models.config",
-        "qcalo.models.transforms",
-        "qcalo.models.conditioners",
-        "qcalo.models.shower_flow",
+        "qcalo.models.blocks.config",
+        "qcalo.models.flow.config",
+        "qcalo.models.blocks.transforms",
+        "qcalo.models.blocks.conditioners",
+        "qcalo.models.blocks.flow",
+        "qcalo.models.flow.model",
     ],
 )
 def test_docstring_examples(module):

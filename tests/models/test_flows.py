@@ -8,9 +8,15 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from qcalo.models.config import FlowConfig
-from qcalo.models.shower_flow import build_flow
-from qcalo.models.transforms import ActNorm, ConditionalFlow, Coupling, Permutation, QuantumMixer
+from qcalo.models.blocks.config import FlowConfig
+from qcalo.models.blocks.flow import build_flow
+from qcalo.models.blocks.transforms import (
+    ActNorm,
+    ConditionalFlow,
+    Coupling,
+    Permutation,
+    QuantumMixer,
+)
 
 from .helpers import randomize_heads
 
@@ -136,7 +142,7 @@ def test_flow_fits_a_correlated_gaussian_to_its_entropy():
 def test_spline_transform_equals_zukos_rqs():
     from zuko.transforms import MonotonicRQSTransform
 
-    from qcalo.models.transforms import SplineTransform
+    from qcalo.models.blocks.transforms import SplineTransform
 
     gen = torch.Generator().manual_seed(0)
     k = 8

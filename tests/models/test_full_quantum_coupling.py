@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from qcalo.errors import ConfigError
-from qcalo.models.conditioners import FullyQuantumConditioner
-from qcalo.models.config import FlowConfig
-from qcalo.models.shower_flow import build_flow
+from qcalo.models.blocks.conditioners import FullyQuantumConditioner
+from qcalo.models.blocks.config import FlowConfig
+from qcalo.models.blocks.flow import build_flow
 from qcalo.quantum import CircuitSpec
 from qcalo.quantum.registry import circuit_parameters
 

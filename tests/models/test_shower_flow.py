@@ -8,7 +8,7 @@ import torch
 from qcalo.data.geometry import Geometry, Layer, load_geometry
 from qcalo.data.preprocessing import PreprocessingStats
 from qcalo.models import ModelConfig, ShowerFlow, ShowerGenerator, build_model
-from qcalo.models.conditioners import QuantumConditioner
+from qcalo.models.blocks.conditioners import QuantumConditioner
 from qcalo.quantum import CircuitSpec, OrthogonalCircuit, QuantumLayer
 
 from .helpers import randomize_heads
@@ -326,7 +326,7 @@ def test_sampling_in_chunks_gives_the_same_showers_as_one_batch(monkeypatch):
 
     from qcalo.data.geometry import load_geometry
     from qcalo.data.preprocessing import PreprocessingStats
-    from qcalo.models import ModelConfig, build_model, shower_flow
+    from qcalo.models import ModelConfig, build_model, two_stage
 
     stats = PreprocessingStats(
         e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368
@@ -339,7 +339,7 @@ def test_sampling_in_chunks_gives_the_same_showers_as_one_batch(monkeypatch):
     e_inc = torch.full((10,), 4096.0, dtype=torch.float64)
     torch.manual_seed(1)
     whole = model.sample(e_inc)
-    monkeypatch.setattr(shower_flow, "SAMPLE_CHUNK", 3)
+    monkeypatch.setattr(two_stage, "SAMPLE_CHUNK", 3)
     torch.manual_seed(1)
     chunked = model.sample(e_inc)
     torch.testing.assert_close(chunked, whole, rtol=1e-10, atol=1e-9)

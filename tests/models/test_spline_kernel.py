@@ -8,8 +8,8 @@ import torch
 from zuko.transforms import MonotonicRQSTransform
 
 from qcalo.errors import ConfigError
-from qcalo.models import native
-from qcalo.models.spline import (
+from qcalo.models.blocks import native
+from qcalo.models.blocks.spline import (
     active_kernels,
     kernels,
     rational_quadratic_spline,
@@ -108,8 +108,8 @@ def test_threads_split_the_batch_without_changing_a_bit() -> None:
 def test_flow_log_prob_and_gradients_agree_between_kernels() -> None:
     """The issue's contract: compiled and eager paths, same batch, log-likelihood within 1e-4
     relative; on a full-size stage-2 coupling block of the photon twins (184 × 8 bins)."""
-    from qcalo.models.conditioners import MLPConditioner
-    from qcalo.models.transforms import Coupling
+    from qcalo.models.blocks.conditioners import MLPConditioner
+    from qcalo.models.blocks.transforms import Coupling
 
     torch.manual_seed(0)
     layer = Coupling(
@@ -191,7 +191,7 @@ def test_loading_the_kernel_keeps_subnormal_floats() -> None:
     import sys
 
     code = (
-        "import numpy as np, torch; from qcalo.models import native; assert native.load(); "
+        "import numpy as np, torch; from qcalo.models.blocks import native; assert native.load(); "
         "assert np.float32(1e-40) != 0 and float(torch.tensor(1e-40)) != 0; "
         "assert np.nextafter(np.float64(0), 1) > 0; print('ok')"
     )

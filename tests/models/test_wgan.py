@@ -13,7 +13,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-import qcalo.models.wgan as wgan_module
+import qcalo.models.wgan.gan as wgan_module
 from qcalo.errors import ConfigError, DataError
 from qcalo.models.wgan import (
     CLASSICAL_WGAN,

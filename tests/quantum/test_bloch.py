@@ -105,7 +105,11 @@ def test_entangled_or_non_z_circuits_are_refused(changes: dict) -> None:
 
 
 def test_trig_conditioner_is_the_product_circuit_hybrid_with_the_same_weights() -> None:
-    from qcalo.models.conditioners import HybridConditioner, TrigConditioner, quantum_parameters
+    from qcalo.models.blocks.conditioners import (
+        HybridConditioner,
+        TrigConditioner,
+        quantum_parameters,
+    )
 
     spec = CircuitSpec(n_qubits=6, n_layers=2, entangler="none")
     torch.manual_seed(11)
@@ -128,7 +132,7 @@ def test_trig_conditioner_is_the_product_circuit_hybrid_with_the_same_weights() 
 
 
 def test_a_flow_config_with_trig_needs_a_product_circuit() -> None:
-    from qcalo.models.config import ModelConfig
+    from qcalo.models.flow.config import ModelConfig
 
     good = {
         "stage1": {
@@ -139,7 +143,11 @@ def test_a_flow_config_with_trig_needs_a_product_circuit() -> None:
         }
     }
     assert ModelConfig.from_dict(good).stage1.conditioners == ["trig", "trig"]
-    assert not ModelConfig.from_dict(good).captures_circuits
+    from qcalo.models import build_flow
+    from qcalo.quantum.registry import capturable_circuits
+
+    trig_flow = build_flow(ModelConfig.from_dict(good).stage1, 5, 1)
+    assert capturable_circuits(trig_flow) == []  # no state vector for state capture to record
     bad = {
         "stage1": {"n_blocks": 2, "hidden": [8], "conditioner": "trig", "circuit": {"n_qubits": 3}}
     }

@@ -103,7 +103,7 @@ def test_capture_every_n_training_calls(tmp_path):
     spec = CircuitSpec(n_qubits=3, n_layers=2)
     probe = torch.tensor([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]])
     capture = StateCapture(probe, every_n_calls=2, out_dir=tmp_path)
-    layer = QuantumLayer(spec, seed=0, capture=capture)
+    layer = capture.attach(QuantumLayer(spec, seed=0))
     optimiser = torch.optim.SGD(layer.parameters(), lr=0.5)
     for step in range(5):
         capture.step = 100 + step
@@ -128,6 +128,12 @@ def test_capture_every_n_training_calls(tmp_path):
         last["state"].abs().square().sum(1), torch.ones(2), atol=1e-5, rtol=0
     )
     assert not torch.allclose(captures[0]["state"], last["state"])
+    # Watched from outside: the layer holds no reference to its capture, and detaching stops it.
+    assert not any(value is capture for value in vars(layer).values())
+    capture.detach()
+    layer.train()
+    layer(torch.rand(4, 3))
+    assert capture.calls == 5
     png = plot_entropy_vs_step(captures, tmp_path / "entropy.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

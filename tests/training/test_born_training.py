@@ -19,7 +19,7 @@ import torch
 
 from qcalo.cli.main import main
 from qcalo.data.io import read_showers
-from qcalo.models import BornShowerModel
+from qcalo.models import BornShowerModel, LikelihoodObjective
 from qcalo.training import (
     ShowerDataset,
     load_checkpoint,
@@ -29,7 +29,9 @@ from qcalo.training import (
     train,
 )
 from qcalo.training.config import config_from_dict
-from qcalo.training.trainer import _VALIDATION_SEED_OFFSET, METRIC_COLUMNS
+from qcalo.training.trainer import _VALIDATION_SEED_OFFSET
+
+METRIC_COLUMNS = LikelihoodObjective.metric_columns()
 
 EPOCHS = 3
 SEED = 3

@@ -122,7 +122,7 @@ def test_shipped_configs_parse_and_build(name: str) -> None:
     from qcalo.data.geometry import load_geometry
     from qcalo.data.io import ShowerData
     from qcalo.models import ShowerGenerator
-    from qcalo.training.kinds import model_kind
+    from qcalo.models.registry import model_kind
 
     cfg = load_config(name)
     geometry = load_geometry(cfg.geometry)

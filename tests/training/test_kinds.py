@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from qcalo.errors import ConfigError, DataError
-from qcalo.training import kinds as kinds_module
+from qcalo.models import LikelihoodObjective, Objective, Optimisation
+from qcalo.models import registry as kinds_module
+from qcalo.models.objective import make_optimiser
 from qcalo.training import load_checkpoint, load_config, load_run, read_metrics, train
 from qcalo.training.checkpoint import save_checkpoint
 from qcalo.training.config import MODEL_CONFIG_TYPES, config_from_dict
-from qcalo.training.objectives import LikelihoodObjective, Objective, make_optimiser
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +124,12 @@ class _Alternating(Objective):
     monitor = "val_nll"
     crash_at: int | None = None
 
-    def __init__(self, model: torch.nn.Module, cfg: Any, steps_per_epoch: int) -> None:
-        super().__init__(model, cfg, steps_per_epoch)
-        self.optimisers["critic"] = make_optimiser(cfg, self.model.stage2.parameters())
-        self.optimisers["generator"] = make_optimiser(cfg, self.model.stage1.parameters())
+    def __init__(self, model: torch.nn.Module, optimisation: Optimisation) -> None:
+        super().__init__(model, optimisation)
+        self.optimisers["critic"] = make_optimiser(optimisation, self.model.stage2.parameters())
+        self.optimisers["generator"] = make_optimiser(optimisation, self.model.stage1.parameters())
         self.calls = 0
-        self._validation = LikelihoodObjective(model, cfg, steps_per_epoch)
+        self._validation = LikelihoodObjective(model, optimisation)
 
     def train_step(
         self, energies: torch.Tensor, showers: torch.Tensor, *, epoch: int, step: int

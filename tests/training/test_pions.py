@@ -17,9 +17,9 @@ from qcalo.data.features import classifier_column_names, classifier_columns, com
 from qcalo.data.geometry import load_geometry
 from qcalo.data.io import ShowerData, read_showers
 from qcalo.models import ModelConfig, ShowerFlow
+from qcalo.models.registry import model_kind
 from qcalo.training import load_config
 from qcalo.training.config import config_path
-from qcalo.training.kinds import model_kind
 
 PIONS = load_geometry("pions")
 ENERGIES_MEV = (1024.0, 8192.0, 65536.0)

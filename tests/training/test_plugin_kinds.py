@@ -161,7 +161,7 @@ def test_config_round_trips_and_resolves_to_the_plugin_type(
     monkeypatch.syspath_prepend(str(PLUGINS))
     import yaml
 
-    from qcalo.training import kinds
+    from qcalo.models import registry as kinds
     from qcalo.training.config import config_from_dict
 
     monkeypatch.setattr(kinds, "_plugins_loaded", False)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from qcalo.errors import ConfigError
+from qcalo.models import LikelihoodObjective
 from qcalo.training import (
     ShowerDataset,
     load_checkpoint,
@@ -26,7 +27,9 @@ from qcalo.training import (
     train,
 )
 from qcalo.training.config import config_from_dict
-from qcalo.training.trainer import _VALIDATION_SEED_OFFSET, METRIC_COLUMNS
+from qcalo.training.trainer import _VALIDATION_SEED_OFFSET
+
+METRIC_COLUMNS = LikelihoodObjective.metric_columns()
 
 EPOCHS = 3  # the tiny config's and the tiny_run fixture's
 
@@ -266,12 +269,17 @@ def test_state_capture_records_every_circuit_without_changing_the_training(
         assert torch.allclose(state.abs().pow(2).sum(dim=1), torch.ones(4), atol=1e-5)
 
 
-def test_state_capture_needs_circuits() -> None:
-    base = load_config("classical_photons").to_dict() | {"state_capture": {"enabled": True}}
+def test_state_capture_needs_circuits_and_leaves_no_run_folder(
+    train_file: Path, tmp_path: Path
+) -> None:
+    base = load_config("tiny_photons").to_dict() | {"state_capture": {"enabled": True}}
+    for stage in ("stage1", "stage2"):
+        base["model"][stage]["conditioner"] = "mlp"
     with pytest.raises(
         ConfigError, match="state_capture.enabled: the model has no circuit layers to capture"
     ):
-        config_from_dict(base, source="classical.yaml")
+        train(config_from_dict(base), train_file, tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()
 
 
 def test_early_stopping_keeps_the_best_epoch(

@@ -15,7 +15,7 @@ import torch
 from qcalo.cli.main import main
 from qcalo.data.io import read_showers
 from qcalo.models.qinn import QINNShowerModel
-from qcalo.models.wgan_shower import WGANShowerModel
+from qcalo.models.wgan.model import WGANShowerModel
 from qcalo.training import load_checkpoint, load_run, read_metrics, train
 
 KINDS = {

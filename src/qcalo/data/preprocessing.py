@@ -75,7 +75,7 @@ class PreprocessingConfig(BaseModel):
     """The preprocessing's settings (DESIGN.md §2), the ``model.preprocessing`` section of a config.
 
     It lives here, beside the transforms it configures, so that the data layer never imports
-    the model layer; :mod:`qcalo.models.config` re-exports it.
+    the model layer; :mod:`qcalo.models.blocks.config` re-exports it.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

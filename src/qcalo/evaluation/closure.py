@@ -94,8 +94,8 @@ def run_latents(
     """
     import torch
 
+    from qcalo.models import ShowerFlow, TwoStageShowerModel
     from qcalo.models.qinn import QINNShowerModel
-    from qcalo.models.shower_flow import ShowerFlow, TwoStageShowerModel
     from qcalo.training import load_run
 
     model, _ = load_run(run_dir, which="best", device="cpu")

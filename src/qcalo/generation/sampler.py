@@ -94,10 +94,10 @@ def generate(
     """Generate showers from a trained run and write them to ``out`` (CaloChallenge HDF5).
 
     ``which`` chooses the checkpoint (``"best"`` or ``"last"``); ``kernels`` the spline
-    implementation (:func:`qcalo.models.spline.use_kernels`). Same run, energies, seed, device
+    implementation (:func:`qcalo.models.blocks.spline.use_kernels`). Same run, energies, seed, device
     and kernels → the same file contents. Returns ``out``.
     """
-    from qcalo.models.spline import use_kernels
+    from qcalo.models.blocks.spline import use_kernels
     from qcalo.training.trainer import load_run, resolve_device
 
     if int(batch_size) < 1:

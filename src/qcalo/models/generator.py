@@ -2,7 +2,7 @@
 
 Generation (:mod:`qcalo.generation`), timing (:mod:`qcalo.evaluation.timing`) and evaluation use
 only these members of the model ``qcalo.training.load_run`` returns; every registered model
-kind (:mod:`qcalo.training.kinds`: coupling flows, the Born machine with a flow stage 2, and
+kind (:mod:`qcalo.models.registry`: coupling flows, the Born machine with a flow stage 2, and
 later WGAN-GP and QINN) builds models that implement them.
 """
 
@@ -21,10 +21,10 @@ __all__ = ["ShowerGenerator"]
 class ShowerGenerator(Protocol):
     """A trained model that turns incident energies into showers.
 
-    Implemented by every registered model kind (:mod:`qcalo.training.kinds`):
+    Implemented by every registered model kind (:mod:`qcalo.models.registry`):
     :class:`qcalo.models.ShowerFlow` (two-stage coupling flow),
     :class:`qcalo.models.BornShowerModel` (Born-machine stage 1),
-    :class:`qcalo.models.wgan_shower.WGANShowerModel` (FastCaloQ's WGAN-GP) and
+    :class:`qcalo.models.wgan.model.WGANShowerModel` (FastCaloQ's WGAN-GP) and
     :class:`qcalo.models.qinn.QINNShowerModel` (quantum invertible network stage 1).
     Generation, timing and evaluation code use only these members.
 

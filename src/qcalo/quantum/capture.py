@@ -10,7 +10,10 @@ with the torch backend and the layer's current weights) and writes one small fil
         bloch (P, n, 3) Bloch vectors (⟨X_i⟩, ⟨Y_i⟩, ⟨Z_i⟩)
     OUT_DIR/quantum_states[/NAME]/index.csv           call,step,file,mean_entropy
 
-The trainer sets ``capture.step = global_step`` so files can be plotted against training steps.
+A capture attaches to its layer from outside, as a forward hook (:meth:`StateCapture.attach`,
+:meth:`StateCapture.detach`): the layer never learns who watches it. The training loop's
+:class:`qcalo.training.callbacks.StateCaptureCallback` sets ``capture.step = global_step`` so
+files can be plotted against training steps.
 """
 
 from __future__ import annotations
@@ -35,13 +38,11 @@ def state_summary(state: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class CapturedLayer(Protocol):
-    """What a capture needs of a layer (a `qcalo.quantum.QuantumLayer`).
+    """What a capture needs of a layer (a `qcalo.quantum.QuantumLayer`, an ``nn.Module``)."""
 
-    Written as a protocol so that this module does not import ``layer`` (which imports this
-    one for its ``capture`` argument): the dependency runs one way only.
-    """
+    training: bool
 
-    capture: Any
+    def register_forward_hook(self, hook: Any) -> Any: ...
 
     @property
     def spec(self) -> Any: ...
@@ -63,7 +64,7 @@ class StateCapture:
     out_dir: the run's checkpoint directory; files go to ``out_dir/quantum_states`` (or
     ``out_dir/quantum_states/<name>`` when several layers are captured).
 
-    Attach with ``QuantumLayer(spec, capture=StateCapture(...))`` or ``capture.attach(layer)``;
+    Attach with ``capture.attach(layer)`` (a forward hook; ``capture.detach()`` removes it);
     ``capture.capture(layer)`` records one snapshot now.
     """
 
@@ -95,11 +96,24 @@ class StateCapture:
         )
         self.calls = 0
         self.step = 0
+        self._hook: Any = None
 
     def attach(self, layer: _Layer) -> _Layer:
-        """Make ``layer`` call this capture on every training forward call; returns the layer."""
-        layer.capture = self
+        """Watch ``layer``'s training forward calls (a forward hook); returns the layer."""
+        self.detach()
+
+        def on_call(module: Any, inputs: Any, output: Any) -> None:
+            if module.training:
+                self.on_forward(module)
+
+        self._hook = layer.register_forward_hook(on_call)
         return layer
+
+    def detach(self) -> None:
+        """Stop watching the layer (remove the forward hook); nothing happens when not attached."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def on_forward(self, layer: CapturedLayer) -> None:
         """Count one training forward call of ``layer`` and capture on every N-th."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,9 +12,6 @@ from torch import nn
 from qcalo.errors import ConfigError, DataError
 from qcalo.quantum.spec import CircuitSpec
 from qcalo.quantum.torch_backend import STRATEGIES, TorchCircuit, ideal_flops
-
-if TYPE_CHECKING:
-    from qcalo.quantum.capture import StateCapture
 
 BACKENDS = ("torch", "pennylane")
 _REAL_OF_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
@@ -65,8 +62,8 @@ class QuantumLayer(nn.Module):
       :func:`qcalo.quantum.on_pennylane` moves every circuit of a trained model there.
 
     The output has the input's floating dtype (the circuit runs in the layer's precision).
-    ``capture`` (a :class:`qcalo.quantum.StateCapture`) records probe states every N training
-    forward calls.
+    A :class:`qcalo.quantum.StateCapture` attached from outside (a forward hook) records probe
+    states every N training forward calls; the layer does not know it is watched.
     """
 
     def __init__(
@@ -82,7 +79,6 @@ class QuantumLayer(nn.Module):
         shots: int | None = None,
         diff_method: str = "best",
         device_options: Mapping[str, Any] | None = None,
-        capture: StateCapture | None = None,
         dedupe: bool | None = None,
         depolarizing: float = 0.0,
     ) -> None:
@@ -138,7 +134,6 @@ class QuantumLayer(nn.Module):
                 "quantum layer: depolarizing noise needs backend='pennylane' with a mixed-state "
                 "device (device_name='default.mixed'); the torch backend is noiseless"
             )
-        self.capture = capture
         if dedupe not in (None, True, False):
             raise ConfigError(
                 f"quantum layer dedupe={dedupe!r} is invalid; expected None (auto), True or False"
@@ -181,8 +176,6 @@ class QuantumLayer(nn.Module):
             if isinstance(inputs, torch.Tensor) and inputs.is_floating_point()
             else self.rotation_weights.dtype
         )
-        if self.capture is not None and self.training:
-            self.capture.on_forward(self)
         x, unbatched = self._prepare(inputs)
         if self._pennylane is not None:
             out = self._pennylane.features(x, self.rotation_weights, self.entangler_weights)

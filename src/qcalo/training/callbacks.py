@@ -38,7 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from qcalo.errors import ConfigError
+from qcalo.quantum.capture import StateCapture
+from qcalo.quantum.registry import capturable_circuits
 from qcalo.utils.atomic import atomic_path
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "EarlyStopping",
     "EpochEnd",
     "ModelCheckpoint",
+    "StateCaptureCallback",
     "TensorBoardLogger",
     "improves",
 ]
@@ -244,3 +249,55 @@ class TensorBoardLogger(Callback):
     def on_fit_end(self, loop: Loop) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class StateCaptureCallback(Callback):
+    """One :class:`qcalo.quantum.StateCapture` per angle-input circuit layer of the model,
+    attached from outside as forward hooks (the layers do not know they are watched).
+
+    Each captures its layer's statevector for ``probe_events`` fixed probe angle vectors
+    (uniform in [-π, π), drawn from a generator seeded with ``seed``, so they never touch the
+    training random streams) every ``every`` training forward calls, into
+    ``run_dir/quantum_states/<module name>/``. A layer is called once per optimiser step, so
+    the call counter is the step (``step``: steps already taken, on resumption) and survives
+    resumption. A model without such layers is a :class:`ConfigError`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        run_dir: Path,
+        *,
+        every: int,
+        probe_events: int,
+        seed: int,
+        step: int = 0,
+    ) -> None:
+        self.captures: list[StateCapture] = []
+        self.layers: list[Any] = []  # QuantumLayer
+        generator = torch.Generator().manual_seed(seed)
+        for name, module in capturable_circuits(model):
+            n_qubits = module.spec.n_qubits
+            probe = (torch.rand(probe_events, n_qubits, generator=generator) * 2 - 1) * math.pi
+            capture = StateCapture(probe, every, run_dir, name=name)
+            capture.calls = capture.step = step
+            self.captures.append(capture)
+            self.layers.append(module)
+        if not self.captures:
+            raise ConfigError(
+                "state_capture.enabled: the model has no circuit layers to capture (every "
+                "conditioner is classical); use quantum or hybrid conditioners, or set "
+                "state_capture.enabled: false"
+            )
+
+    def on_fit_start(self, loop: Loop) -> None:
+        for capture, layer in zip(self.captures, self.layers, strict=True):
+            capture.attach(layer)
+
+    def on_step_end(self, loop: Loop) -> None:
+        for capture in self.captures:
+            capture.step = loop.state["step"]
+
+    def on_fit_end(self, loop: Loop) -> None:
+        for capture in self.captures:
+            capture.detach()

@@ -44,10 +44,11 @@ from pydantic import (
     model_validator,
 )
 
+from qcalo.data.geometry import load_geometry
 from qcalo.errors import ConfigError, DataError
-from qcalo.models import BornModelConfig, ModelConfig
-from qcalo.models.qinn import QINNModelConfig
-from qcalo.models.wgan_shower import WGANModelConfig
+from qcalo.models import registry
+from qcalo.models.flow import ModelConfig
+from qcalo.models.objective import Optimisation, OptimiserConfig, ScheduleConfig
 from qcalo.utils.validation import check_file_list, format_validation_error
 
 __all__ = [
@@ -74,12 +75,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-#: The ``model:`` config of every model kind, by kind name (see :mod:`qcalo.training.kinds`).
+#: The ``model:`` config of every built-in kind, by kind name, from the registry
+#: (:mod:`qcalo.models.registry`); a plug-in kind's is looked up when a config names it.
 MODEL_CONFIG_TYPES: dict[str, type[BaseModel]] = {
-    "flow": ModelConfig,
-    "born": BornModelConfig,
-    "wgan": WGANModelConfig,
-    "qinn": QINNModelConfig,
+    name: kind.config_type for name, kind in registry.builtin_kinds().items()
 }
 
 
@@ -113,8 +112,8 @@ _KIND_ERROR = (
 )
 
 #: Any registered kind's model config, chosen by its ``kind`` key (default ``flow``).
-if TYPE_CHECKING:
-    AnyModelConfig = ModelConfig | BornModelConfig | WGANModelConfig | QINNModelConfig
+if TYPE_CHECKING:  # a kind's config is any registered type, plug-ins' included
+    AnyModelConfig = Any
 else:
     AnyModelConfig = Annotated[
         Union[  # noqa: UP007
@@ -164,34 +163,6 @@ class DataConfig(_Strict):
         return [self.path] if isinstance(self.path, str) else list(self.path)
 
 
-class OptimiserConfig(_Strict):
-    name: Literal["adam", "adamw"] = "adamw"
-    lr: float = Field(default=1e-3, gt=0, le=1.0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-
-    @field_validator("betas")
-    @classmethod
-    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
-        if not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"both betas must lie in [0, 1), got {list(betas)}")
-        return betas
-
-
-class ScheduleConfig(_Strict):
-    """Learning-rate schedule, stepped once per optimiser step.
-
-    ``one_cycle``: warm up over ``warmup_fraction`` of all steps to ``optimiser.lr``, then anneal
-    (cosine) to ``lr / final_div_factor``. ``cosine``: cosine decay from ``optimiser.lr`` to
-    ``lr * min_lr_factor``. ``constant``: no schedule.
-    """
-
-    name: Literal["one_cycle", "cosine", "constant"] = "one_cycle"
-    warmup_fraction: float = Field(default=0.1, gt=0, lt=1)
-    final_div_factor: float = Field(default=1e3, ge=1)
-    min_lr_factor: float = Field(default=1e-2, ge=0, le=1)
-
-
 class StateCaptureConfig(_Strict):
     """Save circuit statevectors for a fixed probe batch every ``every`` forward calls."""
 
@@ -236,8 +207,6 @@ class RunConfig(_Strict):
     @field_validator("geometry")
     @classmethod
     def _geometry_resolves(cls, value: str) -> str:
-        from qcalo.data.geometry import load_geometry
-
         try:
             load_geometry(value)
         except DataError as exc:
@@ -245,21 +214,26 @@ class RunConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _capture_needs_circuits(self) -> RunConfig:
+    def _plugin_kind_config(self) -> RunConfig:
         if isinstance(self.model, PluginModelConfig):
             # Set past validate_assignment: the plug-in's type is not in the field's union.
             object.__setattr__(self, "model", _plugin_model_config(self.model))
-        if self.state_capture.enabled and not getattr(self.model, "captures_circuits", False):
-            raise ValueError(
-                "state_capture.enabled: the model has no circuit layers to capture (every conditioner is 'mlp'); "
-                "use quantum or hybrid conditioners, or set state_capture.enabled: false"
-            )
         return self
 
     @field_serializer("model")
     def _dump_model(self, value: BaseModel) -> dict[str, Any]:
         # By the value's own type: a plug-in kind's config is not one of the union's members.
         return value.model_dump(mode="json")
+
+    def optimisation(self, steps_per_epoch: int) -> Optimisation:
+        """What an objective gets of this run (:class:`qcalo.models.objective.Optimisation`):
+        the optimiser, schedule and gradient clipping, over ``epochs × steps_per_epoch`` steps."""
+        return Optimisation(
+            optimiser=self.optimiser,
+            schedule=self.schedule,
+            grad_clip=self.grad_clip,
+            total_steps=self.epochs * int(steps_per_epoch),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-compatible dict (round-trips through :func:`config_from_dict`)."""
@@ -271,13 +245,11 @@ class RunConfig(_Strict):
 
 def _plugin_model_config(section: PluginModelConfig) -> BaseModel:
     """The plug-in kind's own config for a ``model:`` section (entry points loaded on demand)."""
-    from qcalo.training.kinds import KINDS, load_plugins
-
-    load_plugins()
-    kind = KINDS.get(section.kind)
+    registry.load_plugins()
+    kind = registry.KINDS.get(section.kind)
     if kind is None:
         raise ValueError(
-            f"model.kind {section.kind!r} is unknown; expected one of {sorted(KINDS)}, or install "
+            f"model.kind {section.kind!r} is unknown; expected one of {sorted(registry.KINDS)}, or install "
             "the package that provides it (it registers under the entry-point group 'qcalo.kinds')"
         )
     try:

@@ -2,14 +2,16 @@
 
 :func:`train` is the loop every model kind shares: it resolves the run config, splits and
 streams the data, fits the kind's preprocessing on the training events, builds the model and
-the kind's :class:`~qcalo.training.objectives.Objective` (see :mod:`qcalo.training.kinds`), and
+the kind's :class:`~qcalo.models.objective.Objective` (see :mod:`qcalo.models.registry`), and
 runs epochs of ``objective.train_step`` over shuffled minibatches followed by
 ``objective.validate``. It owns seeding, the data, resumption and progress bars; logging
 (metrics.csv, TensorBoard), early stopping and checkpoints on the objective's monitored metric
 (``objective.monitor``, better in ``objective.mode``: ``"min"`` or ``"max"``) and state capture
-are callbacks (:mod:`qcalo.training.callbacks`), so the loop names no metric. For the
-likelihood kinds (flows, the Born machine) the objective minimises
-``-mean(log_prob(E_inc, shower)["total"])`` (nats per event) and monitors ``val_nll``.
+are callbacks (:mod:`qcalo.training.callbacks`), so the loop names no kind, no metric and no
+circuit. The objective gets the run's optimiser and schedule settings
+(:meth:`RunConfig.optimisation`), not the run config. For the likelihood kinds (flows, the
+Born machine, the QINN) the objective minimises ``-mean(log_prob(E_inc, shower)["total"])``
+(nats per event) and monitors ``val_nll``.
 
 Each epoch logs the objective's columns to ``RUN_DIR/metrics.csv`` and TensorBoard, keeps
 ``checkpoints/best.pt`` (lowest monitored value) and, every ``checkpoint_every`` epochs and at
@@ -47,7 +49,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import math
 import os
 import platform
 import time
@@ -58,13 +59,16 @@ import torch
 
 from qcalo.data.geometry import load_geometry
 from qcalo.errors import CheckpointError, ConfigError, DataError
-from qcalo.models.spline import active_kernels, use_kernels
+from qcalo.models.blocks.spline import active_kernels, use_kernels
+from qcalo.models.objective import Objective, TrainingDiverged
+from qcalo.models.registry import model_kind
 from qcalo.training.callbacks import (
     Callback,
     CSVLogger,
     EarlyStopping,
     EpochEnd,
     ModelCheckpoint,
+    StateCaptureCallback,
     TensorBoardLogger,
 )
 from qcalo.training.checkpoint import (
@@ -77,8 +81,6 @@ from qcalo.training.checkpoint import (
 )
 from qcalo.training.config import RunConfig, config_from_dict, load_config
 from qcalo.training.data import DataPaths, ShowerDataset, data_files
-from qcalo.training.kinds import model_kind
-from qcalo.training.objectives import LikelihoodObjective, Objective, TrainingDiverged
 from qcalo.utils.atomic import atomic_path, write_json
 from qcalo.utils.layout import RunLayout
 from qcalo.utils.progress import is_quiet, progress
@@ -90,12 +92,9 @@ __all__ = [
     "read_metrics",
     "resolve_device",
     "TrainingDiverged",
-    "METRIC_COLUMNS",
     "run_paths",
 ]
 
-#: metrics.csv columns of the likelihood kinds (flow, born); other objectives have their own.
-METRIC_COLUMNS = LikelihoodObjective.metric_columns()
 # Validation noise (dequantisation) comes from its own stream so that it neither depends on
 # nor disturbs the training stream.
 _VALIDATION_SEED_OFFSET = 1_000_003
@@ -172,46 +171,6 @@ def _build(cfg: RunConfig, stats: Any, device: torch.device) -> Any:
     """The untrained model of the config's kind (a ShowerGenerator nn.Module) on ``device``."""
     model = model_kind(cfg.model).build(cfg.model, load_geometry(cfg.geometry), stats)
     return model.to(device)
-
-
-class _StateCaptures(Callback):
-    """One :class:`qcalo.quantum.StateCapture` per circuit layer of the model.
-
-    Each captures its layer's statevector for ``probe_events`` fixed probe angle vectors
-    (uniform in [-π, π), drawn from a generator seeded by the run seed, so they never touch
-    the training random streams) every ``every`` training forward calls, into
-    ``RUN_DIR/quantum_states/<module name>/``. A layer is called once per optimiser step, so
-    the call counter equals the step and survives resumption.
-    """
-
-    def __init__(self, cfg: RunConfig, model: torch.nn.Module, run_dir: Path, step: int) -> None:
-        from qcalo.quantum import StateCapture
-        from qcalo.quantum.registry import capturable_circuits
-
-        self.layers: list[tuple[Any, Any]] = []
-        generator = torch.Generator().manual_seed(cfg.seed)
-        for name, module in capturable_circuits(model):
-            n_qubits = module.spec.n_qubits
-            probe = (
-                torch.rand(cfg.state_capture.probe_events, n_qubits, generator=generator) * 2 - 1
-            ) * math.pi
-            capture = StateCapture(probe, cfg.state_capture.every, run_dir, name=name)
-            capture.calls = capture.step = step
-            capture.attach(module)
-            self.layers.append((module, capture))
-        if not self.layers:
-            raise ConfigError(
-                "state_capture.enabled: the model has no circuit layers to capture; "
-                "use quantum or hybrid conditioners, or set state_capture.enabled: false"
-            )
-
-    def on_step_end(self, loop: Any) -> None:
-        for _, capture in self.layers:
-            capture.step = loop.state["step"]
-
-    def on_fit_end(self, loop: Any) -> None:
-        for module, _ in self.layers:
-            module.capture = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +301,7 @@ def train(
     seed_everything(cfg.seed)
     model = _build(cfg, stats, dev)
     steps_per_epoch = dataset.n_train_batches(cfg.batch_size)
-    objective: Objective = kind.objective(model, cfg, steps_per_epoch)
+    objective: Objective = kind.objective(model, cfg.optimisation(steps_per_epoch))
     columns = objective.metric_columns()
     parameter_counts = {k: int(v) for k, v in model.parameter_counts().items()}
 
@@ -367,10 +326,6 @@ def train(
             if key in checkpoint:  # checkpoints from before "torch_threads" lack it
                 state[key] = checkpoint[key]
         restore_rng_state(checkpoint["rng"])
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(paths["config"]) as tmp:
-            tmp.write_text(cfg.to_yaml())
 
     loop = _Loop(state)
     monitor, mode = objective.monitor, objective.mode
@@ -391,10 +346,23 @@ def train(
         saver,
     ]
     if cfg.state_capture.enabled:
-        callbacks.append(_StateCaptures(cfg, model, out, state["step"]))
+        callbacks.append(
+            StateCaptureCallback(
+                model,
+                out,
+                every=cfg.state_capture.every,
+                probe_events=cfg.state_capture.probe_events,
+                seed=cfg.seed,
+                step=state["step"],
+            )
+        )
     if checkpoint is not None:
         for callback in callbacks:
             callback.load_state_dict(checkpoint)
+    else:  # only now, so that a config the callbacks refuse leaves no run folder behind
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(paths["config"]) as tmp:
+            tmp.write_text(cfg.to_yaml())
 
     def make_checkpoint() -> dict[str, Any]:
         callback_state: dict[str, Any] = {}
@@ -436,8 +404,8 @@ def train(
             "omp_wait_policy": state["omp_wait_policy"] or _omp_wait_policy(),
             "cpu_model": state["cpu_model"] or cpu_model(),
         }
-        if monitor == "val_nll":  # the key readers of likelihood runs know
-            summary["best_val_nll"] = saver.best_metric
+        for alias in objective.summary_aliases:  # e.g. best_val_nll, a key readers know
+            summary[alias] = saver.best_metric
         # Every logged column at the best epoch (the weights best.pt holds), e.g. a study's
         # `training.val_nll_stage1`.
         best_rows = [r for r in state["history"] if int(r["epoch"]) == int(saver.best_epoch)]
@@ -490,8 +458,8 @@ def train(
                 "lr": objective.learning_rate(),
                 "seconds": seconds,
             }
-            if "val_excluded" in row:
-                row["val_excluded"] = int(row["val_excluded"])
+            for key in objective.count_columns:
+                row[key] = int(row[key])
             state["history"].append(row)
             first_train = objective.train_columns[0]
             epoch_bar.set_postfix(train=f"{row[first_train]:.2f}", val=f"{row[monitor]:.2f}")

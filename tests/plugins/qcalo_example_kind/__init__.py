@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from qcalo.data.preprocessing import PreprocessingStats, fit_preprocessing
 from qcalo.models import ModelConfig
-from qcalo.models.shower_flow import ShowerFlow
-from qcalo.training.kinds import ModelKind
-from qcalo.training.objectives import LikelihoodObjective
+from qcalo.models.flow import ShowerFlow
+from qcalo.models.likelihood import LikelihoodObjective
+from qcalo.models.registry import ModelKind
 
 
 class ExampleFlowConfig(ModelConfig):

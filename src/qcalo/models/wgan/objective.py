@@ -17,15 +17,11 @@ does not select checkpoints.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import torch
 
-from qcalo.models.wgan import WGANGPStepper
-from qcalo.training.objectives import Batch, Objective, TrainingDiverged
-
-if TYPE_CHECKING:
-    from qcalo.training.config import RunConfig
+from qcalo.models.objective import Batch, Objective, Optimisation, TrainingDiverged
+from qcalo.models.wgan.gan import WGANGPStepper
 
 __all__ = ["WGANObjective"]
 
@@ -34,19 +30,19 @@ MAX_VALIDATION_EVENTS = 20_000
 
 
 class WGANObjective(Objective):
-    """WGAN-GP training of a :class:`qcalo.models.wgan_shower.WGANShowerModel`.
+    """WGAN-GP training of a :class:`qcalo.models.wgan.model.WGANShowerModel`.
 
     Optimisers ``generator`` and ``critic``: Adam(model.lr, model.betas) over the trainable
-    weights (a frozen circuit is left out). The run's ``optimiser`` and ``schedule`` sections
-    are not used: the WGAN-GP's own settings live in its ``model:`` section.
+    weights (a frozen circuit is left out). The run's :class:`Optimisation` settings are not
+    used: the WGAN-GP's own settings live in its ``model:`` section.
     """
 
     train_columns = ("train_critic_loss", "train_generator_loss", "train_gp", "train_wasserstein")
     val_columns = ("val_distance", "val_wasserstein")
     monitor = "val_distance"
 
-    def __init__(self, model: torch.nn.Module, cfg: RunConfig, steps_per_epoch: int) -> None:
-        super().__init__(model, cfg, steps_per_epoch)
+    def __init__(self, model: torch.nn.Module, optimisation: Optimisation) -> None:
+        super().__init__(model, optimisation)
         self.stepper = WGANGPStepper(
             self.model.wgan, layer_slices=list(self.model.geometry.layer_slices)
         )

@@ -1,9 +1,9 @@
 """The WGAN-GP as a model kind (``kind: wgan``): config, preprocessing fit, and the
 :class:`qcalo.models.ShowerGenerator` that generation, timing and evaluation use.
 
-The networks, losses and the WGAN-GP stepper are in :mod:`qcalo.models.wgan`; the training
+The networks, losses and the WGAN-GP stepper are in :mod:`qcalo.models.wgan.gan`; the training
 objective that steps the generator's and the critic's optimisers is
-:class:`qcalo.training.gan_objective.WGANObjective`.
+:class:`qcalo.models.wgan.objective.WGANObjective`.
 
 Example::
 
@@ -29,22 +29,17 @@ from torch import Tensor, nn
 from qcalo.data.geometry import Geometry
 from qcalo.data.io import ShowerData
 from qcalo.errors import DataError
-from qcalo.models.wgan import WGAN, GANPreprocessing, WGANConfig, sample
+from qcalo.models.wgan.gan import WGAN, GANPreprocessing, WGANConfig, sample
 from qcalo.quantum.registry import circuit_parameters
 
 __all__ = ["WGANModelConfig", "WGANShowerModel", "fit_wgan_preprocessing"]
 
 
 class WGANModelConfig(WGANConfig):
-    """The ``model:`` section of a WGAN-GP run: :class:`qcalo.models.wgan.WGANConfig`'s fields
+    """The ``model:`` section of a WGAN-GP run: :class:`qcalo.models.wgan.gan.WGANConfig`'s fields
     and ``kind: wgan``."""
 
     kind: Literal["wgan"] = "wgan"
-
-    @property
-    def captures_circuits(self) -> bool:
-        """Whether state capture has a circuit to record (the quantum module)."""
-        return self.module == "quantum"
 
 
 def fit_wgan_preprocessing(

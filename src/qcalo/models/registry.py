@@ -11,11 +11,13 @@ and evaluation use nothing else:
   ``stats_from_dict`` reads them back from a checkpoint;
 * ``build(config, geometry, stats)``: the untrained model (float32, CPU), a
   :class:`qcalo.models.ShowerGenerator`;
-* ``objective``: the :class:`qcalo.training.objectives.Objective` subclass that trains it.
+* ``objective``: the :class:`qcalo.models.objective.Objective` subclass that trains it,
+  built as ``objective(model, optimisation)`` (:class:`qcalo.models.objective.Optimisation`).
 
-Registered kinds: ``flow`` (two-stage coupling flow), ``born`` (Born-machine stage 1 + flow
-stage 2), ``wgan`` (FastCaloQ's WGAN-GP, which steps its own generator and critic optimisers)
-and ``qinn`` (quantum invertible network stage 1 + flow stage 2).
+Built-in kinds, each one package under :mod:`qcalo.models` whose ``KIND`` is registered here
+the first time a kind is looked up: ``flow`` (two-stage coupling flow), ``born`` (Born-machine
+stage 1 + flow stage 2), ``wgan`` (FastCaloQ's WGAN-GP, which steps its own generator and
+critic optimisers) and ``qinn`` (quantum invertible network stage 1 + flow stage 2).
 
 Third-party kinds: an installed package adds a kind without touching qcalo by declaring an
 entry point in the group ``qcalo.kinds`` whose name is the kind's name and whose object is a
@@ -31,22 +33,28 @@ study`` then use it unchanged. See docs/plugins.md for a worked example.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from torch import nn
 
-from qcalo.data.geometry import Geometry
+from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.data.io import ShowerData
 from qcalo.errors import ConfigError, DataError
-from qcalo.training.objectives import LikelihoodObjective, Objective, QINNObjective
+from qcalo.models.objective import Objective
+from qcalo.utils.validation import format_validation_error
 
 __all__ = [
+    "BUILTIN_KINDS",
     "ENTRY_POINT_GROUP",
     "ModelKind",
     "KINDS",
+    "build_model",
+    "builtin_kinds",
     "register_kind",
     "load_plugins",
     "model_kind",
@@ -54,6 +62,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "qcalo.kinds"
+#: The packages of the built-in kinds; each defines ``KIND``, a :class:`ModelKind`.
+BUILTIN_KINDS = ("qcalo.models.flow", "qcalo.models.born", "qcalo.models.wgan", "qcalo.models.qinn")
 
 Chunks = Callable[[], Iterable[ShowerData]]
 
@@ -71,6 +81,20 @@ class ModelKind:
 
 
 KINDS: dict[str, ModelKind] = {}
+_builtins_registered = False
+
+
+def builtin_kinds() -> dict[str, ModelKind]:
+    """The built-in kinds by name (registering them first if needed), in :data:`BUILTIN_KINDS` order.
+
+    The kind packages are imported here, on first use, and not at the top: each of them
+    imports :class:`ModelKind` from this module."""
+    global _builtins_registered
+    if not _builtins_registered:
+        _builtins_registered = True
+        for package in BUILTIN_KINDS:
+            register_kind(importlib.import_module(package).KIND)
+    return {name: KINDS[name] for name in (p.rsplit(".", 1)[1] for p in BUILTIN_KINDS)}
 
 
 def register_kind(kind: ModelKind) -> ModelKind:
@@ -90,6 +114,7 @@ def load_plugins() -> list[str]:
     global _plugins_loaded
     if _plugins_loaded:
         return []
+    builtin_kinds()
     _plugins_loaded = True
     names = []
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -104,7 +129,7 @@ def load_plugins() -> list[str]:
             ) from None
         if not isinstance(kind, ModelKind):
             raise ConfigError(
-                f"{where} gave a {type(kind).__name__}; expected a qcalo.training.kinds.ModelKind"
+                f"{where} gave a {type(kind).__name__}; expected a qcalo.models.registry.ModelKind"
             )
         if kind.name != entry.name:
             raise ConfigError(
@@ -135,6 +160,7 @@ def kind_of(config: Any) -> str:
 def model_kind(config_or_name: Any) -> ModelKind:
     """The registered :class:`ModelKind` of a model config or kind name."""
     name = config_or_name if isinstance(config_or_name, str) else kind_of(config_or_name)
+    builtin_kinds()
     if name not in KINDS:
         load_plugins()
     try:
@@ -146,74 +172,21 @@ def model_kind(config_or_name: Any) -> ModelKind:
         ) from None
 
 
-# ----- the registered kinds ---------------------------------------------------------------
-def _fit_flow(chunks: Chunks, geometry: Geometry, config: Any) -> Any:
-    from qcalo.data.preprocessing import fit_preprocessing
+def build_model(config: Any, geometry: Geometry | str, stats: Any) -> nn.Module:
+    """An untrained model (float32, CPU) of the config's kind from its fitted stats.
 
-    return fit_preprocessing(chunks(), geometry, config.preprocessing)
-
-
-def _register_builtin() -> None:
-    # The kinds' modules are imported here, not at the top: qcalo.models imports this package's
-    # neighbours, and registering must not make `import qcalo.training.kinds` circular.
-    from qcalo.data.preprocessing import PreprocessingStats
-    from qcalo.models.born import (
-        BornModelConfig,
-        BornShowerModel,
-        BornStats,
-        fit_born_preprocessing,
-    )
-    from qcalo.models.config import ModelConfig
-    from qcalo.models.qinn import (
-        QINNModelConfig,
-        QINNShowerModel,
-        QINNStats,
-        fit_qinn_preprocessing,
-    )
-    from qcalo.models.shower_flow import ShowerFlow
-    from qcalo.models.wgan import GANPreprocessing
-    from qcalo.models.wgan_shower import (
-        WGANModelConfig,
-        WGANShowerModel,
-        fit_wgan_preprocessing,
-    )
-    from qcalo.training.gan_objective import WGANObjective
-
-    for kind in (
-        ModelKind(
-            "flow",
-            ModelConfig,
-            _fit_flow,
-            PreprocessingStats.from_dict,
-            ShowerFlow,
-            LikelihoodObjective,
-        ),
-        ModelKind(
-            "born",
-            BornModelConfig,
-            fit_born_preprocessing,
-            BornStats.from_dict,
-            BornShowerModel,
-            LikelihoodObjective,
-        ),
-        ModelKind(
-            "wgan",
-            WGANModelConfig,
-            fit_wgan_preprocessing,
-            GANPreprocessing.from_dict,
-            WGANShowerModel,
-            WGANObjective,
-        ),
-        ModelKind(
-            "qinn",
-            QINNModelConfig,
-            fit_qinn_preprocessing,
-            QINNStats.from_dict,
-            QINNShowerModel,
-            QINNObjective,
-        ),
-    ):
-        register_kind(kind)
-
-
-_register_builtin()
+    ``config`` is a kind's model config or a plain mapping (``kind`` omitted: a flow);
+    ``stats`` the kind's stats or their ``to_dict()``. A :class:`qcalo.models.ShowerGenerator`.
+    """
+    if config is None or isinstance(config, dict):
+        data = dict(config or {})
+        kind = model_kind(str(data.get("kind", "flow")))
+        try:
+            config = kind.config_type.model_validate(data)  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, root="model")) from None
+    else:
+        kind = model_kind(config)
+    if isinstance(stats, dict):
+        stats = kind.stats_from_dict(stats)
+    return kind.build(config, load_geometry(geometry), stats)

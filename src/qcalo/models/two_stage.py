@@ -1,8 +1,12 @@
-"""The two-stage shower flow (CaloFlow, Krause & Shih 2021, arXiv:2106.05285).
+"""The two-stage composition every two-stage kind shares (CaloFlow, Krause & Shih 2021,
+arXiv:2106.05285): preprocessing, a stage 1 given as an argument, a coupling-flow stage 2,
+densities and sampling.
 
-* Stage 1 models p(layer energies | E_inc): a coupling flow over the L preprocessed u-space
-  layer energies (5 for photons, 7 for pions) with context = the condition c(E_inc) (B, 1).
-  Small enough for fully quantum conditioners.
+* Stage 1 models p(layer energies | E_inc) over the L preprocessed u-space layer energies
+  (5 for photons, 7 for pions) with the condition c(E_inc) (B, 1): a coupling flow
+  (:class:`qcalo.models.flow.ShowerFlow`), a Born machine (:class:`qcalo.models.born.BornShowerModel`)
+  or a QINN (:class:`qcalo.models.qinn.QINNShowerModel`); any module with
+  ``log_prob(y (B, L), condition (B, 1)) -> (B,)``.
 * Stage 2 models p(voxel fractions | layer energies, E_inc): a coupling flow over the V
   preprocessed fractions with context = [c(E_inc), stage-1 variables] (B, 1 + L), normalised
   by fixed statistics taken from the first training batch.
@@ -15,19 +19,6 @@ training minimises) is the density of the flows' inputs (logit u-space for stage
 fractions for stage 2); ``space="data"`` adds the preprocessing log-dets, giving the density
 of the dequantised layer energies in MeV (stage 1) and of the dequantised voxel fractions
 (stage 2). The two differ by a term that does not depend on the model's weights.
-
-Example::
-
-    >>> import torch
-    >>> from qcalo.data.geometry import load_geometry
-    >>> from qcalo.models import ModelConfig, PreprocessingStats, build_model
-    >>> g = load_geometry("photons")
-    >>> stats = PreprocessingStats(e_inc_min=256.0, e_inc_max=65536.0, u0_factor=1.1, n_layers=5, n_voxels=368)
-    >>> model = build_model(ModelConfig(), g, stats)
-    >>> _ = torch.manual_seed(0)
-    >>> showers = model.sample(torch.full((4,), 1024.0))
-    >>> showers.shape, bool((showers >= 0).all())
-    (torch.Size([4, 368]), True)
 """
 
 from __future__ import annotations
@@ -38,77 +29,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from qcalo.data.geometry import Geometry, load_geometry
+from qcalo.data.geometry import Geometry
 from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
-from qcalo.errors import ConfigError, DataError
-from qcalo.models.conditioners import build_conditioner, quantum_parameters
-from qcalo.models.config import FlowConfig, ModelConfig, parse_model_config
-from qcalo.models.transforms import (
-    ActNorm,
-    ConditionalFlow,
-    Coupling,
-    FlowLayer,
-    Permutation,
-    QuantumMixer,
-)
+from qcalo.errors import DataError
+from qcalo.models.blocks.flow import build_flow, count_parameters
+from qcalo.quantum import registry as circuit_registry
 
-__all__ = [
-    "ShowerFlow",
-    "TwoStageShowerModel",
-    "build_model",
-    "build_flow",
-    "count_parameters",
-]
+__all__ = ["SAMPLE_CHUNK", "TwoStageShowerModel"]
 
 
-def build_flow(
-    config: FlowConfig, features: int, context_features: int, *, seed: int = 0, name: str = "flow"
-) -> ConditionalFlow:
-    """A :class:`ConditionalFlow` of ``config.n_blocks`` blocks [ActNorm → coupling → mixer].
-
-    ``seed`` fixes the blocks' permutations (buffers, saved with the weights) and the mixers'
-    initial angles; the other weights are drawn from torch's global RNG (seed it first).
-    """
-    if features < 2:
-        raise ConfigError(f"{name}: a coupling flow needs at least 2 dimensions, got {features}")
-    spec = config.circuit.to_spec() if any(kind != "mlp" for kind in config.conditioners) else None
-    layers: list[FlowLayer] = []
-    for block in range(config.n_blocks):
-        kind = config.conditioner_for_block(block)
-        hidden = config.hidden_for_block(block)
-
-        def factory(
-            n_in: int, n_out: int, kind: str = kind, hidden: list[int] = hidden
-        ) -> nn.Module:
-            return build_conditioner(kind, n_in, n_out, hidden, spec)
-
-        layers.append(ActNorm(features))
-        try:
-            coupling = Coupling(
-                features,
-                context_features,
-                config.coupling,
-                factory,
-                bins=config.spline_bins,
-                tail_bound=config.tail_bound,
-                scale_bound=config.affine_scale_bound,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"{name}.conditioner (block {block}): {exc}") from None
-        layers.append(coupling)
-        block_seed = 1000 * seed + block
-        if config.mixer == "quantum":
-            try:
-                layers.append(
-                    QuantumMixer(
-                        features, config.mixer_layers, config.mixer_qubits, seed=block_seed
-                    )
-                )
-            except ValueError as exc:
-                raise ConfigError(f"{name}.mixer_qubits: {exc}") from None
-        else:
-            layers.append(Permutation.random(features, block_seed))
-    return ConditionalFlow(features, layers)
+# Events decoded at once by ShowerFlow.sample on CPU (see sample_with_layer_energies).
+SAMPLE_CHUNK = 1024
 
 
 class _ContextNorm(nn.Module):
@@ -136,17 +67,6 @@ class _ContextNorm(nn.Module):
                 self.inv_std.copy_(1.0 / std.clamp_min(1e-3))
                 self.initialized.fill_(True)
         return (context - self.mean) * self.inv_std
-
-
-def count_parameters(module: nn.Module) -> dict[str, int]:
-    """{"classical", "quantum", "total"} trainable parameter counts (quantum = circuit weights)."""
-    total = sum(p.numel() for p in module.parameters())
-    quantum = sum(p.numel() for p in quantum_parameters(module))
-    return {"classical": total - quantum, "quantum": quantum, "total": total}
-
-
-# Events decoded at once by ShowerFlow.sample on CPU (see sample_with_layer_energies).
-SAMPLE_CHUNK = 1024
 
 
 class TwoStageShowerModel(nn.Module):
@@ -274,9 +194,7 @@ class TwoStageShowerModel(nn.Module):
     def named_circuits(self) -> list[tuple[str, nn.Module]]:
         """Every circuit in the model as (dotted module name, ``QuantumLayer`` | ``OrthogonalCircuit``),
         e.g. for state capture or per-circuit plots; conditioner circuits end in ``.features.circuit``."""
-        from qcalo.quantum.registry import named_circuits
-
-        return named_circuits(self)
+        return circuit_registry.named_circuits(self)
 
     def decode_stage2(
         self, incident_energies: Tensor, y1: Tensor, z2: Tensor
@@ -300,84 +218,3 @@ class TwoStageShowerModel(nn.Module):
     def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
         """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
         raise NotImplementedError
-
-
-class ShowerFlow(TwoStageShowerModel):
-    """Two-stage conditional flow over showers of one geometry; a :class:`ShowerGenerator`.
-
-    Attributes: ``geometry``, ``config`` (:class:`ModelConfig`), ``stats``
-    (:class:`PreprocessingStats`), ``preprocessing``, ``stage1`` and ``stage2``
-    (:class:`ConditionalFlow`).
-    """
-
-    stage1: ConditionalFlow
-
-    def __init__(self, config: ModelConfig, geometry: Geometry, stats: PreprocessingStats) -> None:
-        # Stage 1 is built first (its weights are the first draws from torch's RNG).
-        stage1 = build_flow(config.stage1, geometry.n_layers, 1, seed=1, name="model.stage1")
-        super().__init__(config, geometry, stats, stage1)
-
-    def encode(
-        self, incident_energies: Tensor, showers: Tensor, *, dequantize: bool = False
-    ) -> tuple[Tensor, Tensor]:
-        """Showers → latent points (z1 (B, L), z2 (B, V)); :meth:`decode` inverts it."""
-        e_inc = self._energies(incident_energies)
-        pre = self.preprocessing.forward_showers(
-            e_inc, self._showers(showers, e_inc.shape[0]), dequantize=dequantize
-        )
-        z1, _ = self.stage1(pre["stage1"], pre["condition"])
-        z2, _ = self.stage2(pre["stage2"], self.stage2_context(pre["condition"], pre["stage1"]))
-        return z1, z2
-
-    def decode(self, incident_energies: Tensor, z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
-        """Latent points → (showers (B, V) MeV, layer energies (B, L) MeV); sampling decodes N(0, I)."""
-        e_inc = self._energies(incident_energies)
-        condition = self.preprocessing.condition(e_inc)
-        y1 = self.stage1.inverse(z1, condition)
-        e_layer = self.preprocessing.energies_inverse(y1, e_inc)
-        y2 = self.stage2.inverse(z2, self.stage2_context(condition, y1))
-        return self.preprocessing.fractions_to_showers(y2, e_layer), e_layer
-
-    # ----- sampling -----
-    def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
-        """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
-        e_inc = self._energies(incident_energies)
-        ref = self._ref
-        z1 = torch.randn(e_inc.shape[0], self.geometry.n_layers, dtype=ref.dtype, device=ref.device)
-        z2 = torch.randn(e_inc.shape[0], self.geometry.n_voxels, dtype=ref.dtype, device=ref.device)
-        if e_inc.shape[0] <= SAMPLE_CHUNK or ref.device.type != "cpu":
-            return self.decode(e_inc, z1, z2)
-        # On CPU, decoding ~1k showers at a time keeps the spline intermediates in cache: 0.44 vs
-        # 1.0 ms/shower at batch 10k for hybrid_photons (2 threads). Latents are drawn first, so the
-        # samples do not depend on the chunking.
-        parts = [
-            self.decode(
-                e_inc[i : i + SAMPLE_CHUNK], z1[i : i + SAMPLE_CHUNK], z2[i : i + SAMPLE_CHUNK]
-            )
-            for i in range(0, e_inc.shape[0], SAMPLE_CHUNK)
-        ]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def build_model(config: Any, geometry: Geometry | str, stats: Any) -> TwoStageShowerModel:
-    """Build an untrained model (float32, CPU) from a config, geometry and fitted stats.
-
-    A :class:`ModelConfig` (or a mapping without ``kind`` / with ``kind: flow``) with
-    :class:`PreprocessingStats` gives a :class:`ShowerFlow`; a
-    :class:`qcalo.models.BornModelConfig` (``kind: born``) with
-    :class:`qcalo.models.BornStats` a :class:`qcalo.models.BornShowerModel`.
-    """
-    geometry = load_geometry(geometry)
-    kind = config.get("kind", "flow") if isinstance(config, dict) else getattr(config, "kind", None)
-    if kind == "born":
-        from qcalo.models.born import BornModelConfig, BornShowerModel, BornStats
-
-        if isinstance(config, dict):
-            config = BornModelConfig.model_validate(config)
-        if isinstance(stats, dict):
-            stats = BornStats.from_dict(stats)
-        return BornShowerModel(config, geometry, stats)
-    config = parse_model_config(config)
-    if isinstance(stats, dict):
-        stats = PreprocessingStats.from_dict(stats)
-    return ShowerFlow(config, geometry, stats)

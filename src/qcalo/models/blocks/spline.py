@@ -8,7 +8,7 @@ heights, exponentiated knot derivatives, identity outside [-bound, bound]).
 Two implementations give the same function (the tests hold them equal in value and gradient
 in float64, and within float32 rounding in float32):
 
-* ``"compiled"``: :mod:`qcalo.models.native`'s C kernel, one vectorised pass per element for
+* ``"compiled"``: :mod:`qcalo.models.blocks.native`'s C kernel, one vectorised pass per element for
   the forward, the backward and the inverse. The backward is the closed-form derivative of y
   and log|dy/dx| with respect to the bin's corners, size and knot derivatives, pushed through
   the cumulative sums and softmaxes in closed form (Σ_j W_j ∂L/∂W_j = g_x0 (x0 + B) + g_w w
@@ -48,7 +48,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from zuko.transforms import MonotonicRQSTransform, Transform
 
 from qcalo.errors import ConfigError
-from qcalo.models import native
+from qcalo.models.blocks import native
 
 __all__ = [
     "KernelMode",

@@ -14,7 +14,7 @@ whose ``call_and_ladj`` / ``inv`` do the numerics.
 Example::
 
     >>> import torch
-    >>> from qcalo.models.conditioners import MLPConditioner
+    >>> from qcalo.models.blocks.conditioners import MLPConditioner
     >>> layer = Coupling(4, context_features=1, kind="spline", conditioner_factory=lambda i, o: MLPConditioner(i, o, [16]))
     >>> x, c = torch.randn(3, 4), torch.rand(3, 1)
     >>> z, ladj = layer(x, c)        # zero-initialised conditioner: the identity at first
@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from zuko.transforms import MonotonicAffineTransform
 
-from qcalo.models.spline import (
+from qcalo.models.blocks.spline import (
     SplineTransform,
     rational_quadratic_spline,
     rational_quadratic_spline_inverse,

@@ -6,9 +6,9 @@
  * derivative logits, per element, as zuko's (B, D, 3K - 1) tensor. Elements are processed in
  * chunks of CHUNK: each chunk's knot arrays are transposed into [K][CHUNK] stack buffers, so
  * every loop below runs over CHUNK independent elements and vectorises (exp and log through
- * glibc's vector maths, libmvec). Why this exists: see qcalo/models/spline.py.
+ * glibc's vector maths, libmvec). Why this exists: see qcalo/models/blocks/spline.py.
  *
- * Built at first use by qcalo/models/native.py (cc -O3 -march=native -ffast-math); the tests
+ * Built at first use by qcalo/models/blocks/native.py (cc -O3 -march=native -ffast-math); the tests
  * hold it equal to zuko's transform in value and gradient (float64).
  */
 #include <math.h>

@@ -43,58 +43,30 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
 
-import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from qcalo.data.geometry import Geometry
-from qcalo.data.preprocessing import (
-    PreprocessingConfig,
-    PreprocessingStats,
-    ShowerPreprocessing,
-    fit_preprocessing,
-)
 from qcalo.errors import DataError
-from qcalo.models.config import FlowConfig, _default_stage2
-from qcalo.models.shower_flow import TwoStageShowerModel
+from qcalo.models.qinn.config import QINNConfig, QINNModelConfig
+from qcalo.models.qinn.preprocessing import QINNStats
+from qcalo.models.two_stage import TwoStageShowerModel
 from qcalo.quantum.real_circuit import RealLayeredCircuit, expect_z
 
 __all__ = [
-    "QINNConfig",
     "QINN",
     "mmd_to_normal",
     "qinn_losses",
     "qinn_training_terms",
-    "QINNModelConfig",
-    "QINNStats",
     "QINNStage1",
     "QINNShowerModel",
-    "fit_qinn_preprocessing",
 ]
 
 # ⟨Z⟩ is clamped to (−1 + edge, 1 − edge) before atanh. The clamp has zero gradient, so an
 # event whose ⟨Z⟩ reaches it gets a singular Jacobian: the edge sits just above the dtype's
 # resolution at ±1 (|atanh| ≈ 8 in float32, ≈ 17 in float64).
 _EDGE = {torch.float32: 1e-7, torch.float64: 1e-15}
-
-
-class QINNConfig(BaseModel):
-    """Settings of the QINN. ``lambda_mmd``/``lambda_reconstruction`` weight the extra losses
-    against the NLL (nats per event); ``mmd_bandwidths`` are the Gaussian-kernel widths in latent
-    units."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    n_layers: int = Field(default=4, ge=1, le=64)
-    lambda_mmd: float = Field(default=1.0, ge=0.0)
-    lambda_reconstruction: float = Field(default=10.0, ge=0.0)
-    mmd_bandwidths: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
-    init_scale: float = Field(default=0.1, gt=0.0, le=math.pi)
 
 
 class QINN(nn.Module):
@@ -237,93 +209,13 @@ def qinn_losses(
 
 
 # ----- the QINN as stage 1 of a shower model (``kind: qinn``) ---------------------------------
-class QINNModelConfig(BaseModel):
-    """A QINN stage 1 and a coupling-flow stage 2 (``kind: qinn``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["qinn"] = "qinn"
-    stage1: QINNConfig = Field(default_factory=QINNConfig)
-    stage2: FlowConfig = Field(default_factory=_default_stage2)
-    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
-
-    @property
-    def captures_circuits(self) -> bool:
-        """No: the QINN circuit acts on states it prepares itself (no angle-input layer)."""
-        return False
-
-
-@dataclass
-class QINNStats:
-    """The two-stage preprocessing stats and the mean / spread of each stage-1 variable over
-    the training events (the QINN sees standardised variables, so tanh does not saturate)."""
-
-    preprocessing: PreprocessingStats
-    mean: list[float]
-    std: list[float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"preprocessing": self.preprocessing.to_dict(), "mean": self.mean, "std": self.std}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QINNStats:
-        if not isinstance(data, dict) or set(data) != {"preprocessing", "mean", "std"}:
-            got = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise DataError(
-                f"QINN stats: expected keys ['mean', 'preprocessing', 'std'], got {got}"
-            )
-        return cls(
-            PreprocessingStats.from_dict(data["preprocessing"]),
-            [float(v) for v in data["mean"]],
-            [float(v) for v in data["std"]],
-        )
-
-    @property
-    def e_inc_min(self) -> float:
-        return self.preprocessing.e_inc_min
-
-    @property
-    def e_inc_max(self) -> float:
-        return self.preprocessing.e_inc_max
-
-
-def fit_qinn_preprocessing(
-    chunks: Callable[[], Iterable[Any]], geometry: Geometry, config: QINNModelConfig
-) -> QINNStats:
-    """Fit the two-stage preprocessing (one pass), then the stage-1 mean and spread (a second
-    pass, without dequantisation noise)."""
-    stats = fit_preprocessing(chunks(), geometry, config.preprocessing)
-    pre = ShowerPreprocessing(geometry, stats).double()
-    total = torch.zeros(geometry.n_layers, dtype=torch.float64)
-    total_sq = torch.zeros_like(total)
-    n = 0
-    with torch.no_grad():
-        for chunk in chunks():
-            e_inc = torch.as_tensor(np.asarray(chunk.incident_energies, dtype=np.float64))
-            if e_inc.numel() == 0:
-                continue
-            showers = torch.as_tensor(np.asarray(chunk.showers, dtype=np.float64))
-            y = pre.forward_showers(
-                e_inc.reshape(-1), showers, dequantize=False, stages=("stage1",)
-            )["stage1"]
-            y = y[torch.isfinite(y).all(dim=1)]
-            total += y.sum(dim=0)
-            total_sq += (y**2).sum(dim=0)
-            n += y.shape[0]
-    if n < 2:
-        raise DataError("the QINN preprocessing needs at least two training events")
-    mean = total / n
-    std = (total_sq / n - mean**2).clamp_min(1e-12).sqrt()
-    return QINNStats(stats, mean.tolist(), std.tolist())
-
-
 class QINNStage1(nn.Module):
     """A :class:`QINN` over standardised stage-1 variables: y ↦ (y − μ)/σ ↦ QINN.
 
     ``log_prob(y, condition)`` is a density of y in the flow's stage-1 space (nats), so it is
     compared directly with a flow's or a Born machine's stage 1. In training mode it also keeps
     the QINN's MMD and reconstruction losses of that batch in :attr:`auxiliary_losses`, computed
-    from the same latents, for :class:`qcalo.training.objectives.LikelihoodObjective` to add.
+    from the same latents, for :class:`qcalo.models.likelihood.LikelihoodObjective` to add.
     """
 
     mean: Tensor

@@ -1,36 +1,25 @@
-"""Model configuration: one :class:`ModelConfig` describes both stages of a :class:`ShowerFlow`.
+"""The configuration of one coupling flow (:class:`FlowConfig`) and of its circuits
+(:class:`CircuitConfig`): the shared building blocks of every two-stage model kind.
 
-Schema (pydantic v2, unknown keys rejected everywhere)::
+A flow's schema (pydantic v2, unknown keys rejected)::
 
-    stage1:                      # p(u-space layer energies | E_inc), n_layers dims
-      n_blocks: 4
-      coupling: spline           # affine | spline
-      spline_bins: 8
-      tail_bound: 4.0            # spline (co)domain [-B, B] in latent units; identity outside
-      affine_scale_bound: 3.0    # |log scale| of affine couplings is soft-clamped below this
-      hidden: [64, 64]           # MLP widths (mlp conditioners and the mlp half of hybrid ones),
-                                 # or a list of width lists, one per block ([[68], [60], ...])
-      conditioner: mlp           # mlp | quantum | hybrid | full_quantum | trig, or a list, one per block
-      mixer: permutation         # permutation | quantum
-      mixer_layers: 2            # layers of the real orthogonal mixing circuit
-      mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
-      circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields
-    stage2: {...}                # p(voxel fractions | E_inc, layer energies), n_voxels dims
-    preprocessing:
-      alpha: 1.0e-6              # logit(alpha + (1 - 2 alpha) x)
-      fraction_noise: 1.0e-6     # uniform dequantisation noise on voxel fractions (relative)
-      energy_noise_mev: 1.0e-3   # uniform dequantisation noise on layer energies (MeV)
-      u0_margin: 1.05            # f = margin * max(E_tot / E_inc) over the training events
-      min_voxel_occupancy: 0.0   # voxels non-zero in fewer training showers than this: generated empty
-
-Use :func:`parse_model_config` (or :meth:`ModelConfig.from_dict`) to turn a plain dict (from
-YAML) into a config; invalid input raises :class:`qcalo.errors.ConfigError` whose message names
-the field path, the problem and what was expected.
+    n_blocks: 4
+    coupling: spline           # affine | spline
+    spline_bins: 8
+    tail_bound: 4.0            # spline (co)domain [-B, B] in latent units; identity outside
+    affine_scale_bound: 3.0    # |log scale| of affine couplings is soft-clamped below this
+    hidden: [64, 64]           # MLP widths (mlp conditioners and the mlp half of hybrid ones),
+                               # or a list of width lists, one per block ([[68], [60], ...])
+    conditioner: mlp           # mlp | quantum | hybrid | full_quantum | trig, or a list, one per block
+    mixer: permutation         # permutation | quantum
+    mixer_layers: 2            # layers of the real orthogonal mixing circuit
+    mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
+    circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields
 
 Example::
 
-    >>> cfg = ModelConfig.from_dict({"stage1": {"n_blocks": 2, "conditioner": ["mlp", "quantum"]}})
-    >>> cfg.stage1.conditioner_for_block(1)
+    >>> flow = FlowConfig(n_blocks=2, conditioner=["mlp", "quantum"])
+    >>> flow.conditioner_for_block(1)
     'quantum'
 """
 
@@ -38,10 +27,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qcalo.data.preprocessing import PreprocessingConfig
-from qcalo.errors import ConfigError
 from qcalo.quantum.spec import MAX_QUBITS, Embedding, EntanglerGate, EntanglerPattern, Rotations
 from qcalo.utils.validation import format_validation_error
 
@@ -52,11 +40,11 @@ __all__ = [
     "CircuitConfig",
     "FlowConfig",
     "PreprocessingConfig",
-    "ModelConfig",
-    "parse_model_config",
     "format_validation_error",
     "ConditionerKind",
     "CIRCUIT_CONDITIONERS",
+    "default_stage1",
+    "default_stage2",
 ]
 
 ConditionerKind = Literal["mlp", "quantum", "hybrid", "full_quantum", "trig"]
@@ -64,11 +52,13 @@ ConditionerKind = Literal["mlp", "quantum", "hybrid", "full_quantum", "trig"]
 CIRCUIT_CONDITIONERS = frozenset({"quantum", "hybrid", "full_quantum"})
 
 
-class _Strict(BaseModel):
+class StrictConfig(BaseModel):
+    """A pydantic model that rejects unknown keys and validates assignments."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class CircuitConfig(_Strict):
+class CircuitConfig(StrictConfig):
     """The parametrised circuit of quantum / hybrid conditioners: the fields of
     :class:`qcalo.quantum.CircuitSpec` (see there for their meaning), with the seed's circuit as
     default (6 qubits, 2 layers, Y angle embedding, RY·RZ rotations, linear CNOT chain, ⟨Z_i⟩).
@@ -110,7 +100,7 @@ class CircuitConfig(_Strict):
         return CircuitSpec.build(**data)
 
 
-class FlowConfig(_Strict):
+class FlowConfig(StrictConfig):
     """One conditional coupling flow (one stage of the shower model)."""
 
     n_blocks: int = Field(
@@ -188,52 +178,9 @@ class FlowConfig(_Strict):
         return any(c in CIRCUIT_CONDITIONERS for c in self.conditioners) or self.mixer == "quantum"
 
 
-def _default_stage1() -> FlowConfig:
+def default_stage1() -> FlowConfig:
     return FlowConfig(n_blocks=6, coupling="spline", hidden=[64, 64])
 
 
-def _default_stage2() -> FlowConfig:
+def default_stage2() -> FlowConfig:
     return FlowConfig(n_blocks=6, coupling="spline", hidden=[256, 256])
-
-
-class ModelConfig(_Strict):
-    """Both stages of a :class:`~qcalo.models.ShowerFlow` and its preprocessing.
-
-    ``kind: flow`` (the default, so configs and checkpoints written before model kinds existed
-    read as flows) selects this model kind among those :mod:`qcalo.training.kinds` registers.
-    """
-
-    kind: Literal["flow"] = "flow"
-    stage1: FlowConfig = Field(default_factory=_default_stage1)
-    stage2: FlowConfig = Field(default_factory=_default_stage2)
-    preprocessing: PreprocessingConfig = PreprocessingConfig()
-
-    @property
-    def captures_circuits(self) -> bool:
-        """Whether the model holds angle-input circuits (``QuantumLayer``) that state capture records."""
-        return any(
-            kind in CIRCUIT_CONDITIONERS
-            for stage in (self.stage1, self.stage2)
-            for kind in stage.conditioners
-        )
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "model") -> ModelConfig:
-        """Validate a plain mapping; raise :class:`ConfigError` naming the field path on failure."""
-        return parse_model_config(data, where=where)
-
-
-def parse_model_config(data: Any, *, where: str = "model") -> ModelConfig:
-    """Build a :class:`ModelConfig` from a mapping (or pass one through)."""
-    if isinstance(data, ModelConfig):
-        return data
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{where}: expected a mapping with keys stage1, stage2, preprocessing; got {type(data).__name__}"
-        )
-    try:
-        return ModelConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, root=where)) from None
