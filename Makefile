@@ -26,13 +26,15 @@ install: $(VENV)/.installed
 demo: install
 	$(QCALO) demo --out demo_out
 
-# Lint and format check first (seconds), then the type check of src/, then the tests, then the
+# Lint and format check first (seconds), then the type check of src/ and the import contracts
+# (pyproject.toml: layers, evaluation on data only, independent kinds), then the tests, then the
 # documentation site with --strict: a broken link, a missing page, a field without a meaning or a
 # failing tutorial cell fails it (the notebook runs from scratch, limit 120 s).
 test: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	QCALO_QUIET=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -n 2 --dist loadfile -q
 	$(MAKE) docs
 

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from qcalo.data.simulation import simulate
     from qcalo.evaluation.classifier import classifier_inputs, get_profile, run_classifier_test
     from qcalo.evaluation.fpd_kpd import fpd, kpd
-    from qcalo.evaluation.pipeline import evaluate
+    from qcalo.pipeline.evaluate import evaluate
     from qcalo.utils.atomic import atomic_path
     from qcalo.utils.progress import set_quiet
 
@@ -166,7 +166,7 @@ def _bench_demo(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from qcalo.evaluation import demo
+    from qcalo.pipeline import demo
     from qcalo.utils.atomic import atomic_path
     from qcalo.utils.progress import set_quiet
 

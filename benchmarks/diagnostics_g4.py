@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from qcalo.data.io import read_showers
     from qcalo.data.simulation import simulate
-    from qcalo.evaluation import evaluate
+    from qcalo.pipeline import evaluate
 
     for path in (args.reference, args.control):
         if not Path(path).is_file():

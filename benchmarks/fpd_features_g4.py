@@ -36,7 +36,7 @@ def columns(path: str) -> np.ndarray:
     from qcalo.data.features import classifier_columns, compute_features
     from qcalo.data.geometry import load_geometry
     from qcalo.data.io import read_showers
-    from qcalo.evaluation.pipeline import THRESHOLD_MEV
+    from qcalo.pipeline.evaluate import THRESHOLD_MEV
 
     geometry = load_geometry("photons")
     data = read_showers(path)

@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from qcalo.evaluation.pipeline import evaluate
     from qcalo.generation import generate
+    from qcalo.pipeline.evaluate import evaluate
     from qcalo.training import train
 
     name = config_name(args.config)

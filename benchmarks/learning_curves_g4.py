@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from qcalo.evaluation.pipeline import evaluate
     from qcalo.generation import generate
+    from qcalo.pipeline.evaluate import evaluate
     from qcalo.training import read_metrics, train
 
     work = Path(args.work)

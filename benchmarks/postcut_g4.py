@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from qcalo.data.io import ShowerData, read_showers
-    from qcalo.evaluation.pipeline import evaluate
+    from qcalo.pipeline.evaluate import evaluate
 
     train = read_showers(args.train)
     gen = read_showers(args.generated)

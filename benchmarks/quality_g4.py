@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     train_path, heldout_path = split_reference(reference, work, args.seed)
 
     try:
-        from qcalo.evaluation import evaluate
+        from qcalo.pipeline import evaluate
     except ImportError:
         evaluate = None
 

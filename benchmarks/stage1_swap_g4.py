@@ -58,10 +58,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_generation import git_commit  # noqa: E402
 
 from qcalo.data.geometry import load_geometry  # noqa: E402
-from qcalo.evaluation.pipeline import evaluate  # noqa: E402
 from qcalo.generation import generate  # noqa: E402
 from qcalo.models.objective import make_optimiser, make_scheduler  # noqa: E402
 from qcalo.models.registry import model_kind  # noqa: E402
+from qcalo.pipeline.evaluate import evaluate  # noqa: E402
 from qcalo.training import load_config  # noqa: E402
 from qcalo.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from qcalo.training.data import ShowerDataset  # noqa: E402

@@ -94,7 +94,7 @@ def _calochallenge_auc(seed_dir: Path, reference: Path) -> dict:
         import torch
         from threadpoolctl import threadpool_limits
 
-        from qcalo.evaluation.pipeline import evaluate
+        from qcalo.pipeline.evaluate import evaluate
 
         torch.set_num_threads(1)
         with threadpool_limits(limits=1):

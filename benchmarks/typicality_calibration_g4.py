@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from qcalo.data.features import classifier_columns, compute_features
     from qcalo.data.geometry import load_geometry
     from qcalo.data.io import read_showers
-    from qcalo.evaluation.pipeline import THRESHOLD_MEV
     from qcalo.evaluation.typicality import conformal_typicality
+    from qcalo.pipeline.evaluate import THRESHOLD_MEV
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,14 @@ API_BLOCKS = [
     ("Circuits", ["qcalo.quantum.CircuitSpec", "qcalo.quantum.QuantumLayer"]),
     ("Configs", ["qcalo.training.config.RunConfig", "qcalo.models.flow.config.ModelConfig"]),
     ("Models", ["qcalo.models.ShowerGenerator"]),
+    (
+        "Model kinds",
+        [
+            "qcalo.models.registry.ModelKind",
+            "qcalo.models.objective.Objective",
+            "qcalo.models.objective.Optimisation",
+        ],
+    ),
 ]
 
 

@@ -24,7 +24,6 @@ from qcalo.data.features import classifier_columns, compute_features
 from qcalo.data.geometry import load_geometry
 from qcalo.data.io import ShowerData
 from qcalo.data.simulation import simulate
-from qcalo.evaluation import evaluate
 from qcalo.evaluation.classifier import (
     _network,
     _split,
@@ -34,6 +33,7 @@ from qcalo.evaluation.classifier import (
     run_classifier_test,
     split_sizes,
 )
+from qcalo.pipeline import evaluate
 
 GEOM = load_geometry("photons")
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from qcalo.evaluation import demo
-from qcalo.evaluation.demo_chain import DEMO_CONFIG
 from qcalo.models.flow.config import ModelConfig
+from qcalo.pipeline import demo
+from qcalo.pipeline.demo import DEMO_CONFIG
 from qcalo.training import config_path, load_config
 
 

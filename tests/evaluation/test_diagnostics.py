@@ -22,7 +22,6 @@ from qcalo.data.features import ShowerFeatures, classifier_column_names, compute
 from qcalo.data.io import ShowerData, write_showers
 from qcalo.data.simulation import simulate
 from qcalo.errors import DataError
-from qcalo.evaluation import evaluate
 from qcalo.evaluation.classifier import get_profile
 from qcalo.evaluation.diagnostics import (
     auc_standard_error,
@@ -34,8 +33,9 @@ from qcalo.evaluation.diagnostics import (
     run_diagnostics,
     separation_power_floor,
 )
-from qcalo.evaluation.pipeline import parse_metrics
 from qcalo.evaluation.report import comparison_table
+from qcalo.pipeline import evaluate
+from qcalo.pipeline.evaluate import parse_metrics
 
 ENERGIES = (1024.0, 8192.0, 65536.0)
 SHIFTED_ENERGY = 8192.0

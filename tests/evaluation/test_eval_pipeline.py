@@ -16,9 +16,9 @@ from qcalo.cli.main import main
 from qcalo.data.features import classifier_columns, compute_features
 from qcalo.data.geometry import load_geometry
 from qcalo.data.io import ShowerData, read_showers, write_showers
-from qcalo.evaluation import evaluate
 from qcalo.evaluation.classifier import get_profile
 from qcalo.evaluation.fpd_kpd import fpd
+from qcalo.pipeline import evaluate
 
 # small and quick; still learns the E_tot/E_inc shift of ×1.2 showers (which needs ~10 epochs)
 SMALL = replace(
@@ -376,7 +376,7 @@ def test_run_summary_is_copied_under_model(small_geometry, tmp_path):
 
 def test_demo_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
     from qcalo.errors import ConfigError
-    from qcalo.evaluation import demo
+    from qcalo.pipeline import demo
 
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not made by `qcalo demo`"):

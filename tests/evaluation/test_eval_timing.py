@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from qcalo.evaluation.timing import time_sampler
+from qcalo.generation.timing import time_sampler
 
 
 class FakeClock:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from qcalo.data.simulation import simulate_to_file
-from qcalo.evaluation import evaluate
 from qcalo.evaluation.report import auc_floor, make_report, verdict_rows, verdict_sentence
+from qcalo.pipeline import evaluate
 
 
 def _metrics(**extra) -> dict:

@@ -300,6 +300,7 @@ def test_study_folder_is_locked_while_a_study_writes_it(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_failing_cell_is_recorded_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    import qcalo.studies.runner
     import qcalo.training
     from qcalo.errors import DataError
 
@@ -315,7 +316,7 @@ def test_a_failing_cell_is_recorded_and_the_others_still_run(tmp_path, monkeypat
             raise DataError("simulated failure\nof a cell")
         return train(config, data, out_dir, **kwargs)
 
-    monkeypatch.setattr(qcalo.training, "train", failing)
+    monkeypatch.setattr(qcalo.studies.runner, "train", failing)
     out = tmp_path / "out"
     status = main(["study", str(study_file), "--out", str(out), "--executor", "sequential"])
     printed = capsys.readouterr().out
@@ -328,7 +329,7 @@ def test_a_failing_cell_is_recorded_and_the_others_still_run(tmp_path, monkeypat
     rows = (out / "table.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("cell-000__conditioner=mlp,mlp,")
     # Fixed, a rerun retries only the failed cell and clears its FAILED file.
-    monkeypatch.setattr(qcalo.training, "train", train)
+    monkeypatch.setattr(qcalo.studies.runner, "train", train)
     assert main(["study", str(study_file), "--out", str(out), "--executor", "sequential"]) == 0
     assert not failed.exists() and failed.with_name("DONE").is_file()
     assert len((out / "table.csv").read_text().splitlines()) == 3

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import qcalo.studies.runner
 import qcalo.training
 import qcalo.training.trainer as trainer
 from qcalo.studies import collect, load_study, read_table, run_study
@@ -64,7 +65,7 @@ def sequential(study, tmp_path_factory):
             trained.append((Path(out_dir), kwargs.get("resume", False)))
             return train(config, data, out_dir, **kwargs)
 
-        mp.setattr(qcalo.training, "train", spy)
+        mp.setattr(qcalo.studies.runner, "train", spy)
         done_before = (cell0 / "seed-1" / "DONE").stat().st_mtime_ns
         result = run_study(study, out, executor="auto")
         assert result.executor == "sequential"

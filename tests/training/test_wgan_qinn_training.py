@@ -151,7 +151,7 @@ def test_checkpoints_that_do_not_fit_their_model_are_one_line_errors(
 
 
 def test_latent_closure_latents_per_kind(run, small_file: Path) -> None:
-    from qcalo.evaluation.closure import run_latents
+    from qcalo.generation.latents import run_latents
 
     name, run_dir = run
     data = read_showers(small_file)

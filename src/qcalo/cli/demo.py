@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qcalo.evaluation.demo_chain import demo
+    from qcalo.pipeline.demo import demo
     from qcalo.utils.paths import claim_output
 
     if args.seed >= MAX_SEED:  # the reference sample uses seed + 1

@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qcalo.evaluation.pipeline import evaluate
+    from qcalo.pipeline.evaluate import evaluate
     from qcalo.utils.leftovers import remove_on_failure
     from qcalo.utils.paths import check_input_file, claim_output
     from qcalo.utils.progress import is_quiet

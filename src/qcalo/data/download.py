@@ -34,7 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from qcalo import __version__
 from qcalo.errors import DataError, OutputError, QcaloError
+from qcalo.utils.atomic import write_failure
+from qcalo.utils.memory import check_disk_space, format_bytes
+from qcalo.utils.paths import check_output_path, describe_os_error, output_lock
+from qcalo.utils.progress import progress
 
 __all__ = [
     "DATASETS",
@@ -136,7 +141,6 @@ def _network_error(url: str, exc: BaseException) -> DownloadError:
 
 def _open(url: str, *, offset: int = 0, timeout: float = TIMEOUT) -> Any:
     """``urlopen`` with a Range header from ``offset``; returns the response, or None for 416."""
-    from qcalo import __version__
 
     headers = {"User-Agent": f"qcalo/{__version__} (+https://doi.org/{DOI})"}
     if offset:
@@ -271,7 +275,6 @@ def _write_body(
     response: Any, f: IO[bytes], remote: RemoteFile, start: int, chunk: int
 ) -> tuple[int, str]:
     """Copy the body into ``f`` from byte ``start``; returns (bytes now in the file, why it stopped)."""
-    from qcalo.utils.progress import progress
 
     have = start
     stopped = ""
@@ -316,8 +319,6 @@ def download_file(
     Raises :class:`DownloadError` (network, interrupted: the ``.part`` is kept) or
     :class:`DataError` (checksum mismatch: the ``.part`` is deleted).
     """
-    from qcalo.utils.atomic import write_failure
-    from qcalo.utils.paths import output_lock
 
     folder = Path(folder)
     final = folder / remote.name
@@ -403,8 +404,6 @@ def download_dataset(
     file. Returns the final paths, in the record's order. Free disk space is checked against
     the bytes still to fetch before any download starts.
     """
-    from qcalo.utils.memory import check_disk_space, format_bytes
-    from qcalo.utils.paths import check_output_path, describe_os_error
 
     out = check_output_path(folder, kind="dir", what="--out")
     url = url or record_url()

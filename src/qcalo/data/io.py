@@ -27,6 +27,7 @@ import numpy as np
 from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.errors import DataError
 from qcalo.utils.atomic import atomic_path, write_failure
+from qcalo.utils.memory import check_disk_space
 from qcalo.utils.paths import check_input_file
 
 __all__ = [
@@ -322,7 +323,6 @@ class ShowerWriter:
     def __enter__(self) -> ShowerWriter:
         if self.expected_events is not None:
             # HDF5 has crashed (segfault) on a full disk: refuse before writing the first byte.
-            from qcalo.utils.memory import check_disk_space
 
             check_disk_space(
                 self.path,

@@ -1,21 +1,22 @@
-"""Evaluation with the CaloChallenge 2022 metrics.
+"""Evaluation with the CaloChallenge 2022 metrics; it needs only :mod:`qcalo.data` (files,
+geometry, features), never a model.
 
 * :mod:`~qcalo.evaluation.histograms` — feature histograms with the CaloChallenge binnings and
   their separation power;
 * :mod:`~qcalo.evaluation.classifier` — the classifier tests (AUC, JSD), profiles ``fast`` and
   ``calochallenge``;
 * :mod:`~qcalo.evaluation.fpd_kpd` — Fréchet and kernel physics distances (jetnet definitions);
-* :mod:`~qcalo.evaluation.plots` / :mod:`~qcalo.evaluation.report` — PNGs and static HTML;
-* :mod:`~qcalo.evaluation.timing` — generation speed of a trained run;
-* :mod:`~qcalo.evaluation.pipeline` — :func:`evaluate` (``qcalo evaluate``);
-  :func:`make_report` (``qcalo report``); :mod:`~qcalo.evaluation.demo_chain` — :func:`demo`
-  (``qcalo demo``).
+* :mod:`~qcalo.evaluation.typicality`, :mod:`~qcalo.evaluation.closure`,
+  :mod:`~qcalo.evaluation.diagnostics` — conformal typicality, the latent closure test, and
+  where a model misses;
+* :mod:`~qcalo.evaluation.plots` / :mod:`~qcalo.evaluation.report` — PNGs and static HTML
+  (:func:`make_report`, ``qcalo report``).
 
-Heavy imports (torch, matplotlib, sklearn) happen inside the functions that need them.
+``qcalo evaluate`` and ``qcalo demo``, which also need a trained run, are in
+:mod:`qcalo.pipeline`. Heavy imports (torch, matplotlib, sklearn) happen inside the functions
+that need them.
 """
 
-from qcalo.evaluation.demo_chain import demo
-from qcalo.evaluation.pipeline import evaluate
 from qcalo.evaluation.report import make_report
 
-__all__ = ["evaluate", "make_report", "demo"]
+__all__ = ["make_report"]

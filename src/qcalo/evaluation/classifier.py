@@ -69,6 +69,7 @@ from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
+from qcalo.data.features import classifier_columns, compute_features
 from qcalo.data.geometry import Geometry
 from qcalo.errors import ConfigError
 from qcalo.utils.progress import progress
@@ -153,8 +154,6 @@ def classifier_inputs(
     if kind == "low_normed":
         return low_level_inputs(incident_energies, showers, geometry, normed=True)
     if kind == "high":
-        from qcalo.data.features import classifier_columns
-
         return np.asarray(classifier_columns(features, geometry), dtype=np.float64)
     raise ValueError(f"unknown classifier kind {kind!r}; expected one of {CLASSIFIER_KINDS}")
 
@@ -191,8 +190,6 @@ def calochallenge_inputs(
             axis=1,
         )
     if kind == "high":
-        from qcalo.data.features import classifier_columns, compute_features
-
         if features is None:
             features = compute_features(e_inc, thresholded, geometry, threshold_mev=threshold_mev)
         return np.asarray(classifier_columns(features, geometry), dtype=np.float64)

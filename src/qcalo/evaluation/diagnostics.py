@@ -434,7 +434,7 @@ def run_diagnostics(
         log: optional callable receiving one-line progress messages.
 
     Returns:
-        The ``diagnostics`` block of metrics.json (layout in :mod:`qcalo.evaluation.pipeline`).
+        The ``diagnostics`` block of metrics.json (layout in :mod:`qcalo.pipeline.evaluate`).
     """
     from qcalo.evaluation.classifier import train_classifier
 

@@ -1,7 +1,7 @@
 """Static HTML pages: one evaluation (``report.html`` beside its PNGs) and several side by side.
 
 :func:`make_report` (``qcalo report DIR1 DIR2 … --out REPORT_DIR``) reads the ``metrics.json`` and
-``histograms.npz`` of evaluations made by :func:`qcalo.evaluation.evaluate`, and writes
+``histograms.npz`` of evaluations made by :func:`qcalo.pipeline.evaluate`, and writes
 REPORT_DIR/report.html with one table of every metric (AUCs, JSDs, FPD, KPD, separation powers,
 parameter counts, training time, generation speed), the key histograms with every model overlaid
 on the common reference, and links to each evaluation's own page. Pages use only relative links

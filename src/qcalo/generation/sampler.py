@@ -21,7 +21,9 @@ import torch
 
 from qcalo.data.io import ENERGY_KEY, ShowerWriter, inspect_file
 from qcalo.errors import ConfigError, DataError, QcaloError
+from qcalo.models.blocks.spline import use_kernels
 from qcalo.models.generator import ShowerGenerator
+from qcalo.training.trainer import load_run, resolve_device
 from qcalo.utils.progress import progress
 
 __all__ = ["generate", "resolve_energies", "sample_showers"]
@@ -97,8 +99,6 @@ def generate(
     implementation (:func:`qcalo.models.blocks.spline.use_kernels`). Same run, energies, seed, device
     and kernels → the same file contents. Returns ``out``.
     """
-    from qcalo.models.blocks.spline import use_kernels
-    from qcalo.training.trainer import load_run, resolve_device
 
     if int(batch_size) < 1:
         raise ConfigError(f"--batch-size {batch_size}: expected an integer ≥ 1")

@@ -1,6 +1,6 @@
 """The interface every shower model implements, whatever its kind.
 
-Generation (:mod:`qcalo.generation`), timing (:mod:`qcalo.evaluation.timing`) and evaluation use
+Generation (:mod:`qcalo.generation`), timing (:mod:`qcalo.generation.timing`) and evaluation use
 only these members of the model ``qcalo.training.load_run`` returns; every registered model
 kind (:mod:`qcalo.models.registry`: coupling flows, the Born machine with a flow stage 2, and
 later WGAN-GP and QINN) builds models that implement them.

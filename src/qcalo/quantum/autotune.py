@@ -52,6 +52,7 @@ from qcalo.quantum.torch_backend import (
     choose_strategy,
     ideal_flops,
 )
+from qcalo.utils import atomic_path
 
 #: Bump when a strategy's speed changes enough that persisted choices should be re-measured.
 ENGINE_VERSION = 1
@@ -147,8 +148,6 @@ def _persist(key: str, choice: str, timings: dict[str, float]) -> str:
     if path is None:
         return choice
     try:
-        from qcalo.utils import atomic_path
-
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _read(path)
         machine = data.setdefault(_machine_key(), {})

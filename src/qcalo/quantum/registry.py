@@ -29,6 +29,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from qcalo.errors import ConfigError
+from qcalo.quantum.layer import QuantumLayer
+from qcalo.quantum.orthogonal import OrthogonalCircuit
+from qcalo.quantum.real_circuit import RealLayeredCircuit
+
 if TYPE_CHECKING:
     from qcalo.quantum.layer import QuantumLayer
 
@@ -45,9 +50,6 @@ __all__ = [
 def circuit_types() -> tuple[type[nn.Module], ...]:
     """The module classes whose parameters are circuit weights."""
     # Imported here: this module is imported by models that the circuit modules do not know.
-    from qcalo.quantum.layer import QuantumLayer
-    from qcalo.quantum.orthogonal import OrthogonalCircuit
-    from qcalo.quantum.real_circuit import RealLayeredCircuit
 
     return (QuantumLayer, OrthogonalCircuit, RealLayeredCircuit)
 
@@ -75,7 +77,6 @@ def circuit_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
 
 def capturable_circuits(module: nn.Module) -> list[tuple[str, QuantumLayer]]:
     """The circuits whose final state :class:`qcalo.quantum.StateCapture` can record (angle inputs)."""
-    from qcalo.quantum.layer import QuantumLayer
 
     return [(name, sub) for name, sub in named_circuits(module) if isinstance(sub, QuantumLayer)]
 
@@ -104,9 +105,6 @@ def on_pennylane(
         >>> noisy = on_pennylane(model, "default.mixed", depolarizing=0.001)  # doctest: +SKIP
     """
     import copy
-
-    from qcalo.errors import ConfigError
-    from qcalo.quantum.layer import QuantumLayer
 
     clone = copy.deepcopy(module)
     circuits = named_circuits(clone)

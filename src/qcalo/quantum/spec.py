@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qcalo.errors import ConfigError
+from qcalo.utils.validation import format_validation_error
 
 Embedding = Literal["X", "Y", "Z"]
 Rotations = Literal["ryrz", "rot"]
@@ -97,8 +98,6 @@ class CircuitSpec(BaseModel):
     def build(cls, **fields: object) -> CircuitSpec:
         """Like ``CircuitSpec(**fields)`` but raises :class:`qcalo.errors.ConfigError`."""
         from pydantic import ValidationError
-
-        from qcalo.utils.validation import format_validation_error
 
         try:
             return cls.model_validate(fields)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from qcalo.errors import DataError
+from qcalo.evaluation.report import make_report
 from qcalo.studies.config import StudyConfig, expand_cells, extract_run_metric, value_label
 from qcalo.utils.atomic import atomic_path
 from qcalo.utils.layout import CellLayout
@@ -219,8 +220,6 @@ def collect(study: StudyConfig, out: str | os.PathLike[str], *, report: bool = T
     """Write ``OUT/table.csv``, ``OUT/plots/*.png`` and ``OUT/report/report.html`` from the
     finished (cell, seed) runs in ``out``; a study with no finished run gets a header-only
     table and no plots or report."""
-    from qcalo import api
-
     out = Path(out)
     rows, eval_dirs, labels, n_cells = _rows(study, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,5 +229,5 @@ def collect(study: StudyConfig, out: str | os.PathLike[str], *, report: bool = T
     if rows:
         result.plots = _plot(study, rows, out / "plots")
         if report and study.evaluate_metrics():  # a training-only study has no evaluations
-            result.report = api.make_report(eval_dirs, out / "report", labels=labels)
+            result.report = make_report(eval_dirs, out / "report", labels=labels)
     return result

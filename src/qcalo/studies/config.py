@@ -53,6 +53,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qcalo.errors import ConfigError
+from qcalo.pipeline.evaluate import ALL_METRICS
+from qcalo.training.config import config_from_dict, load_config
 from qcalo.utils.validation import check_file_list, format_validation_error
 
 __all__ = [
@@ -330,7 +332,6 @@ class StudyConfig(_Strict):
 
 def evaluate_metrics_for(names: list[str]) -> list[str]:
     """``qcalo evaluate`` metrics needed for dotted metrics.json keys (``auc.high`` → ``cls-high``)."""
-    from qcalo.evaluation.pipeline import ALL_METRICS
 
     needed: set[str] = set()
     for name in names:
@@ -470,7 +471,6 @@ class Cell:
 def expand_cells(study: StudyConfig) -> list[Cell]:
     """Every cell of the study, in grid order (the product, first key slowest), with each cell's
     run config resolved and validated. Raises :class:`ConfigError` naming the first bad cell."""
-    from qcalo.training.config import config_from_dict, load_config
 
     keys = study.keys()
     labels = _short_labels(keys)

@@ -41,10 +41,17 @@ from typing import Any
 
 import yaml
 
+from qcalo.data.simulation import simulate_to_file
+from qcalo.data.split import split_showers
 from qcalo.errors import ConfigError, QcaloError
+from qcalo.generation import generate
+from qcalo.pipeline.evaluate import evaluate
 from qcalo.studies.config import Cell, StudyConfig, expand_cells, extract_run_metric
+from qcalo.training import train
 from qcalo.utils.atomic import atomic_path, write_json
 from qcalo.utils.layout import CellLayout, RunLayout
+from qcalo.utils.paths import check_input_file
+from qcalo.utils.progress import is_quiet, progress, set_quiet
 
 __all__ = [
     "CellTask",
@@ -166,15 +173,12 @@ def prepare_study(
     cell's config; returns the cells and the (cell, seed) tasks. Idempotent: a second call on
     the same folder reuses what is there, and refuses a folder whose cell configs differ from
     this study's."""
-    from qcalo.utils.paths import check_input_file
 
     cells = expand_cells(study)
     out = Path(out).resolve()
     train_files, reference = _data_files(study, out)
     geometry = cells[0].config["geometry"]
     if study.simulate is not None:
-        from qcalo.data.simulation import simulate_to_file
-
         spec = study.simulate
         for path, events, seed in (
             (train_files[0], spec.train_events_per_energy, spec.train_seed),
@@ -192,8 +196,6 @@ def prepare_study(
         for path in given:
             check_input_file(path, "study training file (data.train)")
         if holdout is not None:
-            from qcalo.data.split import split_showers
-
             source, rest, _ = _holdout_files(study, out)
             check_input_file(
                 source, "study training file to hold the reference out of (data.train)"
@@ -262,10 +264,6 @@ def run_cell(task: CellTask) -> Outcome:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from qcalo.evaluation.pipeline import evaluate
-    from qcalo.generation import generate
-    from qcalo.training import train
-
     paths = task.paths
     if paths["done"].is_file():
         return Outcome(task.cell, task.seed, "skipped", 0.0)
@@ -328,14 +326,12 @@ def run_cell(task: CellTask) -> Outcome:
 
 
 def _ray_task(task: CellTask) -> Outcome:  # runs inside a Ray worker
-    from qcalo.utils.progress import set_quiet
 
     set_quiet(True)
     return run_cell(task)
 
 
 def _run_sequential(tasks: list[CellTask], on_done: Callable[[Outcome], None]) -> list[Outcome]:
-    from qcalo.utils.progress import is_quiet, set_quiet
 
     outcomes = []
     quiet = is_quiet()
@@ -493,7 +489,6 @@ def run_study(
     result (and their ``FAILED`` files), not raised. Collect the table with
     :func:`qcalo.studies.collect`.
     """
-    from qcalo.utils.progress import progress
 
     if executor == "auto":
         executor = "ray" if ray_available() else "sequential"

@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from qcalo.errors import CheckpointError, QcaloWarning
+from qcalo.errors import CheckpointError, DataError, QcaloWarning
 from qcalo.utils.atomic import atomic_path
+from qcalo.utils.paths import check_input_file
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -186,8 +187,6 @@ def load_checkpoint(
     format or malformed. A checkpoint without checksum (written before qcalo stored one) loads
     with a :class:`~qcalo.errors.QcaloWarning` (issued only once it has passed every check).
     """
-    from qcalo.errors import DataError
-    from qcalo.utils.paths import check_input_file
 
     path = Path(path)
     if not os.path.lexists(path):

@@ -36,6 +36,11 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from qcalo.quantum import QuantumLayer
+from qcalo.quantum.bloch import ProductCircuit
+from qcalo.quantum.layer import as_spec
+from qcalo.quantum.registry import circuit_parameters
+
 __all__ = [
     "MLPConditioner",
     "QuantumConditioner",
@@ -80,7 +85,6 @@ class _CircuitFeatures(nn.Module):
 
     def __init__(self, in_features: int, spec: object) -> None:
         super().__init__()
-        from qcalo.quantum import QuantumLayer
 
         self.encode = nn.Linear(in_features, spec.n_qubits)  # type: ignore[attr-defined]
         self.circuit = QuantumLayer(spec, backend="torch")  # type: ignore[arg-type]
@@ -127,8 +131,6 @@ class _TrigFeatures(nn.Module):
 
     def __init__(self, in_features: int, spec: object) -> None:
         super().__init__()
-        from qcalo.quantum.bloch import ProductCircuit
-        from qcalo.quantum.layer import as_spec
 
         circuit_spec = as_spec(spec)  # type: ignore[arg-type]
         self.encode = nn.Linear(in_features, circuit_spec.n_qubits)
@@ -181,8 +183,6 @@ class FullyQuantumConditioner(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, spec: object) -> None:
         super().__init__()
-        from qcalo.quantum import QuantumLayer
-        from qcalo.quantum.layer import as_spec
 
         circuit_spec = as_spec(spec)  # type: ignore[arg-type]
         self.circuit = QuantumLayer(circuit_spec, backend="torch")
@@ -236,6 +236,5 @@ def quantum_parameters(module: nn.Module) -> Iterable[nn.Parameter]:
 
     The answer to "which modules are circuits" is :mod:`qcalo.quantum.registry`'s.
     """
-    from qcalo.quantum.registry import circuit_parameters
 
     return circuit_parameters(module)

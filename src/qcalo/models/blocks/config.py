@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qcalo.data.preprocessing import PreprocessingConfig
-from qcalo.quantum.spec import MAX_QUBITS, Embedding, EntanglerGate, EntanglerPattern, Rotations
+from qcalo.quantum.bloch import check_product_spec
+from qcalo.quantum.spec import (
+    MAX_QUBITS,
+    CircuitSpec,
+    Embedding,
+    EntanglerGate,
+    EntanglerPattern,
+    Rotations,
+)
 from qcalo.utils.validation import format_validation_error
 
 if TYPE_CHECKING:
@@ -93,7 +101,6 @@ class CircuitConfig(StrictConfig):
 
     def to_spec(self) -> CircuitSpec:
         """The :class:`qcalo.quantum.CircuitSpec` this config describes."""
-        from qcalo.quantum.spec import CircuitSpec
 
         data = self.model_dump()
         data["measurements"] = tuple(data["measurements"])
@@ -152,8 +159,6 @@ class FlowConfig(StrictConfig):
                     f"block {block} has hidden []"
                 )
         if "trig" in self.conditioners:
-            from qcalo.quantum.bloch import check_product_spec
-
             check_product_spec(self.circuit.to_spec())
         return self
 

@@ -36,6 +36,7 @@ from qcalo.models.blocks.spline import (
     rational_quadratic_spline,
     rational_quadratic_spline_inverse,
 )
+from qcalo.quantum import OrthogonalCircuit
 
 __all__ = [
     "FlowLayer",
@@ -175,7 +176,6 @@ class QuantumMixer(FlowLayer):
         self, features: int, n_layers: int, n_qubits: int | None = None, seed: int = 0
     ) -> None:
         super().__init__()
-        from qcalo.quantum import OrthogonalCircuit
 
         self.features = features
         self.n_qubits = mixer_chunk_qubits(features) if n_qubits is None else int(n_qubits)

@@ -62,6 +62,8 @@ from qcalo.models.blocks.flow import build_flow
 from qcalo.models.born.config import BornModelConfig, BornStage1Config
 from qcalo.models.born.preprocessing import BornStats
 from qcalo.models.two_stage import TwoStageShowerModel
+from qcalo.quantum.layer import QuantumLayer
+from qcalo.quantum.spec import CircuitSpec
 
 __all__ = ["BornMachine", "BornShowerModel"]
 
@@ -82,8 +84,6 @@ class BornMachine(nn.Module):
         self, config: BornStage1Config, edges: list[list[float]], context_features: int = 1
     ) -> None:
         super().__init__()
-        from qcalo.quantum.layer import QuantumLayer
-        from qcalo.quantum.spec import CircuitSpec
 
         self.config = config
         self.n_variables = len(edges)
@@ -254,8 +254,6 @@ class BornMachine(nn.Module):
                 )
                 return counts / shots
             if backend == "pennylane":
-                from qcalo.quantum.layer import QuantumLayer
-
                 device_layer = QuantumLayer(
                     self.circuit.spec,
                     backend="pennylane",

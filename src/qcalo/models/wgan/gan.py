@@ -55,7 +55,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import Tensor, nn
 
 from qcalo.errors import ConfigError, DataError
-from qcalo.quantum.spec import MAX_QUBITS
+from qcalo.quantum import QuantumLayer
+from qcalo.quantum.spec import MAX_QUBITS, CircuitSpec
+from qcalo.utils.validation import format_validation_error
 
 __all__ = [
     "WGANConfig",
@@ -171,7 +173,6 @@ class WGANConfig(BaseModel):
         """Validate a mapping; raise :class:`ConfigError` naming ``root.field`` and the fix."""
         if isinstance(fields, WGANConfig):
             return fields
-        from qcalo.utils.validation import format_validation_error
 
         if not isinstance(fields, Mapping):
             raise ConfigError(
@@ -186,7 +187,6 @@ class WGANConfig(BaseModel):
 
     def circuit_spec(self) -> Any:
         """The :class:`qcalo.quantum.CircuitSpec` of the quantum module (RY·RZ, CNOT, ⟨Z⟩)."""
-        from qcalo.quantum.spec import CircuitSpec
 
         return CircuitSpec(
             n_qubits=self.n_qubits,
@@ -329,7 +329,6 @@ class QuantumModule(nn.Module):
         circuit_dtype: torch.dtype = torch.complex64,
     ) -> None:
         super().__init__()
-        from qcalo.quantum import QuantumLayer
 
         self.angle_map = config.angle_map
         self.encode = nn.Linear(in_features, config.n_qubits)

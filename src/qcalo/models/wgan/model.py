@@ -30,7 +30,7 @@ from qcalo.data.geometry import Geometry
 from qcalo.data.io import ShowerData
 from qcalo.errors import DataError
 from qcalo.models.wgan.gan import WGAN, GANPreprocessing, WGANConfig, sample
-from qcalo.quantum.registry import circuit_parameters
+from qcalo.quantum.registry import circuit_parameters, named_circuits
 
 __all__ = ["WGANModelConfig", "WGANShowerModel", "fit_wgan_preprocessing"]
 
@@ -118,7 +118,6 @@ class WGANShowerModel(nn.Module):
         return float(self.stats.e_min), float(self.stats.e_max)
 
     def named_circuits(self) -> list[tuple[str, nn.Module]]:
-        from qcalo.quantum.registry import named_circuits
 
         return named_circuits(self)
 

@@ -24,7 +24,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from qcalo.data.simulation import simulate_to_file
 from qcalo.errors import ConfigError
+from qcalo.evaluation.report import make_report
+from qcalo.generation import generate
+from qcalo.pipeline.evaluate import evaluate
+from qcalo.training import config_path, train
 from qcalo.utils.atomic import atomic_path
 from qcalo.utils.layout import RunLayout
 
@@ -80,11 +85,6 @@ def demo(
         ``{"out_dir", "report", "metrics", "steps": {name: seconds}, "total_seconds", ...}``, also
         written to ``out_dir/demo_summary.json``.
     """
-    from qcalo.data.simulation import simulate_to_file
-    from qcalo.evaluation.pipeline import evaluate
-    from qcalo.evaluation.report import make_report
-    from qcalo.generation import generate
-    from qcalo.training import config_path, train
 
     say = log or (lambda message: None)
     out = Path(out_dir)

@@ -60,6 +60,10 @@ import numpy as np
 from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.data.io import ShowerData, inspect_file, read_showers, validate_values
 from qcalo.errors import ConfigError, DataError
+from qcalo.evaluation.closure import latent_closure
+from qcalo.generation.latents import run_latents
+from qcalo.generation.timing import generation_timing
+from qcalo.training.checkpoint import load_checkpoint
 from qcalo.utils.atomic import write_json
 from qcalo.utils.layout import RunLayout
 from qcalo.utils.progress import progress
@@ -161,8 +165,6 @@ def _read_run_summary(run_dir: str | os.PathLike[str] | None, timing: bool) -> A
     if run_dir is None:
         return None
     if timing:
-        from qcalo.training.checkpoint import load_checkpoint
-
         load_checkpoint(RunLayout(run_dir).best)
     summary_path = RunLayout(run_dir).summary
     if not summary_path.is_file():
@@ -431,8 +433,6 @@ def evaluate(
         seconds["diagnostics"] = time.perf_counter() - start
 
     if "closure" in chosen:
-        from qcalo.evaluation.closure import latent_closure, run_latents
-
         start = time.perf_counter()
         say("latent closure: reference showers through the trained model's inverse")
         assert run_dir is not None  # parse_metrics refuses "closure" without a run
@@ -449,8 +449,6 @@ def evaluate(
         result["run_dir"] = str(run_dir)
 
     if "timing" in chosen:
-        from qcalo.evaluation.timing import generation_timing
-
         start = time.perf_counter()
         say("timing: generation speed at batch 1, 100, 10000")
         assert run_dir is not None  # parse_metrics refuses "timing" without a run

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from qcalo.training import load_run
+
 __all__ = ["generation_timing", "time_sampler"]
 
 DEFAULT_BATCH_SIZES = (1, 100, 10_000)
@@ -73,8 +75,6 @@ def generation_timing(
     Returns ``{"ms_per_shower": {"1": …, "100": …, "10000": …}, "device", "torch_threads",
     "load_average", "which"}``.
     """
-    from qcalo.training import load_run
-
     model, _ = load_run(run_dir, which=which, device=device)
     model.eval()
     load_before = os.getloadavg()
