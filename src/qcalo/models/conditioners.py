@@ -5,7 +5,9 @@ Three kinds, swappable per flow block (DESIGN.md §3):
 * :class:`MLPConditioner` (``"mlp"``): Linear → SiLU → … → Linear;
 * :class:`QuantumConditioner` (``"quantum"``): Linear(in → n_qubits) → angles π·tanh(·) →
   :class:`qcalo.quantum.QuantumLayer` (torch statevector backend) → measured features
-  (⟨Z_i⟩, and ⟨Z_iZ_j⟩ if the circuit measures ``"zz"``) → Linear(→ out);
+  (⟨Z_i⟩, and ⟨Z_iZ_j⟩ if the circuit measures ``"zz"``) → Linear(→ out); the circuit may
+  also be the user's own PennyLane function (:mod:`qcalo.quantum.pennylane_import`), with
+  Linear(in → its n_inputs);
 * :class:`HybridConditioner` (``"hybrid"``): the MLP's last hidden features and the circuit's
   measured features, concatenated → Linear(→ out);
 * :class:`FullyQuantumConditioner` (``"full_quantum"``): s and t straight from one circuit's
@@ -80,10 +82,11 @@ class _CircuitFeatures(nn.Module):
 
     def __init__(self, in_features: int, spec: object) -> None:
         super().__init__()
-        from qcalo.quantum import QuantumLayer
+        from qcalo.quantum.pennylane_import import circuit_inputs, circuit_layer
 
-        self.encode = nn.Linear(in_features, spec.n_qubits)  # type: ignore[attr-defined]
-        self.circuit = QuantumLayer(spec, backend="torch")  # type: ignore[arg-type]
+        # spec: a CircuitSpec, or a UserCircuit (the user's own PennyLane function).
+        self.encode = nn.Linear(in_features, circuit_inputs(spec))
+        self.circuit = circuit_layer(spec)
         self.n_outputs = int(self.circuit.n_outputs)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -181,12 +184,10 @@ class FullyQuantumConditioner(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, spec: object) -> None:
         super().__init__()
-        from qcalo.quantum import QuantumLayer
-        from qcalo.quantum.layer import as_spec
+        from qcalo.quantum.pennylane_import import circuit_inputs, circuit_layer
 
-        circuit_spec = as_spec(spec)  # type: ignore[arg-type]
-        self.circuit = QuantumLayer(circuit_spec, backend="torch")
-        n_qubits = circuit_spec.n_qubits
+        self.circuit = circuit_layer(spec)
+        n_qubits = circuit_inputs(spec)  # the circuit's angle inputs (its wires for a CircuitSpec)
         n_measured = int(self.circuit.n_outputs)
         if n_measured < out_features:
             raise ValueError(

@@ -14,7 +14,9 @@ Schema (pydantic v2, unknown keys rejected everywhere)::
       mixer: permutation         # permutation | quantum
       mixer_layers: 2            # layers of the real orthogonal mixing circuit
       mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
-      circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields
+      circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields, or your
+                                 # own PennyLane function: {function: "pkg.mod:fn", n_qubits: 6,
+                                 # weight_shapes: {weights: [2, 6, 3]}} (FunctionCircuitConfig)
     stage2: {...}                # p(voxel fractions | E_inc, layer energies), n_voxels dims
     preprocessing:
       alpha: 1.0e-6              # logit(alpha + (1 - 2 alpha) x)
@@ -36,12 +38,22 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from qcalo.data.preprocessing import PreprocessingConfig
 from qcalo.errors import ConfigError
+from qcalo.quantum.pennylane_import import FunctionCircuitConfig
 from qcalo.quantum.spec import MAX_QUBITS, Embedding, EntanglerGate, EntanglerPattern, Rotations
 from qcalo.utils.validation import format_validation_error
 
@@ -50,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CircuitConfig",
+    "FunctionCircuitConfig",
     "FlowConfig",
     "PreprocessingConfig",
     "ModelConfig",
@@ -110,6 +123,25 @@ class CircuitConfig(_Strict):
         return CircuitSpec.build(**data)
 
 
+def _circuit_kind(value: Any) -> str:
+    """Which circuit section this is: a function when it names one, else the layered circuit.
+
+    (The tags hold "[...]", which error messages leave out of the field path.)
+    """
+    named = (
+        "function" in value if isinstance(value, dict) else isinstance(value, FunctionCircuitConfig)
+    )
+    return "circuit[function]" if named else "circuit[layered]"
+
+
+#: A flow's ``circuit:`` section: the layered circuit, or the user's own function.
+CircuitSection = Annotated[
+    Annotated[CircuitConfig, Tag("circuit[layered]")]
+    | Annotated[FunctionCircuitConfig, Tag("circuit[function]")],
+    Discriminator(_circuit_kind),
+]
+
+
 class FlowConfig(_Strict):
     """One conditional coupling flow (one stage of the shower model)."""
 
@@ -132,7 +164,11 @@ class FlowConfig(_Strict):
     mixer: Literal["permutation", "quantum"] = "permutation"
     mixer_layers: int = Field(default=2, ge=1, le=64)
     mixer_qubits: int | None = Field(default=None, ge=1, le=10)
-    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    circuit: CircuitSection = Field(
+        default_factory=CircuitConfig,
+        description="the circuit of quantum, hybrid and full_quantum conditioners: the layered "
+        "circuit's fields, or `function:` and its sizes for your own PennyLane circuit",
+    )
 
     @field_validator("hidden")
     @classmethod
@@ -163,6 +199,12 @@ class FlowConfig(_Strict):
                 )
         if "trig" in self.conditioners:
             from qcalo.quantum.bloch import check_product_spec
+
+            if isinstance(self.circuit, FunctionCircuitConfig):
+                raise ValueError(
+                    "trig conditioners compute the layered product circuit in closed form; a "
+                    "circuit function cannot be one: use quantum or hybrid conditioners"
+                )
 
             check_product_spec(self.circuit.to_spec())
         return self

@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -59,6 +59,9 @@ from qcalo.quantum.gate_program import (
     supported_gates,
 )
 from qcalo.quantum.spec import MAX_QUBITS
+
+if TYPE_CHECKING:
+    from qcalo.quantum.layer import QuantumLayer
 
 __all__ = [
     "FunctionCircuitConfig",
@@ -843,7 +846,7 @@ class FunctionCircuitConfig(BaseModel):
 # What conditioners call: a layer for either kind of circuit description
 
 
-def circuit_layer(spec: Any) -> nn.Module:
+def circuit_layer(spec: Any) -> QuantumLayer | PennyLaneFunctionLayer:
     """The circuit module of a conditioner: a :class:`qcalo.quantum.QuantumLayer` for a
     :class:`qcalo.quantum.CircuitSpec` (or a mapping of its fields), a
     :class:`PennyLaneFunctionLayer` for a :class:`UserCircuit`."""
