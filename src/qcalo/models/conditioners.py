@@ -1,6 +1,6 @@
 """Conditioners: networks mapping [x_a, context] (B, in) to coupling parameters (B, out).
 
-Three kinds, swappable per flow block (DESIGN.md §3):
+Kinds, swappable per flow block (docs/design/models.md#conditioners):
 
 * :class:`MLPConditioner` (``"mlp"``): Linear → SiLU → … → Linear;
 * :class:`QuantumConditioner` (``"quantum"``): Linear(in → n_qubits) → angles π·tanh(·) →
@@ -167,7 +167,7 @@ class TrigConditioner(nn.Module):
 
 
 class FullyQuantumConditioner(nn.Module):
-    """Both s(·) and t(·) of a coupling from one circuit's measurements (DESIGN.md §0, the
+    """Both s(·) and t(·) of a coupling from one circuit's measurements (docs/design/origin.md, the
     seed's "quantum networks for both s and t"), with only elementwise scaling around it.
 
     Wire w receives the angle π·tanh(a_w·u_{w mod in} + b_w) of input u (B, in) (inputs are
