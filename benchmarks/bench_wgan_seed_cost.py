@@ -1,7 +1,7 @@
 """The seed's WGAN-GP experiment, timed: what 2000 epochs on 1000 photon showers cost in qcalo.
 
-The seed prototype (FastCaloQ, DESIGN.md §0) trained its "BNReLUqINN" WGAN-GP (noise 10 →
-6-qubit × 2-layer circuit → 100 → 64 + BatchNorm → 368 voxels; MLP critic; λ = 20; Adam 1e-4,
+The seed prototype (FastCaloQ, docs/design/origin.md) trained its "BNReLUqINN" WGAN-GP
+(noise 10 → 6-qubit × 2-layer circuit → 100 → 64 + BatchNorm → 368 voxels; MLP critic; λ = 20; Adam 1e-4,
 β1 = 0.5) on 1000 events for 2000 epochs in ~120 minutes, with its circuit weights never
 trained. Here :mod:`qcalo.models.wgan` with the seed's sizes (``fastcaloq_wgan``), the circuit
 trained end to end through the torch statevector engine, is timed for a few epochs on 1000

@@ -440,7 +440,7 @@ def seed_cost() -> dict | None:
         }
     quote = (
         f"seed prototype reported ~{ref.get('minutes')} min for {ref.get('epochs')} epochs on "
-        f"{d.get('events')} events (DESIGN.md §0); qcalo measured (wgan_seed_cost.json, commit "
+        f"{d.get('events')} events (docs/design/origin.md); qcalo measured (wgan_seed_cost.json, commit "
         f"{str(d.get('git_commit'))[:10]}, batch {d.get('batch_size')}, threads "
         f"{d.get('torch_threads')}): "
         + "; ".join(

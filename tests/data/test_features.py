@@ -210,7 +210,7 @@ def test_classifier_columns_order_and_names(geometry, n_columns):
             np.testing.assert_allclose(col[f"width_phi_layer{layer_id}"], f.width_phi[:, l] / 100)
         else:
             assert f"EC_eta_layer{layer_id}" not in col
-    # The group order of DESIGN.md §5, spelled out.
+    # The group order of docs/design/metrics.md#high-level-features, spelled out.
     a = len(alpha_ids)
     L = geometry.n_layers
     prefixes = (

@@ -1,8 +1,8 @@
 """CaloChallenge high-level shower features and the classifier's feature columns.
 
 Definitions follow the CaloChallenge 2022 evaluation (``HighLevelFeatures.py`` and the
-high-level classifier input of ``evaluate.py``); see DESIGN.md §5. Voxels below
-``threshold_mev`` (1 MeV in the CaloChallenge DS1 evaluation) are set to 0 first, and every
+high-level classifier input of ``evaluate.py``); see docs/design/metrics.md#high-level-features.
+Voxels below ``threshold_mev`` (1 MeV in the CaloChallenge DS1 evaluation) are set to 0 first, and every
 feature is computed from the thresholded showers:
 
 * ``e_layer``: energy per layer, MeV; ``e_tot``: the sum over all voxels, MeV;

@@ -1,4 +1,4 @@
-"""Invertible preprocessing of showers for the two-stage flow (DESIGN.md §2).
+"""Invertible preprocessing of showers for the two-stage flow (docs/design/preprocessing.md).
 
 A shower (E_inc in MeV, voxel energies (V,) in MeV) becomes three pieces of flow input:
 
@@ -72,7 +72,9 @@ __all__ = [
 
 
 class PreprocessingConfig(BaseModel):
-    """The preprocessing's settings (DESIGN.md §2), the ``model.preprocessing`` section of a config.
+    """The preprocessing's settings, the ``model.preprocessing`` section of a config.
+
+    What they mean: docs/design/preprocessing.md.
 
     It lives here, beside the transforms it configures, so that the data layer never imports
     the model layer; :mod:`qcalo.models.blocks.config` re-exports it.

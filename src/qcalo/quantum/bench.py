@@ -1,4 +1,6 @@
-"""Benchmark: forward+backward time per minibatch of the circuit backends (DESIGN.md §4b).
+"""Benchmark: forward+backward time per minibatch of the circuit backends.
+
+Why the torch backend is built as it is: docs/design/circuits.md#simulator-speed.
 
 For each circuit, backend and batch size: warm-up calls, then the median wall time of
 ``repeats`` steps of ``layer(x).sum().backward()`` with gradients w.r.t. weights and inputs.

@@ -2,7 +2,7 @@
 
 Every gate of the circuit is a real matrix, so the circuit is a real orthogonal 2^n×2^n matrix
 O(θ). Applied to feature vectors of length 2^n it is an exact, volume-preserving bijection
-(inverse Oᵀ, log|det| = 0) with n·L parameters — DESIGN.md §3 "quantum mixer".
+(inverse Oᵀ, log|det| = 0) with n·L parameters — docs/design/models.md#quantum-mixer.
 """
 
 from __future__ import annotations

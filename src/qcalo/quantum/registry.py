@@ -1,13 +1,15 @@
 """The one answer to "which modules are circuits?", for counting, capturing and plotting.
 
-Two kinds of torch modules hold circuit weights in qcalo:
+These torch modules hold circuit weights in qcalo:
 
 * :class:`qcalo.quantum.QuantumLayer`: inputs are rotation angles, outputs measured features
   (or basis-state probabilities); its final state can be captured (:class:`StateCapture`);
 * :class:`qcalo.quantum.OrthogonalCircuit`: a real-gate circuit used as an orthogonal matrix
   on amplitudes (the quantum mixer); it has no angle inputs, so state capture does not apply;
 * :class:`qcalo.quantum.real_circuit.RealLayeredCircuit`: the QINN's real-gate circuit with an
-  exact adjoint (not capturable either: it acts on states the caller prepares).
+  exact adjoint (not capturable either: it acts on states the caller prepares);
+* :class:`qcalo.quantum.pennylane_import.PennyLaneFunctionLayer`: the user's own PennyLane
+  circuit function (not capturable: its state is not exposed).
 
 Every caller (parameter counts, state capture, ``named_circuits`` of a model) asks here instead
 of listing the classes itself, so a new circuit module is added in one place.
@@ -24,7 +26,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -32,10 +33,8 @@ from torch import nn
 from qcalo.errors import ConfigError
 from qcalo.quantum.layer import QuantumLayer
 from qcalo.quantum.orthogonal import OrthogonalCircuit
+from qcalo.quantum.pennylane_import import PennyLaneFunctionLayer
 from qcalo.quantum.real_circuit import RealLayeredCircuit
-
-if TYPE_CHECKING:
-    from qcalo.quantum.layer import QuantumLayer
 
 __all__ = [
     "circuit_types",
@@ -49,9 +48,7 @@ __all__ = [
 
 def circuit_types() -> tuple[type[nn.Module], ...]:
     """The module classes whose parameters are circuit weights."""
-    # Imported here: this module is imported by models that the circuit modules do not know.
-
-    return (QuantumLayer, OrthogonalCircuit, RealLayeredCircuit)
+    return (QuantumLayer, OrthogonalCircuit, RealLayeredCircuit, PennyLaneFunctionLayer)
 
 
 def is_circuit(module: nn.Module) -> bool:

@@ -4,8 +4,8 @@ States are (B, 2^n) tensors; basis index bits read wire 0 as the most significan
 (PennyLane's convention). Everything is differentiable with autograd and runs on the device and
 dtype of its inputs (complex64/complex128 for circuits, float32/float64 for real circuits).
 
-Why it is fast (DESIGN.md §4b): gates are never applied one by one. A layer of single-qubit
-gates is a tensor product, applied as a few dense blocks of ≤ 4 wires (one small matmul per
+Why it is fast (docs/design/circuits.md#simulator-speed): gates are never applied one by one.
+A layer of single-qubit gates is a tensor product, applied as a few dense blocks of ≤ 4 wires (one small matmul per
 block, shared by the batch or one per sample when the inputs are folded in); a chain of CNOTs is
 one permutation of amplitudes (an index gather); CZ / CRZ / IsingZZ layers are one diagonal;
 the first layer acting on |0…0⟩ is a product state built in closed form; ⟨Z⟩ and ⟨ZZ⟩ are a

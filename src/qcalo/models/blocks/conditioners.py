@@ -1,11 +1,13 @@
 """Conditioners: networks mapping [x_a, context] (B, in) to coupling parameters (B, out).
 
-Three kinds, swappable per flow block (DESIGN.md §3):
+Kinds, swappable per flow block (docs/design/models.md#conditioners):
 
 * :class:`MLPConditioner` (``"mlp"``): Linear → SiLU → … → Linear;
 * :class:`QuantumConditioner` (``"quantum"``): Linear(in → n_qubits) → angles π·tanh(·) →
   :class:`qcalo.quantum.QuantumLayer` (torch statevector backend) → measured features
-  (⟨Z_i⟩, and ⟨Z_iZ_j⟩ if the circuit measures ``"zz"``) → Linear(→ out);
+  (⟨Z_i⟩, and ⟨Z_iZ_j⟩ if the circuit measures ``"zz"``) → Linear(→ out); the circuit may
+  also be the user's own PennyLane function (:mod:`qcalo.quantum.pennylane_import`), with
+  Linear(in → its n_inputs);
 * :class:`HybridConditioner` (``"hybrid"``): the MLP's last hidden features and the circuit's
   measured features, concatenated → Linear(→ out);
 * :class:`FullyQuantumConditioner` (``"full_quantum"``): s and t straight from one circuit's
@@ -36,9 +38,9 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from qcalo.quantum import QuantumLayer
 from qcalo.quantum.bloch import ProductCircuit
 from qcalo.quantum.layer import as_spec
+from qcalo.quantum.pennylane_import import circuit_inputs, circuit_layer
 from qcalo.quantum.registry import circuit_parameters
 
 __all__ = [
@@ -86,8 +88,9 @@ class _CircuitFeatures(nn.Module):
     def __init__(self, in_features: int, spec: object) -> None:
         super().__init__()
 
-        self.encode = nn.Linear(in_features, spec.n_qubits)  # type: ignore[attr-defined]
-        self.circuit = QuantumLayer(spec, backend="torch")  # type: ignore[arg-type]
+        # spec: a CircuitSpec, or a UserCircuit (the user's own PennyLane function).
+        self.encode = nn.Linear(in_features, circuit_inputs(spec))
+        self.circuit = circuit_layer(spec)
         self.n_outputs = int(self.circuit.n_outputs)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -166,7 +169,7 @@ class TrigConditioner(nn.Module):
 
 
 class FullyQuantumConditioner(nn.Module):
-    """Both s(·) and t(·) of a coupling from one circuit's measurements (DESIGN.md §0, the
+    """Both s(·) and t(·) of a coupling from one circuit's measurements (docs/design/origin.md, the
     seed's "quantum networks for both s and t"), with only elementwise scaling around it.
 
     Wire w receives the angle π·tanh(a_w·u_{w mod in} + b_w) of input u (B, in) (inputs are
@@ -184,9 +187,8 @@ class FullyQuantumConditioner(nn.Module):
     def __init__(self, in_features: int, out_features: int, spec: object) -> None:
         super().__init__()
 
-        circuit_spec = as_spec(spec)  # type: ignore[arg-type]
-        self.circuit = QuantumLayer(circuit_spec, backend="torch")
-        n_qubits = circuit_spec.n_qubits
+        self.circuit = circuit_layer(spec)
+        n_qubits = circuit_inputs(spec)  # the circuit's angle inputs (its wires for a CircuitSpec)
         n_measured = int(self.circuit.n_outputs)
         if n_measured < out_features:
             raise ValueError(

@@ -14,7 +14,9 @@ A flow's schema (pydantic v2, unknown keys rejected)::
     mixer: permutation         # permutation | quantum
     mixer_layers: 2            # layers of the real orthogonal mixing circuit
     mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
-    circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields
+    circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields, or your
+                               # own PennyLane function: {function: "pkg.mod:fn", n_qubits: 6,
+                               # weight_shapes: {weights: [2, 6, 3]}} (FunctionCircuitConfig)
 
 Example::
 
@@ -25,12 +27,21 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from qcalo.data.preprocessing import PreprocessingConfig
 from qcalo.quantum.bloch import check_product_spec
+from qcalo.quantum.pennylane_import import FunctionCircuitConfig
 from qcalo.quantum.spec import (
     MAX_QUBITS,
     CircuitSpec,
@@ -46,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CircuitConfig",
+    "FunctionCircuitConfig",
     "FlowConfig",
     "PreprocessingConfig",
     "format_validation_error",
@@ -107,6 +119,25 @@ class CircuitConfig(StrictConfig):
         return CircuitSpec.build(**data)
 
 
+def _circuit_kind(value: Any) -> str:
+    """Which circuit section this is: a function when it names one, else the layered circuit.
+
+    (The tags hold "[...]", which error messages leave out of the field path.)
+    """
+    named = (
+        "function" in value if isinstance(value, dict) else isinstance(value, FunctionCircuitConfig)
+    )
+    return "circuit[function]" if named else "circuit[layered]"
+
+
+#: A flow's ``circuit:`` section: the layered circuit, or the user's own function.
+CircuitSection = Annotated[
+    Annotated[CircuitConfig, Tag("circuit[layered]")]
+    | Annotated[FunctionCircuitConfig, Tag("circuit[function]")],
+    Discriminator(_circuit_kind),
+]
+
+
 class FlowConfig(StrictConfig):
     """One conditional coupling flow (one stage of the shower model)."""
 
@@ -129,7 +160,11 @@ class FlowConfig(StrictConfig):
     mixer: Literal["permutation", "quantum"] = "permutation"
     mixer_layers: int = Field(default=2, ge=1, le=64)
     mixer_qubits: int | None = Field(default=None, ge=1, le=10)
-    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    circuit: CircuitSection = Field(
+        default_factory=CircuitConfig,
+        description="the circuit of quantum, hybrid and full_quantum conditioners: the layered "
+        "circuit's fields, or `function:` and its sizes for your own PennyLane circuit",
+    )
 
     @field_validator("hidden")
     @classmethod
@@ -159,6 +194,12 @@ class FlowConfig(StrictConfig):
                     f"block {block} has hidden []"
                 )
         if "trig" in self.conditioners:
+            if isinstance(self.circuit, FunctionCircuitConfig):
+                raise ValueError(
+                    "trig conditioners compute the layered product circuit in closed form; a "
+                    "circuit function cannot be one: use quantum or hybrid conditioners"
+                )
+
             check_product_spec(self.circuit.to_spec())
         return self
 

@@ -1,7 +1,7 @@
 """The Born machine as stage 1: p(layer energies | E_inc) from a circuit's basis-state probabilities.
 
-What it models (DESIGN.md §3). Stage 1 of the two-stage model, over the same L preprocessed
-variables as the flow's stage 1 (``y = logit(α + (1-2α) u)`` of the u-space layer energies,
+What it models (docs/design/models.md#born-machine). Stage 1 of the two-stage model, over the
+same L preprocessed variables as the flow's stage 1 (``y = logit(α + (1-2α) u)`` of the u-space layer energies,
 5 for photons, 7 for pions). Variable i is cut into 2^b_i bins (``stage1.bits``, default 3:
 15 qubits for photons); bin edges are fitted on the training events (see
 :func:`fit_born_preprocessing`). A basis state |k⟩ of the Σ b_i qubits is a joint bin:

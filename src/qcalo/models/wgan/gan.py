@@ -1,7 +1,7 @@
 """FastCaloQ's WGAN-GP ("BNReLUqINN"), done right: a conditional WGAN-GP whose circuit trains.
 
-The seed prototype (DESIGN.md §0, §3) generated calorimeter showers with a Wasserstein GAN with
-gradient penalty (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs",
+The seed prototype (docs/design/origin.md; docs/design/models.md#seed-baseline) generated
+calorimeter showers with a Wasserstein GAN with gradient penalty (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs",
 arXiv:1704.00028) whose generator contains a quantum module::
 
     noise z (10) ─┐
@@ -199,7 +199,8 @@ class WGANConfig(BaseModel):
         )
 
 
-#: The seed's sizes (DESIGN.md §3): 10 → [6 qubits × 2 layers] → 100 → 64 → n_voxels.
+#: The seed's sizes (docs/design/models.md#seed-baseline):
+#: 10 → [6 qubits × 2 layers] → 100 → 64 → n_voxels.
 FASTCALOQ_WGAN = WGANConfig()
 #: Its classical twin: the circuit replaced by a tanh MLP of (about) equal weight count.
 CLASSICAL_WGAN = WGANConfig(module="classical")
