@@ -118,7 +118,9 @@ class ShowerGraph(nn.Module):
 
     def forward(self, incident_energies: Tensor, *noise: Tensor) -> Tensor:
         energies = incident_energies.reshape(-1)
-        showers: Tensor = self.model.sample_from_noise(energies, dict(zip(self.names, noise)))
+        sampler = self.model.sample_from_noise
+        assert callable(sampler)
+        showers: Tensor = sampler(energies, dict(zip(self.names, noise)))
         return showers.clamp_min(0).to(torch.float32)
 
 
@@ -197,7 +199,7 @@ def _to_onnx_bytes(graph: ShowerGraph, example: tuple[Tensor, ...], opset: int) 
         torch.onnx.export(
             graph,
             example,
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works; the stub says path
             dynamo=False,
             opset_version=int(opset),
             input_names=names,

@@ -523,7 +523,7 @@ class BornMachine(nn.Module):
         (``u_bin`` (B, 1) uniform, then the within-bin noise); with shots, bins come from the
         shot estimates (:meth:`sample_bins`)."""
         if shots is None:
-            ref = self.condition_map[-1].weight
+            ref = next(self.condition_map.parameters())
             noise = draw_noise(
                 self.noise_contract(), condition.shape[0], dtype=ref.dtype, device=ref.device
             )
