@@ -12,10 +12,10 @@ import numpy as np
 import pennylane as qml
 import pytest
 import torch
-from qcalo.models import FlowConfig, ModelConfig
-from qcalo.models.blocks.flow import build_flow
 
 from qcalo.errors import ConfigError
+from qcalo.models import FlowConfig, ModelConfig
+from qcalo.models.blocks.flow import build_flow
 from qcalo.quantum import from_pennylane
 from qcalo.quantum.pennylane_import import PennyLaneFunctionLayer, UserCircuit
 from qcalo.quantum.registry import circuit_parameters

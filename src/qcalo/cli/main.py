@@ -113,6 +113,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "features": ("qcalo.cli.features", "compute the CaloChallenge high-level features of a file"),
     "train": ("qcalo.cli.train", "train a shower model from a YAML config"),
     "generate": ("qcalo.cli.generate", "generate showers from a trained run"),
+    "export": (
+        "qcalo.cli.export",
+        "export a trained run as an ONNX model (showers from incident energies and noise)",
+    ),
     "evaluate": (
         "qcalo.cli.evaluate",
         "compare generated showers with a reference (CaloChallenge metrics)",

@@ -220,9 +220,18 @@ def logit_forward(x: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
     return y, ladj
 
 
+def portable_sigmoid(y: Tensor) -> Tensor:
+    """σ(y) elementwise; in an ONNX export written as 1 / (1 + exp(-y)), because ONNX
+    Runtime's Sigmoid kernel is off by up to 100 % for y below about -10 (where σ ≈ α decides
+    a layer's energy), while its Exp is within 2e-7 of torch's sigmoid everywhere."""
+    if torch.onnx.is_in_onnx_export():
+        return 1.0 / (1.0 + torch.exp(-y))
+    return torch.sigmoid(y)
+
+
 def logit_inverse(y: Tensor, alpha: float) -> Tensor:
     """Inverse of :func:`logit_forward`: x = (σ(y) - α) / (1 - 2α)."""
-    return (torch.sigmoid(y) - alpha) / (1.0 - 2.0 * alpha)
+    return (portable_sigmoid(y) - alpha) / (1.0 - 2.0 * alpha)
 
 
 def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
@@ -253,7 +262,14 @@ def u_to_energies(u: Tensor, e_inc: Tensor, u0_factor: float) -> Tensor:
     """Inverse of :func:`energies_to_u`: u (B, L) in [0, 1], E_inc (B,) MeV → layer energies (B, L) MeV."""
     total = u[:, 0] * u0_factor * e_inc
     # S_{i+1} = S_i (1 - u_{i+1}): a cumulative product, so no Python loop over layers is needed.
-    keep = torch.cumprod(1.0 - u[:, 1:], dim=1)
+    if torch.onnx.is_in_onnx_export():  # ONNX has no cumulative product: the same products in turn
+        factors = 1.0 - u[:, 1:]
+        columns = [factors[:, :1]]
+        for i in range(1, factors.shape[1]):
+            columns.append(columns[-1] * factors[:, i : i + 1])
+        keep = torch.cat(columns, dim=1)
+    else:
+        keep = torch.cumprod(1.0 - u[:, 1:], dim=1)
     tails = torch.cat([total[:, None], total[:, None] * keep], dim=1)  # S_0..S_{L-1}
     e_layer = tails[:, :-1] * u[:, 1:]
     return torch.cat([e_layer, tails[:, -1:]], dim=1)
@@ -323,6 +339,12 @@ class ShowerPreprocessing(nn.Module):
     # ----- per-layer sums -----
     def layer_sums(self, values: Tensor) -> Tensor:
         """(B, V) → (B, L): sum over the voxels of each layer."""
+        if torch.onnx.is_in_onnx_export():
+            # ONNX has no scatter-add over repeated indices (torch's exporter writes a
+            # ScatterElements that keeps one value per layer): a product with the (V, L)
+            # voxel-to-layer indicator sums the same values.
+            indicator = torch.nn.functional.one_hot(self.layer_index, self.n_layers)
+            return values @ indicator.to(values.dtype)
         out = values.new_zeros(values.shape[0], self.n_layers)
         return out.index_add_(1, self.layer_index, values)
 

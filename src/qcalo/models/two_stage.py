@@ -24,6 +24,7 @@ of the dequantised layer energies in MeV (stage 1) and of the dequantised voxel 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ from qcalo.data.geometry import Geometry
 from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
 from qcalo.errors import DataError
 from qcalo.models.blocks.flow import build_flow, count_parameters
+from qcalo.models.noise import NoiseInput, check_noise, draw_noise
 from qcalo.quantum import registry as circuit_registry
 
 __all__ = ["SAMPLE_CHUNK", "TwoStageShowerModel"]
@@ -75,7 +77,9 @@ class TwoStageShowerModel(nn.Module):
     ``stage1`` is any module with ``log_prob(y (B, L), condition (B, 1)) -> (B,)`` over the
     preprocessed stage-1 variables (a :class:`ConditionalFlow` in :class:`ShowerFlow`, a Born
     machine in :class:`qcalo.models.BornShowerModel`); stage 2 is always a coupling flow
-    ``config.stage2`` over the voxel fractions. Subclasses define ``sample_with_layer_energies``.
+    ``config.stage2`` over the voxel fractions. Subclasses define the noise their stage 1
+    consumes (``stage1_noise_contract``) and ``sample_from_noise_with_layer_energies``; sampling
+    draws the noise (:meth:`noise_contract`, :mod:`qcalo.models.noise`) and calls the latter.
     A :class:`ShowerGenerator`.
 
     Attributes: ``geometry``, ``config``, ``stats`` (:class:`PreprocessingStats`),
@@ -177,6 +181,53 @@ class TwoStageShowerModel(nn.Module):
         """(B,) MeV → showers (B, V) MeV, every voxel ≥ 0, layer sums = stage-1 energies."""
         return self.sample_with_layer_energies(incident_energies)[0]
 
+    # ----- the noise contract (qcalo.models.noise) -----
+    def stage1_noise_contract(self) -> tuple[NoiseInput, ...]:
+        """The noise stage 1 consumes, drawn before stage 2's ``z_voxels``."""
+        raise NotImplementedError
+
+    def noise_contract(self) -> tuple[NoiseInput, ...]:
+        """Stage 1's noise, then ``z_voxels`` (B, V) ~ N(0, 1), the stage-2 latent."""
+        z_voxels = NoiseInput(
+            "z_voxels",
+            self.geometry.n_voxels,
+            "normal",
+            "stage-2 latent: decoded by the stage-2 flow into the voxel fractions of each layer",
+        )
+        return (*self.stage1_noise_contract(), z_voxels)
+
+    def draw_noise(self, batch: int) -> dict[str, Tensor]:
+        """The contract's tensors for ``batch`` events from torch's global RNG, in order."""
+        ref = self._ref
+        return draw_noise(self.noise_contract(), batch, dtype=ref.dtype, device=ref.device)
+
+    @torch.no_grad()
+    def sample_from_noise(self, incident_energies: Tensor, noise: Mapping[str, Tensor]) -> Tensor:
+        """(B,) MeV and the contract's noise (name → (B, width)) → showers (B, V) MeV, every
+        voxel ≥ 0; what :meth:`sample` computes after drawing the noise."""
+        return self.sample_from_noise_with_layer_energies(incident_energies, noise)[0]
+
+    def sample_from_noise_with_layer_energies(
+        self, incident_energies: Tensor, noise: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """(showers (B, V) MeV, stage-1 layer energies (B, L) MeV) from the given noise."""
+        raise NotImplementedError
+
+    def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
+        e_inc = self._energies(incident_energies)
+        return self.sample_from_noise_with_layer_energies(e_inc, self.draw_noise(e_inc.shape[0]))
+
+    def _noise(self, noise: Mapping[str, Tensor], batch: int) -> dict[str, Tensor]:
+        """The noise checked against the contract, in the model's dtype unless drawn otherwise."""
+        contract = self.noise_contract()
+        check_noise(contract, noise, batch)
+        ref = self._ref
+        return {
+            e.name: noise[e.name].to(device=ref.device, dtype=e.draw_dtype or ref.dtype)
+            for e in contract
+        }
+
     def parameter_counts(self) -> dict[str, int]:
         """{"classical", "quantum", "total"}: quantum = circuit rotation / entangler weights; and
         the same per stage, ``stage1_classical`` ... ``stage2_total`` (a stage-1 study plots
@@ -214,7 +265,3 @@ class TwoStageShowerModel(nn.Module):
         e_layer = self.preprocessing.energies_inverse(y1, e_inc)
         y2 = self.stage2.inverse(z2, self.stage2_context(condition, y1))
         return self.preprocessing.fractions_to_showers(y2, e_layer), e_layer
-
-    def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
-        """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
-        raise NotImplementedError

@@ -51,16 +51,19 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from qcalo.data.geometry import Geometry
+from qcalo.data.preprocessing import portable_sigmoid
 from qcalo.errors import DataError
 from qcalo.models.blocks.flow import build_flow
 from qcalo.models.born.config import BornModelConfig, BornStage1Config
 from qcalo.models.born.preprocessing import BornStats
+from qcalo.models.noise import NoiseInput, NotExportableError, draw_noise
 from qcalo.models.two_stage import TwoStageShowerModel
 from qcalo.quantum.layer import QuantumLayer
 from qcalo.quantum.spec import CircuitSpec
@@ -288,7 +291,17 @@ class BornMachine(nn.Module):
         return self.split_index(k)
 
     def sample(self, condition: Tensor, shots: int | None = None) -> Tensor:
-        """(B, C) condition → (B, L) stage-1 values: a joint bin, then a position inside it."""
+        """(B, C) condition → (B, L) stage-1 values: a joint bin, then a position inside it.
+
+        Exact (``shots=None``): :meth:`sample_from_noise` of noise drawn from torch's global RNG
+        (``u_bin`` (B, 1) uniform, then the within-bin noise); with shots, bins come from the
+        shot estimates (:meth:`sample_bins`)."""
+        if shots is None:
+            ref = next(self.condition_map.parameters())
+            noise = draw_noise(
+                self.noise_contract(), condition.shape[0], dtype=ref.dtype, device=ref.device
+            )
+            return self.sample_from_noise(condition, noise)
         bins = self.sample_bins(condition, shots)
         low, width = self._bin_geometry(bins, condition.dtype)
         if self.within_bin is None:
@@ -296,6 +309,57 @@ class BornMachine(nn.Module):
         else:
             s = self.within_bin.sample(self._within_context(bins, condition))
             r = torch.sigmoid(s)
+        return low + width * r
+
+    def noise_contract(self) -> tuple[NoiseInput, ...]:
+        """``u_bin`` (B, 1) uniform picks the joint bin (inverse CDF of the circuit's
+        probabilities); then ``z_within`` (B, L) normal (``density: flow``) or ``u_within``
+        (B, L) uniform (``density: uniform``) places the value inside it."""
+        u_bin = NoiseInput(
+            "u_bin",
+            1,
+            "uniform",
+            "picks the joint stage-1 bin: inverse CDF of the circuit's probabilities",
+        )
+        if self.within_bin is None:
+            within = NoiseInput(
+                "u_within",
+                self.n_variables,
+                "uniform",
+                "position inside the bin, per layer variable",
+            )
+        else:
+            within = NoiseInput(
+                "z_within",
+                self.n_variables,
+                "normal",
+                "latent of the within-bin flow: position inside the bin, per layer variable",
+            )
+        return (u_bin, within)
+
+    def bins_from_uniform(self, probabilities: Tensor, u_bin: Tensor) -> Tensor:
+        """Joint-bin probabilities (B, 2^n) and u (B, 1) in [0, 1) → bin indices (B, L): the
+        k with CDF(k - 1) ≤ u·total < CDF(k) (inverse-CDF sampling of the categorical)."""
+        cdf = torch.cumsum(probabilities, dim=1)
+        target = u_bin.to(cdf.dtype) * cdf[:, -1:]
+        k = (cdf <= target).to(torch.int64).sum(dim=1)
+        k = torch.clamp(k, max=probabilities.shape[1] - 1)
+        return self.split_index(k)
+
+    def sample_from_noise(self, condition: Tensor, noise: Mapping[str, Tensor]) -> Tensor:
+        """(B, C) condition and the :meth:`noise_contract` tensors → (B, L) stage-1 values."""
+        if torch.onnx.is_in_onnx_export():
+            probs = self.probabilities(condition)
+        else:  # the circuit once per distinct condition (generation repeats energies)
+            unique, inverse = torch.unique(condition, dim=0, return_inverse=True)
+            probs = self.probabilities(unique)[inverse]
+        bins = self.bins_from_uniform(probs, noise["u_bin"])
+        low, width = self._bin_geometry(bins, condition.dtype)
+        if self.within_bin is None:
+            r = noise["u_within"].to(low.dtype)
+        else:
+            z = noise["z_within"].to(low.dtype)
+            r = portable_sigmoid(self.within_bin.inverse(z, self._within_context(bins, condition)))
         return low + width * r
 
 
@@ -337,9 +401,33 @@ class BornShowerModel(TwoStageShowerModel):
 
     def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
         """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
+        if self.config.stage1.shots is None:
+            return super().sample_with_layer_energies(incident_energies)
         e_inc = self._energies(incident_energies)
         ref = self._ref
         condition = self.preprocessing.condition(e_inc)
         y1 = self.stage1.sample(condition, shots=self.config.stage1.shots)
         z2 = torch.randn(e_inc.shape[0], self.geometry.n_voxels, dtype=ref.dtype, device=ref.device)
         return self.decode_stage2(e_inc, y1, z2)
+
+    def stage1_noise_contract(self) -> tuple[NoiseInput, ...]:
+        """The Born machine's noise (:meth:`BornMachine.noise_contract`); refused with shots."""
+        shots = self.config.stage1.shots
+        if shots is not None:
+            raise NotExportableError(
+                f"model.stage1.shots = {shots}: the Born machine estimates its probabilities from "
+                "random shots, so its sampler is not a fixed function of named noise; set "
+                "model.stage1.shots to null (exact probabilities) to export or sample from noise"
+            )
+        return self.stage1.noise_contract()
+
+    def sample_from_noise_with_layer_energies(
+        self, incident_energies: Tensor, noise: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """(B,) MeV and the noise (``u_bin``, ``u_within`` | ``z_within``, ``z_voxels``) →
+        (showers (B, V) MeV, stage-1 layer energies (B, L) MeV)."""
+        e_inc = self._energies(incident_energies)
+        z = self._noise(noise, e_inc.shape[0])
+        condition = self.preprocessing.condition(e_inc)
+        y1 = self.stage1.sample_from_noise(condition, z)
+        return self.decode_stage2(e_inc, y1, z["z_voxels"])

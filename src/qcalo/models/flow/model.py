@@ -18,6 +18,8 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
@@ -27,6 +29,7 @@ from qcalo.models import two_stage
 from qcalo.models.blocks.flow import build_flow
 from qcalo.models.blocks.transforms import ConditionalFlow
 from qcalo.models.flow.config import ModelConfig
+from qcalo.models.noise import NoiseInput
 from qcalo.models.two_stage import TwoStageShowerModel
 
 __all__ = ["ShowerFlow"]
@@ -69,13 +72,26 @@ class ShowerFlow(TwoStageShowerModel):
         return self.preprocessing.fractions_to_showers(y2, e_layer), e_layer
 
     # ----- sampling -----
-    def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
-        """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
+    def stage1_noise_contract(self) -> tuple[NoiseInput, ...]:
+        """``z_layers`` (B, L) ~ N(0, 1), the stage-1 latent."""
+        return (
+            NoiseInput(
+                "z_layers",
+                self.geometry.n_layers,
+                "normal",
+                "stage-1 latent: decoded by the stage-1 flow into the layer energies",
+            ),
+        )
+
+    def sample_from_noise_with_layer_energies(
+        self, incident_energies: Tensor, noise: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """(B,) MeV, ``z_layers`` (B, L) and ``z_voxels`` (B, V) → (showers (B, V) MeV, the
+        stage-1 layer energies (B, L) MeV they sum to): :meth:`decode` of the latents."""
         e_inc = self._energies(incident_energies)
-        ref = self._ref
-        z1 = torch.randn(e_inc.shape[0], self.geometry.n_layers, dtype=ref.dtype, device=ref.device)
-        z2 = torch.randn(e_inc.shape[0], self.geometry.n_voxels, dtype=ref.dtype, device=ref.device)
-        if e_inc.shape[0] <= two_stage.SAMPLE_CHUNK or ref.device.type != "cpu":
+        z = self._noise(noise, e_inc.shape[0])
+        z1, z2 = z["z_layers"], z["z_voxels"]
+        if e_inc.shape[0] <= two_stage.SAMPLE_CHUNK or self._ref.device.type != "cpu":
             return self.decode(e_inc, z1, z2)
         # On CPU, decoding ~1k showers at a time keeps the spline intermediates in cache: 0.44 vs
         # 1.0 ms/shower at batch 10k for hybrid_photons (2 threads). Latents are drawn first, so the

@@ -43,12 +43,14 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from qcalo.data.geometry import Geometry
 from qcalo.errors import DataError
+from qcalo.models.noise import NoiseInput
 from qcalo.models.qinn.config import QINNConfig, QINNModelConfig
 from qcalo.models.qinn.preprocessing import QINNStats
 from qcalo.models.two_stage import TwoStageShowerModel
@@ -97,8 +99,14 @@ class QINN(nn.Module):
     def _encode(self, values: Tensor) -> Tensor:
         """Product state (B, 2^(d+1)) with ⟨Z_i⟩ = tanh(values_i) on the data wires and |0⟩ on
         the condition wire (the last, least significant)."""
-        half = torch.atan(torch.exp(-values))  # φ/2 with φ = 2·atan(exp(−y))
-        amps = torch.stack([torch.cos(half), torch.sin(half)], dim=-1)  # (B, d, 2)
+        if torch.onnx.is_in_onnx_export():
+            # ONNX Runtime has no float64 Atan: cos/sin of atan(t) in closed form, t = exp(−y).
+            t = torch.exp(-values)
+            norm = torch.rsqrt(1.0 + t * t)
+            amps = torch.stack([norm, t * norm], dim=-1)
+        else:
+            half = torch.atan(torch.exp(-values))  # φ/2 with φ = 2·atan(exp(−y))
+            amps = torch.stack([torch.cos(half), torch.sin(half)], dim=-1)  # (B, d, 2)
         batch = values.shape[0]
         state = amps[:, 0]
         for wire in range(1, self.n_features):
@@ -127,7 +135,7 @@ class QINN(nn.Module):
         """g: latent z (B, d) → data (B, d) through the adjoint circuit."""
         state = self._encode(z * torch.exp(-self.output_log_scale))
         m = self._expect_z(self._circuit(state, cond, adjoint=True))
-        return torch.atanh(m) * torch.exp(-self.input_log_scale)
+        return _atanh(m) * torch.exp(-self.input_log_scale)
 
     def jacobian(self, x: Tensor, cond: Tensor, create_graph: bool = True) -> tuple[Tensor, Tensor]:
         """z = f(x) (B, d) and ∂z/∂x (B, d, d) from d reverse-mode passes (samples independent)."""
@@ -163,6 +171,14 @@ class QINN(nn.Module):
         """‖g(f(x)) − x‖₂ per event (B,), in the units of ``x``."""
         with torch.no_grad():
             return (self.decode(self.encode(x, cond), cond) - x).norm(dim=1)
+
+
+def _atanh(m: Tensor) -> Tensor:
+    """atanh elementwise; in an ONNX export (whose torch exporter lacks atanh) as
+    ½·(log1p(m) − log1p(−m)), the same function."""
+    if torch.onnx.is_in_onnx_export():
+        return 0.5 * (torch.log1p(m) - torch.log1p(-m))
+    return torch.atanh(m)
 
 
 def _standard_normal_log_prob(z: Tensor) -> Tensor:
@@ -254,6 +270,12 @@ class QINNStage1(nn.Module):
         """y (B, L) for conditions (B, 1): the adjoint circuit applied to z ~ N(0, I)."""
         return self.qinn.sample(condition.double()).to(condition.dtype) * self.std + self.mean
 
+    def sample_from_noise(self, condition: Tensor, z_layers: Tensor) -> Tensor:
+        """y (B, L) for conditions (B, 1) and latents ``z_layers`` (B, L): the adjoint circuit
+        applied to the given z (what :meth:`sample` does after drawing z ~ N(0, I))."""
+        z = z_layers.to(device=condition.device, dtype=torch.float64)
+        return self.qinn.decode(z, condition.double()).to(condition.dtype) * self.std + self.mean
+
     def invertibility_error(self, y: Tensor, condition: Tensor) -> Tensor:
         """‖g(f(x)) − x‖ per event (B,), in standardised stage-1 units."""
         x = self._standardise(y).double()
@@ -277,14 +299,30 @@ class QINNShowerModel(TwoStageShowerModel):
         super().__init__(config, geometry, stats.preprocessing, stage1)
         self.qinn_stats = stats
 
-    def sample_with_layer_energies(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
-        """(B,) MeV → (showers (B, V) MeV, the stage-1 layer energies (B, L) MeV they sum to)."""
+    def stage1_noise_contract(self) -> tuple[NoiseInput, ...]:
+        """``z_layers`` (B, L) ~ N(0, 1), the QINN latent (drawn in float64 on the CPU, as
+        :meth:`QINN.sample` always drew it)."""
+        return (
+            NoiseInput(
+                "z_layers",
+                self.geometry.n_layers,
+                "normal",
+                "QINN latent: decoded by the adjoint circuit into the stage-1 variables",
+                draw_dtype=torch.float64,
+                draw_on_cpu=True,
+            ),
+        )
+
+    def sample_from_noise_with_layer_energies(
+        self, incident_energies: Tensor, noise: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """(B,) MeV, ``z_layers`` (B, L) and ``z_voxels`` (B, V) → (showers (B, V) MeV, the
+        stage-1 layer energies (B, L) MeV they sum to)."""
         e_inc = self._energies(incident_energies)
-        ref = self._ref
+        z = self._noise(noise, e_inc.shape[0])
         condition = self.preprocessing.condition(e_inc)
-        y1 = self.stage1.sample(condition)
-        z2 = torch.randn(e_inc.shape[0], self.geometry.n_voxels, dtype=ref.dtype, device=ref.device)
-        return self.decode_stage2(e_inc, y1, z2)
+        y1 = self.stage1.sample_from_noise(condition, z["z_layers"])
+        return self.decode_stage2(e_inc, y1, z["z_voxels"])
 
     def auxiliary_losses(self) -> dict[str, tuple[float, Tensor]]:
         """The QINN's weighted MMD and reconstruction losses of the last training ``log_prob``."""

@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from qcalo.data.geometry import Geometry
 from qcalo.data.io import ShowerData
 from qcalo.errors import DataError
-from qcalo.models.wgan.gan import WGAN, GANPreprocessing, WGANConfig, sample
+from qcalo.models.noise import NoiseInput, check_noise, draw_noise
+from qcalo.models.wgan.gan import WGAN, GANPreprocessing, WGANConfig
 from qcalo.quantum.registry import circuit_parameters, named_circuits
 
 __all__ = ["WGANModelConfig", "WGANShowerModel", "fit_wgan_preprocessing"]
@@ -98,12 +99,43 @@ class WGANShowerModel(nn.Module):
     def sample(self, incident_energies: Tensor) -> Tensor:
         """(B,) MeV → showers (B, V) MeV (≥ 0 with the ReLU output); noise from torch's global
         RNG, the generator in eval mode (BatchNorm running statistics)."""
+        e = torch.as_tensor(incident_energies).reshape(-1)
+        return self.sample_from_noise(e, self.draw_noise(e.shape[0]))
+
+    def noise_contract(self) -> tuple[NoiseInput, ...]:
+        """``z`` (B, noise_dim) ~ N(0, 1), the generator's input noise."""
+        return (
+            NoiseInput(
+                "z",
+                self.wgan.generator.noise_dim,
+                "normal",
+                "generator input noise",
+                draw_on_cpu=True,
+            ),
+        )
+
+    def draw_noise(self, batch: int) -> dict[str, Tensor]:
+        """The contract's tensors for ``batch`` events from torch's global RNG."""
+        weight = self._weight()
+        return draw_noise(self.noise_contract(), batch, dtype=weight.dtype, device=weight.device)
+
+    @torch.no_grad()
+    def sample_from_noise(self, incident_energies: Tensor, noise: Mapping[str, Tensor]) -> Tensor:
+        """(B,) MeV and ``z`` (B, noise_dim) → showers (B, V) MeV, ≥ 0; the generator in eval
+        mode (BatchNorm running statistics), its mode restored."""
         weight = self._weight()
         e = torch.as_tensor(incident_energies).reshape(-1).to(weight.device, torch.float64)
         if e.numel() and not bool(torch.all(e > 0)):
             raise DataError("incident energies must be > 0 MeV (and not NaN)")
+        check_noise(self.noise_contract(), noise, e.shape[0])
         cond = self.stats.condition(e).to(weight.dtype)
-        x = sample(self.wgan.generator, cond)
+        generator = self.wgan.generator
+        was_training = generator.training
+        generator.eval()
+        try:
+            x = generator(noise["z"].to(weight.device, weight.dtype), cond)
+        finally:
+            generator.train(was_training)
         return self.stats.inverse(x.double(), e).clamp_min(0.0).to(weight.dtype)
 
     def parameter_counts(self) -> dict[str, int]:
