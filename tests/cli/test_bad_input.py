@@ -462,6 +462,19 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path, capsys):
     assert not stale.exists() and alive.exists()  # a live process's temp file is left alone
 
 
+def test_evaluate_refuses_held_out_energies_it_cannot_use(showers, tmp_path, capsys):
+    base = ["evaluate", "--generated", str(showers), "--reference", str(showers)]
+    base += ["--out", str(tmp_path / "ev"), "--metrics", "hist"]
+    _fails_cleanly([*base, "--heldout-energies", "2 GeV"], capsys, expect="comma-separated")
+    _fails_cleanly([*base, "--heldout-energies", "-5"], capsys, expect="positive incident")
+    _fails_cleanly(
+        [*base, "--heldout-energies", "3333"],
+        capsys,
+        expect="no reference shower is at a held-out energy (3333 MeV)",
+    )
+    assert not (tmp_path / "ev").exists()
+
+
 def test_evaluate_checks_inputs_before_creating_its_folder(showers, tmp_path, capsys):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from qcalo.data import holdout_indices, read_showers, split_showers, write_showers
+from qcalo.data.split import drop_energies
 from qcalo.errors import DataError
 
 
@@ -95,3 +96,43 @@ def test_bad_fractions_and_empty_sides_are_refused(tmp_path):
     with pytest.raises(DataError, match="geometry 'photons' expects 368"):
         split_showers(source, 0.5, 0, tmp_path / "t.h5", tmp_path / "h.h5", geometry="photons")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source.h5"]
+
+
+def test_held_out_energies_go_whole_to_the_held_out_side_and_the_rest_splits_by_the_rule():
+    # Events 0..9; 3, 5 and 8 are at 2048 MeV (held out as an energy). The other seven split by
+    # the plain rule on their own: default_rng(0).permutation(7) == [2 4 3 6 5 0 1] (numpy's
+    # PCG64), round(0.3 * 7) = 2 held out: positions 2 and 4 of [0 1 2 4 6 7 9] = events 2, 6.
+    energies = np.full(10, 1024.0)
+    energies[[3, 5, 8]] = 2048.0 * (1 + 2e-6)  # float32 round-off still matches
+    assert np.random.default_rng(0).permutation(7).tolist() == [2, 4, 3, 6, 5, 0, 1]
+    train, held = holdout_indices(10, 0.3, 0, incident_energies=energies, heldout_energies=[2048.0])
+    assert held.tolist() == [2, 3, 5, 6, 8]
+    assert train.tolist() == [0, 1, 4, 7, 9]
+    # Without held-out energies the split is the plain one, unchanged.
+    plain = holdout_indices(10, 0.3, 0)
+    same = holdout_indices(10, 0.3, 0, incident_energies=energies, heldout_energies=[])
+    assert all((a == b).all() for a, b in zip(plain, same, strict=True))
+
+
+def test_split_and_drop_energies_write_files_without_the_held_out_energies(tmp_path: Path):
+    energies = np.repeat([1024.0, 2048.0, 4096.0], 4)
+    showers = np.zeros((12, 368))
+    showers[:, 0] = np.arange(12)
+    source = write_showers(tmp_path / "s.h5", energies, showers)
+    split = split_showers(
+        source, 0.25, 1, tmp_path / "t.h5", tmp_path / "r.h5", heldout_energies=[2048.0]
+    )
+    train, held = read_showers(split.train), read_showers(split.heldout)
+    assert 2048.0 not in set(train.incident_energies.tolist())
+    assert sorted(held.showers[held.incident_energies == 2048.0, 0].tolist()) == [4, 5, 6, 7]
+    assert split.n_train + split.n_heldout == 12 and split.n_heldout == 4 + 2  # round(0.25 * 8)
+    n = drop_energies(source, tmp_path / "d.h5", [1024.0, 4096.0])
+    dropped = read_showers(tmp_path / "d.h5")
+    assert n == 4 and dropped.showers[:, 0].tolist() == [4, 5, 6, 7]
+    with pytest.raises(DataError, match=r"no event has the held-out incident energy 3000 MeV"):
+        split_showers(
+            source, 0.25, 1, tmp_path / "t2.h5", tmp_path / "r2.h5", heldout_energies=[3000]
+        )
+    assert not (tmp_path / "t2.h5").exists() and not (tmp_path / "r2.h5").exists()
+    with pytest.raises(DataError, match="nothing is left to train on"):
+        drop_energies(source, tmp_path / "d2.h5", [1024.0, 2048.0, 4096.0])

@@ -58,3 +58,15 @@ def test_whole_g4_trig_cell_is_the_control_with_closed_form_circuits() -> None:
         assert control[stage]["conditioner"] == "hybrid" and trig[stage]["conditioner"] == "trig"
         trig[stage]["conditioner"] = "hybrid"
     assert trig == control  # nothing else differs
+
+
+def test_interpolation_study_trains_the_shipped_twins_with_two_energies_held_out() -> None:
+    whole = expand_cells(load_study(STUDIES / "whole_g4.yaml"))
+    study = load_study(STUDIES / "interpolation_g4.yaml")
+    classical, hybrid = expand_cells(study)
+    for cell, twin in ((classical, whole[0]), (hybrid, whole[4])):
+        assert cell.config["model"] == twin.config["model"]
+        assert cell.config["epochs"] == twin.config["epochs"] == 30
+    assert study.data is not None and study.data.holdout is not None
+    assert study.data.holdout.energies == [2048.0, 16384.0]
+    assert "energy_subsets.heldout.auc.low" in study.metrics

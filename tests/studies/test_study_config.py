@@ -382,3 +382,21 @@ def test_bad_cells_and_training_metrics_are_one_line_errors(changes, message):
         _study(**changes)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_energy_subset_metrics_read_nested_values_and_name_what_they_need() -> None:
+    metrics = {
+        "fpd": [1.0, 0.1],
+        "energy_subsets": {"heldout": {"fpd": [2.0, 0.2], "auc": {"high": 0.6}}},
+    }
+    assert extract_metric(metrics, "fpd.error", "m") == 0.1
+    assert extract_metric(metrics, "energy_subsets.heldout.fpd", "m") == 2.0
+    assert extract_metric(metrics, "energy_subsets.heldout.fpd.error", "m") == 0.2
+    assert extract_metric(metrics, "energy_subsets.heldout.auc.high", "m") == 0.6
+    with pytest.raises(ConfigError, match="'trained' missing"):
+        extract_metric(metrics, "energy_subsets.trained.fpd", "m")
+    assert evaluate_metrics_for(
+        ["energy_subsets.heldout.auc.low", "energy_subsets.trained.separation_power.etot_einc"]
+    ) == ["hist", "cls-low"]
+    with pytest.raises(ValueError, match=r"energy_subsets.<heldout\|trained>"):
+        evaluate_metrics_for(["energy_subsets.everywhere.auc.high"])

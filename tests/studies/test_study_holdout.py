@@ -15,7 +15,7 @@ import yaml
 from qcalo.cli.main import main
 from qcalo.data import holdout_indices, inspect_file, read_showers
 from qcalo.data.simulation import simulate_to_file
-from qcalo.errors import DataError
+from qcalo.errors import ConfigError, DataError
 from qcalo.studies import load_study, prepare_study, read_table, run_study, write_condor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,3 +130,56 @@ def test_missing_training_files_are_named(files, tmp_path):
     with pytest.raises(DataError, match=r"none\.h5: file not found.*data\.train"):
         prepare_study(study, tmp_path / "out2")
     assert not (tmp_path / "out2" / "data").exists()
+
+
+def test_held_out_energies_never_train_and_are_judged_apart(tmp_path):
+    energies = [1024, 2048, 4096]
+    for name, seed in (("first.h5", 1), ("second.h5", 2)):
+        simulate_to_file(tmp_path / "data" / name, "photon", energies, 30, seed)
+    study_file = _study_file(tmp_path, holdout={"fraction": 0.25, "seed": 3, "energies": [2048]})
+    data = yaml.safe_load(study_file.read_text())
+    data["metrics"] = [
+        "auc.high",
+        "energy_subsets.heldout.auc.high",
+        "energy_subsets.trained.separation_power.etot_einc",
+    ]
+    study_file.write_text(yaml.safe_dump(data))
+    study = load_study(study_file)
+    out = tmp_path / "out"
+    result = run_study(study, out, executor="sequential")
+    assert [o.status for o in result.outcomes] == ["done"], result.outcomes
+
+    rest, reference = _data_files(out)
+    (trimmed,) = (out / "data").glob("train-without-heldout-energies-*.h5")
+    for path in (rest, trimmed):  # no training event is at the held-out energy
+        assert 2048.0 not in set(read_showers(path).incident_energies.round().tolist())
+    assert inspect_file(trimmed).n_events == 60
+    ref = read_showers(reference)
+    # every first-file event at 2048 MeV, and 25 % of its 60 others
+    assert int((ref.incident_energies.round() == 2048).sum()) == 30 and len(ref) == 30 + 15
+    (cell_dir,) = (out / "cells").iterdir()
+    config = yaml.safe_load((cell_dir / "config.yaml").read_text())
+    assert config["data"]["path"] == [str(rest), str(trimmed)]
+
+    metrics = json.loads((cell_dir / "seed-1" / "eval" / "metrics.json").read_text())
+    subsets = metrics["energy_subsets"]
+    assert subsets["heldout_energies_mev"] == [2048.0]
+    held, trained = subsets["heldout"], subsets["trained"]
+    assert held["energies_mev"] == [2048.0] and trained["energies_mev"] == [1024.0, 4096.0]
+    assert (held["n_generated"], held["n_reference"]) == (30, 30)
+    assert (trained["n_generated"], trained["n_reference"]) == (15, 15)
+    assert 0.0 <= held["auc"]["high"] <= 1.0 and held["auc_profile"] == "fast"
+    assert held["auc"]["high"] != metrics["auc"]["high"]  # its own classifier, on its own events
+    done = json.loads((cell_dir / "seed-1" / "DONE").read_text())
+    assert done["metrics"]["energy_subsets.heldout.auc.high"] == held["auc"]["high"]
+    value = trained["separation_power"]["etot_einc"]
+    assert done["metrics"]["energy_subsets.trained.separation_power.etot_einc"] == value
+
+
+def test_energy_subset_metrics_need_held_out_energies(files):
+    data = yaml.safe_load(_study_file(files, "e.yaml").read_text())
+    data["metrics"] = ["energy_subsets.heldout.auc.high"]
+    path = files / "e.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="needs held-out energies: set data.holdout.energies"):
+        load_study(path)

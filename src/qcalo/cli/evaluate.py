@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from qcalo.cli.checks import geometry_input, run_inputs
 from qcalo.utils.seeding import seed_argument
@@ -87,6 +88,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="the `qcalo train` run that made GEN.h5: adds its summary and generation timing",
     )
+    parser.add_argument(
+        "--heldout-energies",
+        type=_energies_argument,
+        default=(),
+        metavar="MEV[,MEV...]",
+        help="incident energies the model never trained on: the classifier tests, E_tot/E_inc "
+        "and FPD are also reported at those energies and at the others, apart "
+        "(metrics.json key energy_subsets)",
+    )
+
+
+def _energies_argument(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected comma-separated incident energies in MeV, e.g. 2048,16384"
+        ) from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected positive incident energies in MeV, e.g. 2048,16384"
+        )
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             profile=args.profile,
             seed=args.seed,
             run_dir=args.run,
+            heldout_energies=args.heldout_energies,
             log=log,
         )
     print(format_summary(metrics))
@@ -155,6 +180,17 @@ def format_summary(metrics: dict) -> str:
                 f"N≥{n} per group): {cells}"
             )
         lines.append("most important features: " + ", ".join(diagnostics.get("top_features", [])))
+    subsets = metrics.get("energy_subsets")
+    if isinstance(subsets, dict):
+        for name in ("heldout", "trained"):
+            block = subsets.get(name, {})
+            aucs = ", ".join(f"{k} {v:.3f}" for k, v in block.get("auc", {}).items())
+            energies = ", ".join(f"{e:g}" for e in block.get("energies_mev", []))
+            lines.append(
+                f"{name} energies ({energies} MeV; N = {block.get('n_generated')} generated, "
+                f"{block.get('n_reference')} reference): "
+                + (block.get("skipped") or f"AUC ({block.get('auc_profile')} profile) {aucs}")
+            )
     for key in ("fpd", "kpd"):
         if key in metrics:
             lines.append(f"{key.upper()} x1e3: {metrics[key][0]:.4g} ± {metrics[key][1]:.2g}")

@@ -34,6 +34,7 @@ __all__ = [
     "ShowerData",
     "ShowerFileInfo",
     "inspect_file",
+    "read_energies",
     "read_showers",
     "iter_showers",
     "write_showers",
@@ -249,6 +250,24 @@ def iter_showers(
             if validate:
                 validate_values(path, energies, showers, offset=lo)
             yield ShowerData(energies, showers)
+
+
+def read_energies(
+    path: str | os.PathLike[str], *, geometry: str | Geometry | None = None
+) -> np.ndarray:
+    """The incident energies (N,) float64 MeV of a CaloChallenge file, checked as every reader
+    checks them (finite, > 0), without reading the showers."""
+    path = Path(path)
+    with _open(path) as f:
+        info = _check_structure(path, f, geometry)
+        try:
+            energies = np.asarray(f[ENERGY_KEY][...], dtype=np.float64).reshape(-1)
+        except _H5_ERRORS as exc:
+            raise DataError(
+                f"{path}: incident energies cannot be read (file truncated or corrupt: {exc})"
+            ) from None
+    validate_values(path, energies, np.zeros((0, info.n_voxels)))
+    return energies
 
 
 def read_showers(

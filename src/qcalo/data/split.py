@@ -10,22 +10,40 @@ side. The rule::
     heldout = sorted(perm[:n_heldout]);  train = sorted(perm[n_heldout:])
 
 Both outputs keep the events in the source's order.
+
+Held-out incident energies (interpolation): with ``heldout_energies`` (MeV), every event at one
+of those energies goes to the held-out side, and the rule above splits the remaining events
+(``n_events`` is then their count, ``perm`` indexes them), so an empty list gives the plain
+split. :func:`drop_energies` removes the same energies from other training files, so that no
+training event has them. Energies match within a relative :data:`ENERGY_RTOL` (float32
+round-off of the CaloChallenge files' float64 energies).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from qcalo.data.geometry import Geometry
-from qcalo.data.io import DEFAULT_CHUNK, ShowerWriter, inspect_file, iter_showers
+from qcalo.data.io import DEFAULT_CHUNK, ShowerWriter, inspect_file, iter_showers, read_energies
 from qcalo.errors import DataError
 
-__all__ = ["ShowerSplit", "holdout_indices", "split_showers"]
+__all__ = [
+    "ENERGY_RTOL",
+    "ShowerSplit",
+    "drop_energies",
+    "energy_mask",
+    "holdout_indices",
+    "split_showers",
+]
+
+#: Relative tolerance within which an event's incident energy equals a listed energy.
+ENERGY_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -45,21 +63,55 @@ def _check_fraction(fraction: float) -> float:
     return value
 
 
-def holdout_indices(n_events: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def energy_mask(incident_energies: np.ndarray, energies: Sequence[float]) -> np.ndarray:
+    """(N,) bool: which of the ``incident_energies`` (N,) or (N, 1) MeV equal one of
+    ``energies`` (MeV) within a relative :data:`ENERGY_RTOL`."""
+    e = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+    mask = np.zeros(e.shape, dtype=bool)
+    for value in energies:
+        mask |= np.abs(e - float(value)) <= ENERGY_RTOL * abs(float(value))
+    return mask
+
+
+def holdout_indices(
+    n_events: int,
+    fraction: float,
+    seed: int,
+    *,
+    incident_energies: np.ndarray | None = None,
+    heldout_energies: Sequence[float] = (),
+) -> tuple[np.ndarray, np.ndarray]:
     """The event indices of a seeded split of ``n_events`` events.
 
-    Returns ``(train, heldout)``: two sorted int64 arrays, shapes (n_events - n_heldout,) and
-    (n_heldout,) with ``n_heldout = int(round(fraction * n_events))``, disjoint, together
-    ``0 … n_events - 1``. ``heldout`` is the first ``n_heldout`` entries of
-    ``np.random.default_rng(seed).permutation(n_events)``, ``train`` the rest.
-    ``fraction`` must lie strictly between 0 and 1 (ValueError otherwise).
+    Returns ``(train, heldout)``: two sorted int64 arrays, disjoint, together
+    ``0 … n_events - 1``. Without ``heldout_energies``, ``heldout`` is the first
+    ``n_heldout = int(round(fraction * n_events))`` entries of
+    ``np.random.default_rng(seed).permutation(n_events)`` and ``train`` the rest. With them
+    (``incident_energies`` (n_events,) MeV needed), every event at a held-out energy is held out
+    and the same rule splits the other events among themselves. ``fraction`` must lie strictly
+    between 0 and 1 (ValueError otherwise).
+
+    Example (10 events, the last three at 2048 MeV held out as an energy)::
+
+        >>> e = np.array([1024.0] * 7 + [2048.0] * 3)
+        >>> train, held = holdout_indices(10, 0.3, 0, incident_energies=e, heldout_energies=[2048])
+        >>> len(train), len(held), {7, 8, 9} <= set(held.tolist())
+        (5, 5, True)
     """
     fraction = _check_fraction(fraction)
     if n_events < 0:
         raise ValueError(f"n_events must be ≥ 0, got {n_events}")
-    perm = np.random.default_rng(seed).permutation(n_events)
-    n_heldout = int(round(fraction * n_events))
-    heldout_idx, train_idx = np.sort(perm[:n_heldout]), np.sort(perm[n_heldout:])
+    if heldout_energies:
+        if incident_energies is None or len(incident_energies) != n_events:
+            raise ValueError("heldout_energies needs the incident_energies of all n_events events")
+        by_energy = energy_mask(incident_energies, heldout_energies)
+    else:
+        by_energy = np.zeros(n_events, dtype=bool)
+    rest = np.flatnonzero(~by_energy)
+    perm = np.random.default_rng(seed).permutation(len(rest))
+    n_heldout = int(round(fraction * len(rest)))
+    heldout_idx = np.sort(np.concatenate([rest[perm[:n_heldout]], np.flatnonzero(by_energy)]))
+    train_idx = np.sort(rest[perm[n_heldout:]])
     return train_idx.astype(np.int64), heldout_idx.astype(np.int64)
 
 
@@ -72,8 +124,10 @@ def split_showers(
     *,
     geometry: str | Geometry | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    heldout_energies: Sequence[float] = (),
 ) -> ShowerSplit:
-    """Write the seeded split of ``source`` (see :func:`holdout_indices`) to two new files.
+    """Write the seeded split of ``source`` (see :func:`holdout_indices`, with
+    ``heldout_energies`` MeV held out whole) to two new files.
 
     ``source``: a CaloChallenge file, ``incident_energies`` (N, 1) and ``showers``
     (N, n_voxels), MeV. ``train_out`` receives the N - n_heldout training events as float32,
@@ -85,12 +139,21 @@ def split_showers(
     file there is replaced.
 
     Raises ValueError for a fraction outside (0, 1) and :class:`DataError` for an unreadable
-    source or a split that leaves one side empty.
+    source, a held-out energy no event of ``source`` has, or a split that leaves one side empty.
     """
     fraction = _check_fraction(fraction)
     source = Path(source)
     info = inspect_file(source, geometry)
-    train_idx, heldout_idx = holdout_indices(info.n_events, fraction, seed)
+    energies = read_energies(source) if heldout_energies else None
+    if energies is not None:
+        _check_energies_present(source, energies, heldout_energies)
+    train_idx, heldout_idx = holdout_indices(
+        info.n_events,
+        fraction,
+        seed,
+        incident_energies=energies,
+        heldout_energies=heldout_energies,
+    )
     if len(train_idx) == 0 or len(heldout_idx) == 0:
         raise DataError(
             f"{source}: {info.n_events} events split {len(train_idx)} / {len(heldout_idx)} "
@@ -120,3 +183,49 @@ def split_showers(
                 "while reading?"
             )
     return ShowerSplit(Path(train_out), Path(heldout_out), len(train_idx), len(heldout_idx))
+
+
+def _check_energies_present(
+    source: Path, energies: np.ndarray, heldout_energies: Sequence[float]
+) -> None:
+    for value in heldout_energies:
+        if not energy_mask(energies, [value]).any():
+            present = sorted({float(f"{e:.6g}") for e in np.asarray(energies).reshape(-1)})
+            shown = ", ".join(f"{e:g}" for e in present[:16]) + (" …" if len(present) > 16 else "")
+            raise DataError(
+                f"{source}: no event has the held-out incident energy {float(value):g} MeV; "
+                f"expected one of the file's energies ({shown} MeV)"
+            )
+
+
+def drop_energies(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    energies: Sequence[float],
+    *,
+    geometry: str | Geometry | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> int:
+    """Write ``source`` without its events at ``energies`` (MeV) to ``out`` (float32, the
+    training dtype, events in the source's order, atomically); returns the events written.
+
+    A training file other than the one a reference is held out of loses the held-out energies
+    this way, so that no training event has them. :class:`DataError` when nothing is left.
+    """
+    source = Path(source)
+    info = inspect_file(source, geometry)
+    keep = ~energy_mask(read_energies(source), energies)
+    if not keep.any():
+        raise DataError(
+            f"{source}: every event is at a held-out incident energy "
+            f"({', '.join(f'{float(e):g}' for e in energies)} MeV); nothing is left to train on"
+        )
+    with ShowerWriter(out, info.n_voxels, dtype=np.float32, expected_events=int(keep.sum())) as w:
+        start = 0
+        for chunk in iter_showers(source, chunk_size, geometry=geometry, dtype=np.float64):
+            mask = keep[start : start + len(chunk)]
+            start += len(chunk)
+            if mask.any():
+                w.append(chunk.incident_energies[mask], chunk.showers[mask])
+        written = w.n_events
+    return int(written)

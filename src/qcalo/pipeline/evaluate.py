@@ -40,7 +40,14 @@ metrics.json::
                              "permutation_n_events", "separation_power": [{"feature",
                              "separation_power", "floor"}, ...], "n_bins": 40},
          "seconds": {...}},                      # qcalo.evaluation.diagnostics
-     "model": {summary.json of the run}, ...}
+     "model": {summary.json of the run},
+     "energy_subsets": {   # only with heldout_energies (a study's data.holdout.energies)
+         "heldout_energies_mev": [...],
+         "heldout": {"energies_mev": [...], "n_generated", "n_reference",
+                     "auc": {...}, "jsd": {...}, "auc_profile",   # the chosen cls-* metrics
+                     "separation_power": {"etot_einc": x},        # with hist
+                     "fpd": [value, error]},                       # with fpd
+         "trained": {... the same over the other energies}}, ...}
 
 Keys of metrics not requested are absent. Voxels below 1 MeV count as 0 in every metric (the
 CaloChallenge DS1 convention).
@@ -59,6 +66,7 @@ import numpy as np
 
 from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.data.io import ShowerData, inspect_file, read_showers, validate_values
+from qcalo.data.split import energy_mask
 from qcalo.errors import ConfigError, DataError
 from qcalo.evaluation.closure import latent_closure
 from qcalo.generation.latents import run_latents
@@ -198,6 +206,7 @@ def evaluate(
     profile: str | Any = "fast",
     seed: int = 0,
     run_dir: str | os.PathLike[str] | None = None,
+    heldout_energies: Iterable[float] = (),
     log=None,
 ) -> dict:
     """Evaluate ``generated`` against ``reference``; write metrics.json, PNGs and report.html.
@@ -215,6 +224,10 @@ def evaluate(
             :class:`qcalo.evaluation.classifier.ClassifierProfile`.
         seed: seeds the classifier splits/initialisation, the FPD/KPD bootstraps and timing inputs.
         run_dir: a ``qcalo train`` run; its summary.json goes under ``"model"`` and enables timing.
+        heldout_energies: incident energies (MeV) the model never trained on; the chosen
+            classifier tests, E_tot/E_inc's separation power and FPD are then also computed on
+            the showers at those energies and on the others, apart (``energy_subsets``; the
+            classifiers run twice more, so this costs about twice their time).
         log: optional callable receiving one-line progress messages.
 
     Returns:
@@ -252,6 +265,17 @@ def evaluate(
         raise DataError(
             f"{gen_name if len(gen) < 10 else ref_name}: fewer than 10 showers; the classifier tests need at least "
             "10 per sample (drop cls-* from --metrics or give more events)"
+        )
+    heldout = sorted(float(e) for e in heldout_energies)
+    if any(not (np.isfinite(e) and e > 0) for e in heldout):
+        raise ConfigError(
+            f"held-out energies {heldout}: expected positive incident energies in MeV"
+        )
+    if heldout and not energy_mask(ref.incident_energies, heldout).any():
+        raise DataError(
+            f"{ref_name}: no reference shower is at a held-out energy "
+            f"({', '.join(f'{e:g}' for e in heldout)} MeV); expected the reference of a study "
+            "whose data.holdout.energies name them"
         )
     model_summary = _read_run_summary(run_dir, "timing" in chosen)
     diagnostic_groups = None
@@ -432,6 +456,14 @@ def evaluate(
         ).name
         seconds["diagnostics"] = time.perf_counter() - start
 
+    if heldout:
+        start = time.perf_counter()
+        say("energy subsets: the metrics at the held-out incident energies and at the others")
+        result["energy_subsets"] = _energy_subsets(
+            gen, gen_showers, ref, ref_showers, geom, chosen, prof, seed, heldout
+        )
+        seconds["energy_subsets"] = time.perf_counter() - start
+
     if "closure" in chosen:
         start = time.perf_counter()
         say("latent closure: reference showers through the trained model's inverse")
@@ -462,3 +494,79 @@ def evaluate(
     write_json(out / "metrics.json", result)
     write_evaluation_page(result, out)
     return result
+
+
+def _energy_subsets(
+    gen: ShowerData,
+    gen_showers: np.ndarray,
+    ref: ShowerData,
+    ref_showers: np.ndarray,
+    geom: Geometry,
+    chosen: list[str],
+    prof: Any,
+    seed: int,
+    heldout: list[float],
+) -> dict[str, Any]:
+    """The chosen classifier tests, E_tot/E_inc's separation power (with ``hist``) and FPD
+    (with ``fpd``) on the showers at the held-out energies and on the others, apart."""
+    from qcalo.data.features import classifier_columns, compute_features
+    from qcalo.evaluation.classifier import (
+        calochallenge_inputs,
+        classifier_inputs,
+        train_classifier,
+    )
+    from qcalo.evaluation.fpd_kpd import fpd
+    from qcalo.evaluation.histograms import compare_features
+
+    out: dict[str, Any] = {"heldout_energies_mev": heldout}
+    gen_held = energy_mask(gen.incident_energies, heldout)
+    ref_held = energy_mask(ref.incident_energies, heldout)
+    for name, g_mask, r_mask in (
+        ("heldout", gen_held, ref_held),
+        ("trained", ~gen_held, ~ref_held),
+    ):
+        energies = np.unique(np.round(ref.incident_energies[r_mask], 6)).tolist()
+        block: dict[str, Any] = {
+            "energies_mev": [float(e) for e in energies],
+            "n_generated": int(g_mask.sum()),
+            "n_reference": int(r_mask.sum()),
+        }
+        out[name] = block
+        if min(block["n_generated"], block["n_reference"]) < 10:
+            block["skipped"] = "fewer than 10 showers in a sample"
+            continue
+        e_g, e_r = gen.incident_energies[g_mask], ref.incident_energies[r_mask]
+        x_g, x_r = gen_showers[g_mask], ref_showers[r_mask]
+        f_g = compute_features(e_g, x_g, geom, threshold_mev=THRESHOLD_MEV)
+        f_r = compute_features(e_r, x_r, geom, threshold_mev=THRESHOLD_MEV)
+        kinds = [_CLASSIFIER_OF_METRIC[m] for m in chosen if m in _CLASSIFIER_OF_METRIC]
+        if kinds:
+            block["auc"], block["jsd"], block["auc_profile"] = {}, {}, prof.name
+            for kind in kinds:
+                if prof.name == "calochallenge":
+                    raw_g, raw_r = gen.showers[g_mask], ref.showers[r_mask]
+                    in_g = calochallenge_inputs(kind, e_g, raw_g, geom, f_g)
+                    in_r = calochallenge_inputs(kind, e_r, raw_r, geom, f_r)
+                else:
+                    in_g = classifier_inputs(kind, e_g, x_g, geom, f_g)
+                    in_r = classifier_inputs(kind, e_r, x_r, geom, f_r)
+                details = train_classifier(
+                    in_g, in_r, profile=prof, seed=seed, desc=f"cls-{kind} ({name})"
+                ).details
+                block["auc"][kind], block["jsd"][kind] = details["auc"], details["jsd"]
+        if "hist" in chosen:
+            comparisons = compare_features(f_g, f_r, geom)
+            block["separation_power"] = {
+                c.name: c.separation_power for c in comparisons if c.name == "etot_einc"
+            }
+        if "fpd" in chosen:
+            settings = _fpd_settings(min(len(e_g), len(e_r)))
+            value, error = fpd(
+                classifier_columns(f_r, geom),
+                classifier_columns(f_g, geom),
+                min_samples=settings["min_samples"],
+                max_samples=settings["max_samples"],
+                seed=seed,
+            )
+            block["fpd"] = [value * 1e3, error * 1e3]
+    return out

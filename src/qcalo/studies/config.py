@@ -6,8 +6,9 @@ A study file is YAML, validated by pydantic (unknown keys are errors, reported o
     name: tiny                      # default: the file's stem
     base: tiny_photons              # shipped config name or YAML path (relative to this file)
     simulate:                       # built-in data ... or `data: {train: A.h5, reference: B.h5}`
-                                    # (train: a list of files too; holdout: {fraction, seed}
-                                    # instead of reference: held out of the first train file)
+                                    # (train: a list of files too; holdout: {fraction, seed,
+                                    # energies} instead of reference: held out of the first
+                                    # train file, energies (MeV) held out of training whole)
       particle: photon
       energies: [1024, 65536]
       train_events_per_energy: 150
@@ -78,6 +79,8 @@ _METRIC_SOURCES: dict[str, str | None] = {
     "fpd": "fpd",
     "kpd": "kpd",
     "timing_ms_per_shower": "timing",
+    # energy_subsets.<heldout|trained>.<a key above>: the same at the held-out energies (apart)
+    "energy_subsets": "",
     # not from metrics.json: run/summary.json's metrics of the best epoch (no evaluation needed)
     "training": "",
 }
@@ -117,10 +120,27 @@ class SimulateSpec(_Strict):
 
 class HoldoutSpec(_Strict):
     """The reference as a seeded fraction of the first training file, removed from training
-    (the split of :func:`qcalo.data.split_showers`, the same as ``benchmarks/quality_g4.py``'s)."""
+    (the split of :func:`qcalo.data.split_showers`, the same as ``benchmarks/quality_g4.py``'s).
+
+    ``energies`` (MeV) are held out whole, to judge interpolation: no training file keeps an
+    event at them, the reference takes every event of the first file at them, and every
+    evaluation adds ``energy_subsets.heldout`` and ``energy_subsets.trained`` (metrics.json)."""
 
     fraction: float = 0.2
     seed: int = Field(default=0, ge=0)
+    energies: list[float] = Field(
+        default_factory=list,
+        description="incident energies (MeV) held out of training whole and judged apart",
+    )
+
+    @field_validator("energies")
+    @classmethod
+    def _positive_distinct(cls, energies: list[float]) -> list[float]:
+        if not all(math.isfinite(e) and e > 0 for e in energies):
+            raise ValueError(f"held-out energies must be positive MeV, got {energies}")
+        if len(set(energies)) != len(energies):
+            raise ValueError(f"held-out energies repeat a value: {energies}")
+        return sorted(energies)
 
     @field_validator("fraction")
     @classmethod
@@ -266,6 +286,13 @@ class StudyConfig(_Strict):
             raise ValueError(
                 "give either 'grid' (the product of value lists) or 'cells' (explicit cells), not both"
             )
+        holds_energies = bool(self.data and self.data.holdout and self.data.holdout.energies)
+        subset_metrics = [m for m in self.metrics if m.startswith("energy_subsets.")]
+        if subset_metrics and not holds_energies:
+            raise ValueError(
+                f"metric {subset_metrics[0]!r} needs held-out energies: set data.holdout.energies "
+                "(incident energies in MeV held out of training)"
+            )
         if self.cells and self.exclude:
             raise ValueError(
                 "'exclude' applies to a grid; with 'cells' leave the unwanted cells out"
@@ -342,6 +369,20 @@ def evaluate_metrics_for(names: list[str]) -> list[str]:
                 f"{', '.join(_METRIC_SOURCES)} (e.g. auc.high, fpd, separation_power.etot_einc)"
             )
         source = _METRIC_SOURCES[head]
+        if head == "energy_subsets":
+            subset, _, inner = rest.partition(".")
+            if subset not in ("heldout", "trained") or inner.partition(".")[0] not in (
+                "auc",
+                "jsd",
+                "separation_power",
+                "fpd",
+            ):
+                raise ValueError(
+                    f"metric {name!r}: expected energy_subsets.<heldout|trained>.<auc.high, "
+                    "auc.low, separation_power.etot_einc or fpd> (needs data.holdout.energies)"
+                )
+            needed.update(evaluate_metrics_for([inner]))
+            continue
         if head == "training":
             if not rest or "." in rest:
                 raise ValueError(
@@ -366,15 +407,19 @@ def evaluate_metrics_for(names: list[str]) -> list[str]:
 
 def extract_metric(metrics: dict[str, Any], name: str, where: str) -> float:
     """The number a dotted metric name denotes in a metrics.json dict (FPD/KPD: the value;
-    ``fpd.error``: its error)."""
-    head, _, rest = name.partition(".")
-    if head in ("fpd", "kpd"):
-        pair = metrics.get(head)
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise ConfigError(f"{where}: no {head} value; expected [value, error] under {head!r}")
-        return float(pair[1] if rest == "error" else pair[0])
+    ``fpd.error``: its error; also inside ``energy_subsets.<subset>``)."""
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if part in ("fpd", "kpd") and parts[i + 1 :] in ([], ["error"]):
+            holder = extract_block(metrics, parts[:i], name, where)
+            pair = holder.get(part)
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ConfigError(
+                    f"{where}: no {part} value; expected [value, error] under {'.'.join(parts[: i + 1])!r}"
+                )
+            return float(pair[1] if parts[i + 1 :] == ["error"] else pair[0])
     node: Any = metrics
-    for part in name.split("."):
+    for part in parts:
         if not isinstance(node, dict) or part not in node:
             keys = sorted(node) if isinstance(node, dict) else []
             raise ConfigError(
@@ -384,6 +429,18 @@ def extract_metric(metrics: dict[str, Any], name: str, where: str) -> float:
     if isinstance(node, bool) or not isinstance(node, (int, float)):
         raise ConfigError(f"{where}: metric {name!r} is {node!r}; expected a number")
     return float(node)
+
+
+def extract_block(metrics: dict[str, Any], parts: list[str], name: str, where: str) -> dict:
+    """The mapping at ``parts`` of a metrics.json dict (the top level for no parts)."""
+    node: Any = metrics
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"{where}: no metric {name!r} ({part!r} missing)")
+        node = node[part]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: no metric {name!r} ({'.'.join(parts)!r} is not a mapping)")
+    return node
 
 
 def extract_run_metric(

@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 from qcalo.data.simulation import simulate_to_file
-from qcalo.data.split import split_showers
+from qcalo.data.split import drop_energies, split_showers
 from qcalo.errors import ConfigError, QcaloError
 from qcalo.generation import generate
 from qcalo.pipeline.evaluate import evaluate
@@ -84,6 +84,8 @@ class CellTask:
     profile: str
     device: str
     threads: int
+    #: Incident energies (MeV) held out of training whole, judged apart by the evaluation.
+    heldout_energies: tuple[float, ...] = ()
 
     @property
     def paths(self) -> dict[str, Path]:
@@ -126,16 +128,34 @@ def _hash(data: Any) -> str:
 
 def _holdout_files(study: StudyConfig, out: Path) -> tuple[Path, Path, Path]:
     """(source, training rest, reference) of a ``data: {holdout: ...}`` study; the hash is over
-    the resolved source path, the fraction and the seed."""
+    the resolved source path, the fraction, the seed and the held-out energies (when any)."""
     assert study.data is not None and study.data.holdout is not None
     spec = study.data.holdout
     source = study.resolve_path(study.data.train_files[0]).resolve()
-    tag = _hash({"source": str(source), "fraction": spec.fraction, "seed": spec.seed})
+    key: dict[str, Any] = {"source": str(source), "fraction": spec.fraction, "seed": spec.seed}
+    if spec.energies:  # absent otherwise, so that folders made before energies keep their names
+        key["energies"] = spec.energies
+    tag = _hash(key)
     return (
         source,
         out / "data" / f"holdout-train-{tag}.h5",
         out / "data" / f"reference-{tag}.h5",
     )
+
+
+def _trimmed_files(study: StudyConfig, out: Path) -> list[tuple[Path, Path]]:
+    """(given, without the held-out energies) for the training files after the first, when a
+    holdout names energies; those copies are what the cells train on."""
+    assert study.data is not None
+    spec = study.data.holdout
+    if spec is None or not spec.energies:
+        return []
+    pairs = []
+    for name in study.data.train_files[1:]:
+        given = study.resolve_path(name).resolve()
+        tag = _hash({"source": str(given), "energies": spec.energies})
+        pairs.append((given, out / "data" / f"train-without-heldout-energies-{tag}.h5"))
+    return pairs
 
 
 def _data_files(study: StudyConfig, out: Path) -> tuple[list[Path], Path]:
@@ -150,7 +170,8 @@ def _data_files(study: StudyConfig, out: Path) -> tuple[list[Path], Path]:
             )
         if study.data.holdout is not None:
             _, rest, reference = _holdout_files(study, out)
-            return [rest, *train[1:]], reference
+            trimmed = [path for _, path in _trimmed_files(study, out)]
+            return [rest, *(trimmed or train[1:])], reference
         assert study.data.reference is not None
         return train, study.resolve_path(study.data.reference).resolve()
     assert study.simulate is not None
@@ -192,7 +213,8 @@ def prepare_study(
     else:
         assert study.data is not None
         holdout = study.data.holdout
-        given = train_files[1:] if holdout is not None else train_files
+        trimmed = _trimmed_files(study, out)
+        given = [g for g, _ in trimmed] or (train_files[1:] if holdout is not None else train_files)
         for path in given:
             check_input_file(path, "study training file (data.train)")
         if holdout is not None:
@@ -203,8 +225,17 @@ def prepare_study(
             # Written once: a rerun (or a cell reading them on HTCondor) finds them in place.
             if not (rest.is_file() and reference.is_file()):
                 split_showers(
-                    source, holdout.fraction, holdout.seed, rest, reference, geometry=geometry
+                    source,
+                    holdout.fraction,
+                    holdout.seed,
+                    rest,
+                    reference,
+                    geometry=geometry,
+                    heldout_energies=holdout.energies,
                 )
+            for path, copy in trimmed:
+                if not copy.is_file():
+                    drop_energies(path, copy, holdout.energies, geometry=geometry)
         else:
             check_input_file(reference, "study reference file (data.reference)")
     data_path: str | list[str] = (
@@ -214,6 +245,9 @@ def prepare_study(
     out.mkdir(parents=True, exist_ok=True)
     _write_if_changed(out / "study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
     tasks: list[CellTask] = []
+    holdout_energies = (
+        study.data.holdout.energies if study.data and study.data.holdout is not None else []
+    )
     for cell in cells:
         folder = out / "cells" / cell.name
         config = {**cell.config, "data": {**cell.config["data"], "path": data_path}}
@@ -246,6 +280,7 @@ def prepare_study(
                     profile=study.evaluation.profile,
                     device=str(cell.config["device"]),
                     threads=study.resources.cpus_per_cell,
+                    heldout_energies=tuple(holdout_energies),
                 )
             )
     return cells, tasks
@@ -294,6 +329,7 @@ def run_cell(task: CellTask) -> Outcome:
                 profile=task.profile,
                 seed=task.seed,
                 run_dir=paths["run"],
+                heldout_energies=task.heldout_energies,
             )
         summary_path = RunLayout(paths["run"]).summary
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
