@@ -325,3 +325,37 @@ def test_rank_auc_is_sklearns_auc_ties_included():
         assert rank_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     with pytest.raises(ValueError, match="both classes"):
         rank_auc(np.ones(5), np.arange(5.0))
+
+
+def test_voxel_level_classifier_per_energy_sees_a_voxel_shift_in_its_group_only():
+    # Two independent samples of one simulator; in the generated one every voxel is scaled by
+    # 1.5 at 8192 MeV only (voxel-level inputs; the high-level features are left as they are).
+    # Only that group's AUC low leaves chance level. (Copies of one sample would not do: a
+    # copy's twin in the other split teaches the classifier the wrong label; and one shifted
+    # voxel among 368 is lost at ~100 training showers per group.)
+    from qcalo.evaluation.classifier import classifier_inputs
+
+    samples = []
+    for seed in (4, 5):
+        data, features = _features(150, seed=seed)
+        showers = np.where(data.showers >= 1.0, data.showers, 0.0)
+        low = classifier_inputs("low", data.incident_energies, showers, "photons", features)
+        samples.append((data, features, low))
+    (_, ref_features, ref_low), (gen_data, gen_features, gen_low) = samples
+    gen_low[gen_data.incident_energies == SHIFTED_ENERGY, 1:] *= 1.5  # column 0 holds E_inc
+    block = run_diagnostics(
+        gen_features,
+        ref_features,
+        "photons",
+        profile=SMALL,
+        seed=2,
+        repeats=1,
+        group_repeats=1,
+        low_inputs=(gen_low, ref_low),
+    )
+    shifted = _group(block, SHIFTED_ENERGY)
+    assert shifted["auc_low"] > 0.5 + 4 * shifted["auc_low_error"], shifted
+    for energy in ENERGIES:
+        if energy != SHIFTED_ENERGY:
+            row = _group(block, energy)
+            assert abs(row["auc_low"] - 0.5) < 3 * row["auc_low_error"] + 0.03, row

@@ -179,6 +179,12 @@ def format_summary(metrics: dict) -> str:
                 f"diagnostics: AUC high per E_inc ({diagnostics['auc_profile']} profile, "
                 f"N≥{n} per group): {cells}"
             )
+            if all("auc_low" in g for g in groups):
+                lows = ", ".join(f"{g['label']} {g['auc_low']:.3f}" for g in groups)
+                lines.append(
+                    f"diagnostics: AUC low per E_inc ({diagnostics['auc_profile']} profile, "
+                    f"N≥{n} per group): {lows}"
+                )
         lines.append("most important features: " + ", ".join(diagnostics.get("top_features", [])))
     subsets = metrics.get("energy_subsets")
     if isinstance(subsets, dict):

@@ -413,6 +413,7 @@ def run_diagnostics(
     min_events: int = MIN_EVENTS_PER_GROUP,
     groups: EnergyGroups | None = None,
     overall: Any = None,
+    low_inputs: tuple[np.ndarray, np.ndarray] | None = None,
     log: Log | None = None,
 ) -> dict[str, Any]:
     """Per-energy AUCs and separation powers, and the features that separate most.
@@ -431,6 +432,10 @@ def run_diagnostics(
         overall: a :class:`~qcalo.evaluation.classifier.TrainedClassifier` of the high-level
             classifier columns over all energies, trained with the same profile and seed (the
             pipeline's cls-high, to avoid training it twice); trained here when ``None``.
+        low_inputs: the voxel-level (cls-low) classifier inputs of the generated and the
+            reference showers ((N_gen, V + 1), (N_ref, V + 1): :func:`qcalo.evaluation.classifier.classifier_inputs`);
+            when given, each energy group also gets its own voxel-level classifier
+            (``auc_low``, ``auc_low_error``, same profile): the voxel-level test per energy.
         log: optional callable receiving one-line progress messages.
 
     Returns:
@@ -496,6 +501,19 @@ def run_diagnostics(
         powers, floors = _group_histograms(
             generated.select(gen_mask), reference.select(ref_mask), geom
         )
+        if low_inputs is not None:
+            low = train_classifier(
+                low_inputs[0][gen_mask],
+                low_inputs[1][ref_mask],
+                profile=prof,
+                seed=seed,
+                desc=f"diag low {groups.label(k)}",
+            )
+            n_low = int(np.count_nonzero(low.y_val > 0.5))
+            row["auc_low"] = low.details["auc"]
+            row["auc_low_error"] = auc_standard_error(
+                low.details["auc"], n_low, len(low.y_val) - n_low
+            )
         row.update(
             {
                 "auc": d["auc"],

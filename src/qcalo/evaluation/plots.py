@@ -290,7 +290,8 @@ def plot_diagnostics(diagnostics: dict, path: str | os.PathLike[str]) -> Path:
     """AUC and separation powers against E_inc, from a ``diagnostics`` block of metrics.json.
 
     Top: the high-level classifier's AUC per energy group (error bars: Hanley–McNeil standard
-    error; N = showers per sample) and over all energies together, 0.5 marked. Bottom (log y): the separation power of E_tot/E_inc and of every layer
+    error; N = showers per sample) and over all energies together, 0.5 marked; the voxel-level
+    classifier's per group too when the block has it (``auc_low``). Bottom (log y): the separation power of E_tot/E_inc and of every layer
     energy per group; the dotted line is the finite-sample floor of E_tot/E_inc. Values below
     1e-4 are drawn at 1e-4. x: the group's energy (or bin centre), log scale.
     """
@@ -308,6 +309,16 @@ def plot_diagnostics(diagnostics: dict, path: str | os.PathLike[str]) -> Path:
             ax_auc.errorbar(
                 x, auc, yerr=err, fmt="o-", color="k", capsize=3, label="per energy group"
             )
+            if all("auc_low" in r for r in rows):
+                ax_auc.errorbar(
+                    x,
+                    [r["auc_low"] for r in rows],
+                    yerr=[r.get("auc_low_error", np.nan) for r in rows],
+                    fmt="s--",
+                    color=LINE_COLORS[2],
+                    capsize=3,
+                    label="voxel level (AUC low), per group",
+                )
             overall = diagnostics.get("overall", {}).get("auc")
             if overall is not None:
                 ax_auc.axhline(

@@ -30,6 +30,7 @@ metrics.json::
                      "n_per_sample", "n_val", "reused_cls_high"},
          "energy_groups": [{"label": "1024 MeV", "e_inc_mev", "e_inc_range_mev": [lo, hi],
                             "n_generated", "n_reference", "auc", "auc_error", "jsd",
+                            "auc_low", "auc_low_error",   # with cls-low: voxel level
                             "auc_uncalibrated", "auc_profile", "n_per_sample", "n_val",
                             "epochs_run", "separation_power": {"etot_einc", "e_layer_0", ...},
                             "separation_power_floor": {...}, "top_features": [...]}
@@ -437,6 +438,12 @@ def evaluate(
 
         start = time.perf_counter()
         say("diagnostics: classifier and separation powers per incident energy, feature ranking")
+        low_inputs = None
+        if "cls-low" in chosen:  # the voxel-level test per energy too (fast-profile inputs)
+            low_inputs = (
+                classifier_inputs("low", gen.incident_energies, gen_showers, geom, gen_features),
+                classifier_inputs("low", ref.incident_energies, ref_showers, geom, ref_features),
+            )
         diagnostics = run_diagnostics(
             gen_features,
             ref_features,
@@ -445,6 +452,7 @@ def evaluate(
             seed=seed,
             groups=diagnostic_groups,
             overall=overall_high,
+            low_inputs=low_inputs,
             log=say,
         )
         result["diagnostics"] = diagnostics
