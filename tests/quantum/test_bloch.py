@@ -131,6 +131,31 @@ def test_trig_conditioner_is_the_product_circuit_hybrid_with_the_same_weights() 
     assert len(list(quantum_parameters(hybrid))) == 1
 
 
+def test_trig_without_hidden_widths_is_the_product_circuit_quantum_conditioner() -> None:
+    from qcalo.models.blocks.conditioners import QuantumConditioner, TrigConditioner
+
+    spec = CircuitSpec(n_qubits=6, n_layers=2, entangler="none")
+    torch.manual_seed(3)
+    quantum = QuantumConditioner(5, 10, spec)
+    torch.manual_seed(3)
+    trig = TrigConditioner(5, 10, [], spec)
+    assert [(n, p.shape) for n, p in quantum.named_parameters()] == [
+        (n, p.shape) for n, p in trig.named_parameters()
+    ]
+    for (_, p_q), (_, p_t) in zip(quantum.named_parameters(), trig.named_parameters()):
+        torch.testing.assert_close(p_t, p_q.to(p_t.dtype), rtol=0, atol=1e-7)
+    for module in (quantum, trig):
+        torch.nn.init.normal_(
+            module.head.weight, std=0.3, generator=torch.Generator().manual_seed(2)
+        )
+    inputs = torch.randn(20, 5, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    out_q, out_t = quantum(inputs), trig(inputs)
+    torch.testing.assert_close(out_t, out_q, rtol=1e-5, atol=1e-5)
+    (grad_q,) = torch.autograd.grad(out_q.square().sum(), inputs)
+    (grad_t,) = torch.autograd.grad(out_t.square().sum(), inputs)
+    torch.testing.assert_close(grad_t, grad_q, rtol=1e-4, atol=1e-5)
+
+
 def test_a_flow_config_with_trig_needs_a_product_circuit() -> None:
     from qcalo.models.flow.config import ModelConfig
 

@@ -146,25 +146,27 @@ class _TrigFeatures(nn.Module):
 
 
 class TrigConditioner(nn.Module):
-    """:class:`HybridConditioner` with the product circuit in closed form (``"trig"``).
+    """A circuit conditioner with the product circuit in closed form (``"trig"``): with
+    ``hidden`` widths, :class:`HybridConditioner`'s; with ``hidden = []``,
+    :class:`QuantumConditioner`'s (no MLP half).
 
-    Built after the same seed as a hybrid conditioner whose circuit has ``entangler: none``,
-    it holds the same weights (same shapes, same order of draws) and computes the same
-    function to float rounding; it is classical, so none of its weights count as circuit
-    angles.
+    Built after the same seed as that conditioner with ``entangler: none``, it holds the same
+    weights (same shapes, names and order of draws) and computes the same function to float
+    rounding; it is classical, so none of its weights count as circuit angles.
     """
 
     def __init__(
         self, in_features: int, out_features: int, hidden: Sequence[int], spec: object
     ) -> None:
         super().__init__()
-        if not hidden:
-            raise ValueError("a trig conditioner needs at least one hidden layer for its MLP half")
-        self.body = _mlp_body(in_features, hidden)
+        self.body = _mlp_body(in_features, hidden) if hidden else None
         self.features = _TrigFeatures(in_features, spec)
-        self.head = _zero_linear(hidden[-1] + self.features.n_outputs, out_features)
+        width = hidden[-1] if hidden else 0
+        self.head = _zero_linear(width + self.features.n_outputs, out_features)
 
     def forward(self, inputs: Tensor) -> Tensor:
+        if self.body is None:
+            return self.head(self.features(inputs))
         return self.head(torch.cat([self.body(inputs), self.features(inputs)], dim=1))
 
 

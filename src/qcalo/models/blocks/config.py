@@ -188,10 +188,11 @@ class FlowConfig(StrictConfig):
                 "give one width list per block or one list of widths for all"
             )
         for block, kind in enumerate(self.conditioners):
-            if kind in ("hybrid", "trig") and not self.hidden_for_block(block):
+            if kind == "hybrid" and not self.hidden_for_block(block):
                 raise ValueError(
                     f"{kind} conditioners need at least one hidden width for their MLP half; "
-                    f"block {block} has hidden []"
+                    f"block {block} has hidden [] (trig with hidden [] is the quantum "
+                    "conditioner's closed form)"
                 )
         if "trig" in self.conditioners:
             if isinstance(self.circuit, FunctionCircuitConfig):
