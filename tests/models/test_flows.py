@@ -157,3 +157,37 @@ def test_spline_transform_equals_zukos_rqs():
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ladj, ladj_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ours.inv(y), x, rtol=1e-9, atol=1e-9)
+
+
+def test_a_mixer_without_entanglers_is_the_kronecker_product_of_its_rotations():
+    # O(θ) = Π_l ⊗_i RY(θ[l, i]) with wire 0 the most significant bit (PennyLane's order).
+    from qcalo.models.blocks.config import FlowConfig
+    from qcalo.models.blocks.flow import build_flow
+    from qcalo.models.blocks.transforms import QuantumMixer
+
+    config = FlowConfig(
+        n_blocks=1,
+        hidden=[4],
+        mixer="quantum",
+        mixer_qubits=3,
+        mixer_layers=2,
+        mixer_entangler="none",
+    )
+    (mixer,) = [m for m in build_flow(config, 9, 1).layers if isinstance(m, QuantumMixer)]
+    theta = next(mixer.circuit.parameters()).detach().double().reshape(2, 3)
+
+    def ry(a: torch.Tensor) -> torch.Tensor:
+        c, s = torch.cos(a / 2), torch.sin(a / 2)
+        return torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+
+    expected = torch.eye(8, dtype=torch.float64)
+    for layer in theta:
+        kron = ry(layer[0])
+        for angle in layer[1:]:
+            kron = torch.kron(kron, ry(angle))
+        expected = kron @ expected
+    torch.testing.assert_close(mixer.circuit.matrix().double(), expected, rtol=0, atol=1e-6)
+    entangled = FlowConfig(n_blocks=1, hidden=[4], mixer="quantum", mixer_qubits=3)
+    (other,) = [m for m in build_flow(entangled, 9, 1).layers if isinstance(m, QuantumMixer)]
+    assert sum(p.numel() for p in other.parameters()) == sum(p.numel() for p in mixer.parameters())
+    assert not torch.allclose(other.circuit.matrix().double(), expected, atol=1e-3)

@@ -70,3 +70,24 @@ def test_interpolation_study_trains_the_shipped_twins_with_two_energies_held_out
     assert study.data is not None and study.data.holdout is not None
     assert study.data.holdout.energies == [2048.0, 16384.0]
     assert "energy_subsets.heldout.auc.low" in study.metrics
+
+
+def test_mixer_study_differs_from_the_hybrid_twin_only_in_its_stage2_mixers(
+    parameter_counts,
+) -> None:
+    twin = expand_cells(load_study(STUDIES / "whole_g4.yaml"))[4]
+    permutation, entangled, product = expand_cells(load_study(STUDIES / "mixers_g4.yaml"))
+    assert permutation.config["model"] == twin.config["model"]
+    for cell, entangler in ((entangled, "linear"), (product, "none")):
+        stage2 = dict(cell.config["model"]["stage2"])
+        assert stage2.pop("mixer") == "quantum" and stage2.pop("mixer_entangler") == entangler
+        assert stage2.pop("mixer_qubits") == 8 and stage2.pop("mixer_layers") == 2
+        expected = dict(twin.config["model"]["stage2"])
+        for key in ("mixer", "mixer_entangler", "mixer_qubits", "mixer_layers"):
+            expected.pop(key)
+        assert stage2 == expected
+    counts = [
+        parameter_counts(config_from_dict(c.config)) for c in (permutation, entangled, product)
+    ]
+    assert counts[1]["total"] == counts[2]["total"] == counts[0]["total"] + 192
+    assert counts[1]["quantum"] == counts[2]["quantum"] == counts[0]["quantum"] + 192

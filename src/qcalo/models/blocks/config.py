@@ -14,6 +14,7 @@ A flow's schema (pydantic v2, unknown keys rejected)::
     mixer: permutation         # permutation | quantum
     mixer_layers: 2            # layers of the real orthogonal mixing circuit
     mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
+    mixer_entangler: linear    # none | linear | ring | all_to_all (none: no entanglers)
     circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields, or your
                                # own PennyLane function: {function: "pkg.mod:fn", n_qubits: 6,
                                # weight_shapes: {weights: [2, 6, 3]}} (FunctionCircuitConfig)
@@ -160,6 +161,11 @@ class FlowConfig(StrictConfig):
     mixer: Literal["permutation", "quantum"] = "permutation"
     mixer_layers: int = Field(default=2, ge=1, le=64)
     mixer_qubits: int | None = Field(default=None, ge=1, le=10)
+    mixer_entangler: Literal["none", "linear", "ring", "all_to_all"] = Field(
+        default="linear",
+        description="CNOT pattern of the quantum mixer's circuit; none: a product of per-wire "
+        "RY rotations (the unentangled control)",
+    )
     circuit: CircuitSection = Field(
         default_factory=CircuitConfig,
         description="the circuit of quantum, hybrid and full_quantum conditioners: the layered "

@@ -71,7 +71,11 @@ def build_flow(
             try:
                 layers.append(
                     QuantumMixer(
-                        features, config.mixer_layers, config.mixer_qubits, seed=block_seed
+                        features,
+                        config.mixer_layers,
+                        config.mixer_qubits,
+                        seed=block_seed,
+                        entangler=config.mixer_entangler,
                     )
                 )
             except ValueError as exc:

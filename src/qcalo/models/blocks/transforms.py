@@ -159,7 +159,9 @@ class QuantumMixer(FlowLayer):
     one matrix build per call, one batched matmul); the ``D mod 2^k`` remaining features pass
     through. With D = 5 and k = 2, four of the five features are mixed, which four depending on
     the block's permutation; with D = 368 and k = 3, 46 chunks of 8 cover the whole vector.
-    ``n_qubits=None`` picks k = min(3, ⌊log2 D⌋); ``seed`` fixes P and the initial angles.
+    ``n_qubits=None`` picks k = min(3, ⌊log2 D⌋); ``seed`` fixes P and the initial angles;
+    ``entangler`` is the circuit's CNOT pattern (``"none"``: a Kronecker product of per-wire
+    RY rotations, the unentangled control of the same parameter count).
 
     Example::
 
@@ -173,7 +175,12 @@ class QuantumMixer(FlowLayer):
     """
 
     def __init__(
-        self, features: int, n_layers: int, n_qubits: int | None = None, seed: int = 0
+        self,
+        features: int,
+        n_layers: int,
+        n_qubits: int | None = None,
+        seed: int = 0,
+        entangler: str = "linear",
     ) -> None:
         super().__init__()
 
@@ -187,7 +194,7 @@ class QuantumMixer(FlowLayer):
         self.n_chunks = features // self.chunk
         self.n_mixed = self.n_chunks * self.chunk
         self.permutation = Permutation.random(features, seed)
-        self.circuit = OrthogonalCircuit(self.n_qubits, n_layers, seed=seed)
+        self.circuit = OrthogonalCircuit(self.n_qubits, n_layers, entangler, seed=seed)
 
     def _mix(self, x: Tensor, matrix: Tensor) -> Tensor:
         mixed = x[:, : self.n_mixed].reshape(-1, self.n_chunks, self.chunk) @ matrix
