@@ -93,12 +93,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def geant4_run(trained):
-    geant4_environment()
+def geant4_run(request: pytest.FixtureRequest):
+    geant4_environment()  # else the bindings' import asks on stdin to download data sets
     pytest.importorskip("geant4_pybind", reason="Geant4 from Python needs the geant4 extra")
     from qcalo.export.geant4 import run_geant4_photons
 
-    _, path = trained
+    _, path = request.getfixturevalue("trained")  # trained only when Geant4 is there
     model = OnnxShowerModel(path, geometry="photons", threads=1)
     run = run_geant4_photons(
         model, ENERGIES, 3, SEED, geometry="photons", layer_thickness_mm=THICKNESS, axis=AXIS
