@@ -53,6 +53,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+def shown_path(path: str) -> str:
+    """``path`` relative to the repository when inside it, else its name only: the written
+    JSON cites no path outside the repository."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(REPO))
+    except ValueError:
+        return resolved.name
+
+
 def compare(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """Per voxel: max |a − b| MeV and the export's parity error (relative, floor 1e-3 of the
     event's energy); per event: max |Σa − Σb| / Σb."""
@@ -84,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--axis", type=float, nargs=3, default=[0.0, 0.0, 1.0])
     parser.add_argument("--torch-repeats", type=int, default=200, help="batch-1 timings")
     parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--provenance", help="how the model was made (kept in the JSON)")
     args = parser.parse_args(argv)
 
     import onnxruntime
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         from qcalo.training import load_run
 
         torch_model, cfg = load_run(args.run, device="cpu")
-        torch_info = {"config": cfg.name, "run": Path(args.run).name}
+        torch_info = {"config": cfg.name, "run": shown_path(args.run)}
         e_t = torch.as_tensor(e_inc)
         noise_t = {k: torch.as_tensor(v) for k, v in noise.items()}
         for mode in ("auto", "eager"):
@@ -227,13 +238,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import geant4_pybind
 
+    shown_argv = list(argv if argv is not None else sys.argv[1:])
+    for i, arg in enumerate(shown_argv):
+        if arg in (args.onnx, args.run, args.out) and arg is not None:
+            shown_argv[i] = shown_path(arg)
+
     result = {
         "benchmark": "geant4_fastsim",
         "git_commit": git_commit(),
         "command": "python examples/geant4/python/run_fastsim.py "
-        + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        + " ".join(shlex.quote(a) for a in shown_argv),
         "model": {
-            "onnx": Path(args.onnx).name,
+            "onnx": shown_path(args.onnx),
+            "provenance": args.provenance,
             "kind": model.metadata.get("kind"),
             "config": json.loads(model.metadata["config"]).get("name"),
             "checkpoint": model.metadata.get("checkpoint"),
