@@ -9,6 +9,8 @@ Public API::
     parity_error(candidate, reference) -> float
     RealPairCircuit, prepare_for_export (circuits as real tensor operations)
     voxel_centres(geometry, layer_depths_mm) -> (V, 3) mm; energy_deposits(showers, centres)
+    (qcalo.export.geant4; there too run_geant4_photons(model, energies, n, seed): the model
+    inside Geant4 from Python, geant4_pybind imported only then)
 
 See docs/export.md.
 """
