@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from qcalo.errors import ConfigError
 from qcalo.models.blocks.config import FlowConfig
 from qcalo.models.blocks.flow import build_flow
-from qcalo.models.blocks.transforms import ActNorm
+from qcalo.models.blocks.transforms import ActNorm, ConditionalFlow
 
 __all__ = ["LayerwiseStage2"]
 
@@ -158,6 +158,7 @@ class LayerwiseStage2(nn.Module):
                 layer_context = self._layer_context(layer, context, normed)
             else:
                 layer_context = context
+            assert isinstance(flow, (ConditionalFlow, ActNorm))
             ys.append(flow.inverse(z[:, start : start + n], layer_context))
         return torch.cat(ys, dim=1)
 
