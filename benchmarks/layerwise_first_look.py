@@ -2,7 +2,7 @@
 
 For each CONFIG (a shipped name or YAML) and seed: trains on ``--train-data`` for ``--epochs``
 (skipped when the run directory already holds a finished run of that many epochs; resumed when
-it holds an unfinished one), generates as many showers as the held-out reference at its incident
+it holds an unfinished one; generated files and evaluations already there are reused), generates as many showers as the held-out reference at its incident
 energies, runs ``qcalo evaluate --metrics hist,cls-high,cls-low,closure --run RUN`` against the
 reference (the first ``--n-reference`` events of ``--reference-from``, never trained on), and
 times one training step (forward + backward of the log-density, batch 512) and sampling (1,000
@@ -178,16 +178,20 @@ def main() -> None:
             if not generated.is_file():
                 api.generate(run, generated, energies_from=reference, seed=seed)
             start = time.perf_counter()
-            metrics = api.evaluate(
-                generated,
-                reference,
-                "photons",
-                args.workdir / f"eval_{stem}_s{seed}",
-                metrics="hist,cls-high,cls-low,closure",
-                profile=args.profile,
-                run_dir=run,
-                seed=0,
-            )
+            evaluation = args.workdir / f"eval_{stem}_s{seed}"
+            if (evaluation / "metrics.json").is_file():  # a rerun reuses finished evaluations
+                metrics = json.loads((evaluation / "metrics.json").read_text())
+            else:
+                metrics = api.evaluate(
+                    generated,
+                    reference,
+                    "photons",
+                    evaluation,
+                    metrics="hist,cls-high,cls-low,closure",
+                    profile=args.profile,
+                    run_dir=run,
+                    seed=0,
+                )
             summary = json.loads((run / "summary.json").read_text())
             curve = _curve(run)
             entry = {
