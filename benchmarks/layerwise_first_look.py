@@ -92,16 +92,19 @@ def _curve(run: Path) -> list[dict[str, float]]:
 def _closure_per_layer(closure: dict[str, Any]) -> dict[str, Any]:
     geometry = api.load_geometry("photons")
     ks = np.asarray(closure["ks_statistic"])
-    return {
+    out: dict[str, Any] = {
+        "dim": len(ks),
         "worst_ks": float(ks.max()),
         "median_ks": float(np.median(ks)),
-        "worst_ks_per_layer_block": {
-            str(layer.id): float(ks[s].max())
-            for layer, s in zip(geometry.layers, geometry.layer_slices, strict=True)
-        },
         "n": closure.get("n"),
         "norm_chi2_p": closure["norm_chi2"].get("p_value"),
     }
+    if len(ks) == geometry.n_voxels:  # stage 2: the latent blocks at each layer's voxel slots
+        out["worst_ks_per_layer_block"] = {
+            str(layer.id): float(ks[s].max())
+            for layer, s in zip(geometry.layers, geometry.layer_slices, strict=True)
+        }
+    return out
 
 
 def _timings(runs: dict[str, Path], reference: Path, repeats: int) -> dict[str, Any]:
