@@ -18,6 +18,7 @@ import pytest
         "qcalo.models.blocks.conditioners",
         "qcalo.models.blocks.flow",
         "qcalo.models.flow.model",
+        "qcalo.models.blocks.layerwise",
     ],
 )
 def test_docstring_examples(module):

@@ -19,6 +19,7 @@ SHIPPED = (
     "born_photons",
     "tiny_born_photons",
     "demo_photons",
+    "layerwise_photons",
 )
 
 
@@ -140,6 +141,14 @@ def test_shipped_configs_parse_and_build(name: str) -> None:
     assert counts["total"] == counts["classical"] + counts["quantum"] > 0
     if name == "classical_photons":
         assert counts["quantum"] == 0
+    elif name == "layerwise_photons":  # the classical twin with a layer-wise stage 2 only
+        from qcalo.models.blocks.layerwise import LayerwiseStage2
+
+        assert isinstance(model.stage2, LayerwiseStage2) and counts["quantum"] == 0
+        twin = load_config("classical_photons").model
+        assert cfg.model.model_copy(update={"stage2_layout": "joint"}) == twin
+        # the numbers in the config's header
+        assert (counts["stage2_total"], counts["total"]) == (3_776_500, 3_797_998)
     else:
         assert counts["quantum"] > 0
 

@@ -7,9 +7,11 @@ densities and sampling.
   (:class:`qcalo.models.flow.ShowerFlow`), a Born machine (:class:`qcalo.models.born.BornShowerModel`)
   or a QINN (:class:`qcalo.models.qinn.QINNShowerModel`); any module with
   ``log_prob(y (B, L), condition (B, 1)) -> (B,)``.
-* Stage 2 models p(voxel fractions | layer energies, E_inc): a coupling flow over the V
-  preprocessed fractions with context = [c(E_inc), stage-1 variables] (B, 1 + L), normalised
-  by fixed statistics taken from the first training batch.
+* Stage 2 models p(voxel fractions | layer energies, E_inc) over the V preprocessed fractions
+  with context = [c(E_inc), stage-1 variables] (B, 1 + L), normalised by fixed statistics taken
+  from the first training batch: one coupling flow over all V (``stage2_layout: joint``, the
+  default) or one per calorimeter layer, each also conditioned on the layers before it
+  (``stage2_layout: layerwise``, :class:`qcalo.models.blocks.layerwise.LayerwiseStage2`).
 
 Sampling chains them: E_inc → stage 1 → layer energies → stage 2 → fractions → showers whose
 layer sums equal the stage-1 energies (see :mod:`qcalo.data.preprocessing`).
@@ -32,12 +34,14 @@ from torch import Tensor, nn
 
 from qcalo.data.geometry import Geometry
 from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
-from qcalo.errors import DataError
+from qcalo.errors import ConfigError, DataError
 from qcalo.models.blocks.flow import build_flow, count_parameters
+from qcalo.models.blocks.layerwise import LayerwiseStage2
+from qcalo.models.blocks.transforms import ConditionalFlow
 from qcalo.models.noise import NoiseInput, check_noise, draw_noise
 from qcalo.quantum import registry as circuit_registry
 
-__all__ = ["SAMPLE_CHUNK", "TwoStageShowerModel"]
+__all__ = ["SAMPLE_CHUNK", "TwoStageShowerModel", "build_stage2"]
 
 
 # Events decoded at once by ShowerFlow.sample on CPU (see sample_with_layer_energies).
@@ -71,19 +75,40 @@ class _ContextNorm(nn.Module):
         return (context - self.mean) * self.inv_std
 
 
+def build_stage2(config: Any, geometry: Geometry) -> ConditionalFlow | LayerwiseStage2:
+    """Stage 2 as ``config.stage2_layout`` says (``joint`` when the config has no such field).
+
+    ``joint``: one :class:`ConditionalFlow` over the V fractions, context (B, 1 + L);
+    ``layerwise``: a :class:`LayerwiseStage2`, one flow per layer built from ``config.stage2``,
+    whose layer l ≥ 1 also sees a ``config.stage2_embedding``-wide embedding of layers < l.
+    Both map (y (B, V), context (B, 1 + L)) → (z (B, V), log-det (B,)) and back.
+    """
+    n_layers, n_voxels = geometry.n_layers, geometry.n_voxels
+    layout = getattr(config, "stage2_layout", "joint")
+    if layout == "layerwise":
+        sizes = [s.stop - s.start for s in geometry.layer_slices]
+        return LayerwiseStage2(
+            config.stage2, sizes, 1 + n_layers, embedding=int(config.stage2_embedding)
+        )
+    if layout != "joint":
+        raise ConfigError(f"model.stage2_layout must be 'joint' or 'layerwise', got {layout!r}")
+    return build_flow(config.stage2, n_voxels, 1 + n_layers, seed=2, name="model.stage2")
+
+
 class TwoStageShowerModel(nn.Module):
     """What every two-stage model shares: preprocessing, a flow stage 2, densities, sampling.
 
     ``stage1`` is any module with ``log_prob(y (B, L), condition (B, 1)) -> (B,)`` over the
     preprocessed stage-1 variables (a :class:`ConditionalFlow` in :class:`ShowerFlow`, a Born
-    machine in :class:`qcalo.models.BornShowerModel`); stage 2 is always a coupling flow
-    ``config.stage2`` over the voxel fractions. Subclasses define the noise their stage 1
+    machine in :class:`qcalo.models.BornShowerModel`); stage 2 is a coupling flow
+    ``config.stage2`` over the voxel fractions, or one per layer (:func:`build_stage2`). Subclasses define the noise their stage 1
     consumes (``stage1_noise_contract``) and ``sample_from_noise_with_layer_energies``; sampling
     draws the noise (:meth:`noise_contract`, :mod:`qcalo.models.noise`) and calls the latter.
     A :class:`ShowerGenerator`.
 
     Attributes: ``geometry``, ``config``, ``stats`` (:class:`PreprocessingStats`),
-    ``preprocessing``, ``stage1``, ``stage2`` (:class:`ConditionalFlow`).
+    ``preprocessing``, ``stage1``, ``stage2`` (:class:`ConditionalFlow` or
+    :class:`LayerwiseStage2`).
     """
 
     def __init__(
@@ -94,17 +119,15 @@ class TwoStageShowerModel(nn.Module):
         self.geometry = geometry
         self.stats = stats
         self.preprocessing = ShowerPreprocessing(geometry, stats)
-        n_layers, n_voxels = geometry.n_layers, geometry.n_voxels
         self.stage1: Any = stage1  # log_prob(y, condition); each subclass narrows the type
-        self.stage2 = build_flow(config.stage2, n_voxels, 1 + n_layers, seed=2, name="model.stage2")
-        self.context_norm = _ContextNorm(1 + n_layers)
+        self.stage2 = build_stage2(config, geometry)
+        self.context_norm = _ContextNorm(1 + geometry.n_layers)
 
     # ----- helpers -----
     @property
     def _ref(self) -> Tensor:
-        shift = self.stage2.layers[0].shift
-        assert isinstance(shift, Tensor)
-        return shift
+        """A stage-2 weight: the device and dtype the model runs in."""
+        return next(self.stage2.parameters())
 
     def _as_model_tensor(self, values: Tensor) -> Tensor:
         ref = self._ref

@@ -66,6 +66,9 @@ __all__ = [
     "CIRCUIT_CONDITIONERS",
     "default_stage1",
     "default_stage2",
+    "Stage2Layout",
+    "stage2_layout_field",
+    "stage2_embedding_field",
 ]
 
 ConditionerKind = Literal["mlp", "quantum", "hybrid", "full_quantum", "trig"]
@@ -237,3 +240,29 @@ def default_stage1() -> FlowConfig:
 
 def default_stage2() -> FlowConfig:
     return FlowConfig(n_blocks=6, coupling="spline", hidden=[256, 256])
+
+
+#: How stage 2 factorises p(voxel fractions | layer energies, E_inc).
+Stage2Layout = Literal["joint", "layerwise"]
+
+
+def stage2_layout_field() -> Any:
+    """The ``stage2_layout`` field every two-stage model config shares (default ``joint``)."""
+    return Field(
+        default="joint",
+        description="`joint`: one coupling flow `stage2` over all voxel fractions; `layerwise`: "
+        "one flow per calorimeter layer, each built from `stage2` and conditioned on the "
+        "previous layers' fractions (L2LFlows-like; qcalo.models.blocks.layerwise)",
+    )
+
+
+def stage2_embedding_field() -> Any:
+    """The ``stage2_embedding`` field every two-stage model config shares."""
+    return Field(
+        default=16,
+        ge=0,
+        le=1024,
+        description="layerwise only: width of the learned linear embedding of all previous "
+        "layers' voxel fractions added to each layer flow's context (0: layers independent "
+        "given E_inc and the layer energies)",
+    )

@@ -10,7 +10,14 @@ from pydantic import Field, field_validator
 
 from qcalo.data.preprocessing import PreprocessingConfig
 from qcalo.errors import ConfigError
-from qcalo.models.blocks.config import FlowConfig, StrictConfig, default_stage2
+from qcalo.models.blocks.config import (
+    FlowConfig,
+    Stage2Layout,
+    StrictConfig,
+    default_stage2,
+    stage2_embedding_field,
+    stage2_layout_field,
+)
 from qcalo.quantum.spec import (
     MAX_QUBITS,
     Embedding,
@@ -106,4 +113,6 @@ class BornModelConfig(StrictConfig):
     kind: Literal["born"] = "born"
     stage1: BornStage1Config = Field(default_factory=BornStage1Config)
     stage2: FlowConfig = Field(default_factory=default_stage2)
+    stage2_layout: Stage2Layout = stage2_layout_field()
+    stage2_embedding: int = stage2_embedding_field()
     preprocessing: PreprocessingConfig = PreprocessingConfig()

@@ -43,7 +43,15 @@ from pydantic import Field, ValidationError
 
 from qcalo.data.preprocessing import PreprocessingConfig
 from qcalo.errors import ConfigError
-from qcalo.models.blocks.config import FlowConfig, StrictConfig, default_stage1, default_stage2
+from qcalo.models.blocks.config import (
+    FlowConfig,
+    Stage2Layout,
+    StrictConfig,
+    default_stage1,
+    default_stage2,
+    stage2_embedding_field,
+    stage2_layout_field,
+)
 from qcalo.utils.validation import format_validation_error
 
 __all__ = ["ModelConfig", "parse_model_config"]
@@ -59,6 +67,8 @@ class ModelConfig(StrictConfig):
     kind: Literal["flow"] = "flow"
     stage1: FlowConfig = Field(default_factory=default_stage1)
     stage2: FlowConfig = Field(default_factory=default_stage2)
+    stage2_layout: Stage2Layout = stage2_layout_field()
+    stage2_embedding: int = stage2_embedding_field()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
 
     @classmethod

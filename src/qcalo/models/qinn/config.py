@@ -9,7 +9,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from qcalo.data.preprocessing import PreprocessingConfig
-from qcalo.models.blocks.config import FlowConfig, default_stage2
+from qcalo.models.blocks.config import (
+    FlowConfig,
+    Stage2Layout,
+    default_stage2,
+    stage2_embedding_field,
+    stage2_layout_field,
+)
 
 __all__ = ["QINNConfig", "QINNModelConfig"]
 
@@ -36,4 +42,6 @@ class QINNModelConfig(BaseModel):
     kind: Literal["qinn"] = "qinn"
     stage1: QINNConfig = Field(default_factory=QINNConfig)
     stage2: FlowConfig = Field(default_factory=default_stage2)
+    stage2_layout: Stage2Layout = stage2_layout_field()
+    stage2_embedding: int = stage2_embedding_field()
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
