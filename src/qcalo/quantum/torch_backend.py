@@ -44,6 +44,14 @@ UNITARY_MAX_QUBITS = 12
 #: Autograd's node-by-node path keeps every intermediate state; above this many bytes of them
 #: "auto" takes the adjoint path, whose memory does not grow with depth.
 AUTOGRAD_MEMORY_BUDGET = 256 * 2**20
+#: Inference (no graph recorded) with an X/Y embedding and no re-uploading takes the unitary
+#: path up to this many qubits: its matrix is cached while the weights do not change
+#: (:meth:`TorchCircuit.frozen_matrix`), so a call is the product state, one real GEMM against
+#: the (D, 2D) matrix and the readout. Measured (no-grad forward, 1 thread, 2 shared cores, load
+#: 4.5-6.5; `benchmarks/results/circuits_inference.json`): fastest of unitary / gates / small at
+#: every batch 1-1024 for 4, 6 and 8 qubits (8q: 0.09 vs 0.29 / 0.15 ms at batch 1, 3.0 vs 5.4
+#: / 4.9 ms at 1024); at 10 qubits the gate paths win from batch 8 on.
+FROZEN_UNITARY_MAX_QUBITS = 8
 
 
 def autograd_state_bytes(spec: CircuitSpec, batch: int, itemsize: int = 8) -> int:
@@ -55,8 +63,12 @@ def autograd_state_bytes(spec: CircuitSpec, batch: int, itemsize: int = 8) -> in
     return batch * spec.dim * itemsize * (per_layer * spec.n_layers + 2)
 
 
-def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8) -> str:
+def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8, grad: bool = True) -> str:
     """The strategy for this circuit and batch: a rough cost model (ns, one core) and a memory cap.
+
+    ``grad=False`` (the call records no graph: sampling, validation): ``"unitary"`` for an X/Y
+    embedding without re-uploading on at most ``FROZEN_UNITARY_MAX_QUBITS`` qubits (its matrix is
+    cached between calls), else the training choice below.
 
     Forward+backward: the gate paths cost about 0.8·D·Σ2^k ns per sample and later layer of
     blocked gates and ~10·D ns per CNOT permutation (gathers are memory-bound), 2·D ns per
@@ -73,6 +85,13 @@ def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8) -> str:
     four) but keeps every intermediate state: ``"adjoint"`` when those would exceed
     ``AUTOGRAD_MEMORY_BUDGET`` (``itemsize``: bytes per amplitude, 8 for complex64).
     """
+    if (
+        not grad
+        and not spec.reupload
+        and spec.embedding in ("X", "Y")
+        and spec.n_qubits <= FROZEN_UNITARY_MAX_QUBITS
+    ):
+        return "unitary"
     gate_path = (
         "adjoint"
         if autograd_state_bytes(spec, batch, itemsize) > AUTOGRAD_MEMORY_BUDGET
@@ -286,12 +305,59 @@ class TorchCircuit:
     def __init__(self, spec: CircuitSpec) -> None:
         self.spec = spec
         self._cache: dict[tuple[torch.device, torch.dtype], _Constants] = {}
+        # (device, dtype) -> (rotation weights, entangler weights, [Re M | Im M]) of the last
+        # no-grad unitary call: see frozen_matrix.
+        self._frozen: dict[
+            tuple[torch.device, torch.dtype],
+            tuple[torch.Tensor, torch.Tensor | None, torch.Tensor],
+        ] = {}
 
     def constants(self, device: torch.device, real_dtype: torch.dtype) -> _Constants:
         key = (device, real_dtype)
         if key not in self._cache:
             self._cache[key] = _Constants(self.spec, device, real_dtype)
         return self._cache[key]
+
+    def frozen_matrix(
+        self,
+        const: _Constants,
+        rotation_weights: torch.Tensor,
+        entangler_weights: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """[Re M | Im M] (D, 2D) of the circuit after an X/Y embedding, for calls that record no
+        graph (inference: sampling, validation), built by :func:`_build_transfer` and reused
+        while the weights stay equal.
+
+        The cache holds a copy of the weights it was built from and compares them element by
+        element on every call (a few µs for a few dozen angles): any change of the weights (an
+        optimiser step, ``load_state_dict``, an assignment through ``.data``) rebuilds M, so a
+        stale matrix is never used. The matrix is the one the uncached no-grad call builds, so
+        the features are bit-identical to it.
+        """
+        key = (rotation_weights.device, rotation_weights.dtype)
+        hit = self._frozen.get(key)
+        if (
+            hit is not None
+            and torch.equal(hit[0], rotation_weights)
+            and (
+                (hit[1] is None and entangler_weights is None)
+                or (
+                    hit[1] is not None
+                    and entangler_weights is not None
+                    and torch.equal(hit[1], entangler_weights)
+                )
+            )
+        ):
+            return hit[2]
+        with torch.no_grad():
+            transfer, _ = _build_transfer(self.spec, const, rotation_weights, entangler_weights)
+            matrix = _real_transfer(transfer)
+            self._frozen[key] = (
+                rotation_weights.detach().clone(),
+                None if entangler_weights is None else entangler_weights.detach().clone(),
+                matrix,
+            )
+        return matrix
 
     def resolve_strategy(
         self,
@@ -310,7 +376,7 @@ class TorchCircuit:
         """
         if strategy == "auto":
             if device is None or dtype is None:
-                return choose_strategy(self.spec, batch, itemsize)
+                return choose_strategy(self.spec, batch, itemsize, grad)
             from qcalo.quantum import autotune
 
             return autotune.choose(self, batch, device, dtype, grad)
@@ -560,10 +626,9 @@ class TorchCircuit:
                 state = self._adjoint_state(inputs, rotation_weights, entangler_weights, const)
                 return _readout(self.spec, const, state, split=False)
             if self.spec.embedding in ("X", "Y"):
-                transfer, _ = _build_transfer(self.spec, const, rotation_weights, entangler_weights)
+                matrix = self.frozen_matrix(const, rotation_weights, entangler_weights)
                 embedding = sv.angle_embedding(self.spec.n_qubits, inputs.device, inputs.dtype)
-                front, _ = embedding.forward(inputs)
-                return _readout(self.spec, const, front @ _real_transfer(transfer), True)
+                return _readout(self.spec, const, embedding.state(inputs) @ matrix, True)
             front, transfer = self._unitary_parts(
                 inputs, rotation_weights, entangler_weights, const
             )
