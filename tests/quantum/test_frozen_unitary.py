@@ -30,9 +30,10 @@ def _gates(layer: QuantumLayer, x: torch.Tensor) -> torch.Tensor:
         _spec(3, entangler_gate="isingzz", measurements=("state",)),
     ],
 )
-def test_cached_matrix_follows_every_change_of_the_weights(spec: CircuitSpec) -> None:
+@pytest.mark.parametrize("batch", [1, 6])  # NumPy route at batch 1, torch at 6
+def test_cached_matrix_follows_every_change_of_the_weights(spec: CircuitSpec, batch: int) -> None:
     layer = QuantumLayer(spec, seed=3, dtype=torch.complex128)
-    x = torch.rand(6, spec.n_qubits, dtype=torch.float64) * 3
+    x = torch.rand(batch, spec.n_qubits, dtype=torch.float64) * 3
     with torch.no_grad():
         first = layer(x)
         assert layer(x).equal(first)  # reused
