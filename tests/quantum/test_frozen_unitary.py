@@ -90,3 +90,19 @@ def test_auto_takes_the_cached_unitary_for_inference_only() -> None:
     assert choose_strategy(_spec(4, embedding="Z"), 8, grad=False) == choose_strategy(
         _spec(4, embedding="Z"), 8
     )
+
+
+def test_auto_takes_small_for_small_training_batches_on_the_cpu() -> None:
+    spec = _spec(6)
+    assert [choose_strategy(spec, b, cpu=True) for b in (1, 64, 128)] == [
+        "small",
+        "small",
+        "unitary",
+    ]
+    assert choose_strategy(spec, 1) == "unitary"  # device unknown (or not a CPU): no NumPy path
+    assert choose_strategy(_spec(4, reupload=True), 8, cpu=True) == "gates"
+    assert choose_strategy(_spec(10), 8, cpu=True) == "gates"
+    assert choose_strategy(spec, 1, grad=False, cpu=True) == "unitary"  # inference: cached matrix
+    circuit = QuantumLayer(spec, seed=0)._torch_circuit
+    chosen = circuit.resolve_strategy("auto", 32, 8, torch.device("cpu"), torch.float32, True)
+    assert chosen == "small"

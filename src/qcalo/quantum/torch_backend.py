@@ -58,6 +58,16 @@ FROZEN_UNITARY_MAX_QUBITS = 8
 #: (whole QuantumLayer call, 1 thread, load ~10): 8 qubits 49 vs 67 µs at batch 1, 126 vs 139 at
 #: 4, 211 vs 192 at 16; 6 qubits 39 vs 53 µs at batch 1, 52 vs 63 at 16, 85 vs 80 at 64.
 NUMPY_INFERENCE_MAX_BATCH = 4
+#: Training steps (a recorded graph) on the CPU with an X/Y embedding, no re-uploading and at most
+#: ``SMALL_MAX_QUBITS`` qubits take the NumPy ``"small"`` path up to this batch (after rounding up
+#: to a power of two). Measured, forward + backward, 2 layers, 1 thread
+#: (`benchmarks/results/circuits_inference.json`): ``small`` fastest at every batch ≤ 64 for 4, 6
+#: and 8 qubits (6q: 0.63 vs 0.98 ms for ``unitary`` at batch 1, 1.01 vs 1.18 at 64; 8q: 1.05 vs
+#: 2.01 ms for ``gates`` at 1, 1.93 vs 3.02 at 64), ``unitary`` at 256 for 4 and 6 qubits. The
+#: rule once proposed, batch·2^n ≤ 8192, was wrong at both ends (it took ``small`` for 4q at 256,
+#: where ``unitary`` is faster, and not for 8q at 64, where ``small`` is).
+SMALL_MAX_BATCH = 64
+SMALL_MAX_QUBITS = 8
 
 
 def autograd_state_bytes(spec: CircuitSpec, batch: int, itemsize: int = 8) -> int:
@@ -69,12 +79,16 @@ def autograd_state_bytes(spec: CircuitSpec, batch: int, itemsize: int = 8) -> in
     return batch * spec.dim * itemsize * (per_layer * spec.n_layers + 2)
 
 
-def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8, grad: bool = True) -> str:
+def choose_strategy(
+    spec: CircuitSpec, batch: int, itemsize: int = 8, grad: bool = True, cpu: bool = False
+) -> str:
     """The strategy for this circuit and batch: a rough cost model (ns, one core) and a memory cap.
 
     ``grad=False`` (the call records no graph: sampling, validation): ``"unitary"`` for an X/Y
     embedding without re-uploading on at most ``FROZEN_UNITARY_MAX_QUBITS`` qubits (its matrix is
-    cached between calls), else the training choice below.
+    cached between calls), else the training choice below. ``cpu`` (the tensors are on the CPU)
+    with a graph: ``"small"`` for the same circuits on at most ``SMALL_MAX_QUBITS`` qubits at a
+    batch of at most ``SMALL_MAX_BATCH`` (measured, see there), else the cost model below.
 
     Forward+backward: the gate paths cost about 0.8·D·Σ2^k ns per sample and later layer of
     blocked gates and ~10·D ns per CNOT permutation (gathers are memory-bound), 2·D ns per
@@ -98,6 +112,15 @@ def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8, grad: bool
         and spec.n_qubits <= FROZEN_UNITARY_MAX_QUBITS
     ):
         return "unitary"
+    if (
+        cpu
+        and grad
+        and not spec.reupload
+        and spec.embedding in ("X", "Y")
+        and spec.n_qubits <= SMALL_MAX_QUBITS
+        and batch <= SMALL_MAX_BATCH
+    ):
+        return "small"
     gate_path = (
         "adjoint"
         if autograd_state_bytes(spec, batch, itemsize) > AUTOGRAD_MEMORY_BUDGET
@@ -382,7 +405,9 @@ class TorchCircuit:
         """
         if strategy == "auto":
             if device is None or dtype is None:
-                return choose_strategy(self.spec, batch, itemsize, grad)
+                return choose_strategy(
+                    self.spec, batch, itemsize, grad
+                )  # device unknown: no "small"
             from qcalo.quantum import autotune
 
             return autotune.choose(self, batch, device, dtype, grad)
