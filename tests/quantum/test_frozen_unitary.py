@@ -106,3 +106,12 @@ def test_auto_takes_small_for_small_training_batches_on_the_cpu() -> None:
     circuit = QuantumLayer(spec, seed=0)._torch_circuit
     chosen = circuit.resolve_strategy("auto", 32, 8, torch.device("cpu"), torch.float32, True)
     assert chosen == "small"
+
+
+def test_big_registers_are_not_kept() -> None:
+    layer = QuantumLayer(_spec(FROZEN_UNITARY_MAX_QUBITS + 1), seed=0, strategy="unitary")
+    x = torch.rand(2, FROZEN_UNITARY_MAX_QUBITS + 1) * 3
+    with torch.no_grad():
+        out = layer(x)
+    assert not layer._torch_circuit._frozen
+    torch.testing.assert_close(out, _gates(layer, x), rtol=1e-5, atol=1e-6)

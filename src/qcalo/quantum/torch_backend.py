@@ -357,8 +357,9 @@ class TorchCircuit:
         graph (inference: sampling, validation), built by :func:`_build_transfer` and reused
         while the weights stay equal.
 
-        The cache holds a copy of the weights it was built from and compares them element by
-        element on every call (a few µs for a few dozen angles): any change of the weights (an
+        Kept for registers of at most ``FROZEN_UNITARY_MAX_QUBITS`` qubits (512 KB at 8 qubits in
+        float32); bigger ones are built per call as before. The cache holds a copy of the
+        weights it was built from and compares them element by element on every call (a few µs for a few dozen angles): any change of the weights (an
         optimiser step, ``load_state_dict``, an assignment through ``.data``) rebuilds M, so a
         stale matrix is never used. The matrix is the one the uncached no-grad call builds, so
         the features are bit-identical to it.
@@ -381,6 +382,8 @@ class TorchCircuit:
         with torch.no_grad():
             transfer, _ = _build_transfer(self.spec, const, rotation_weights, entangler_weights)
             matrix = _real_transfer(transfer)
+            if self.spec.n_qubits > FROZEN_UNITARY_MAX_QUBITS:
+                return matrix  # a forced "unitary" on a big register: not kept (2^n x 2^(n+1))
             self._frozen[key] = (
                 rotation_weights.detach().clone(),
                 None if entangler_weights is None else entangler_weights.detach().clone(),
