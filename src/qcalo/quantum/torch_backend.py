@@ -23,6 +23,12 @@ registers and batches in NumPy on the CPU, where per-op overhead is what a step 
 
 Without ``"state"`` in the measurements, the ``"gates"`` path folds a trailing CNOT permutation
 into the ±1 sign matrices (and drops a trailing diagonal).
+
+Inference (a call that records no graph: sampling, validation) with an X/Y embedding and no
+re-uploading reuses the unitary path's matrix while the weights stay equal
+(:meth:`TorchCircuit.frozen_matrix`), and ``"auto"`` takes that path up to
+``FROZEN_UNITARY_MAX_QUBITS``; training steps on the CPU at small batches take ``"small"``
+(``SMALL_MAX_BATCH``). Both thresholds are measured (``benchmarks/bench_circuit_inference.py``).
 """
 
 from __future__ import annotations
