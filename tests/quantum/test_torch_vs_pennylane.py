@@ -111,6 +111,10 @@ def test_torch_matches_pennylane(spec: CircuitSpec):
         out, dx, dw = _outputs_and_grads(layer, inputs.to(real), cotangent)
         assert out.dtype == real
         torch.testing.assert_close(out.double(), ref_out, atol=tol, rtol=0)
+        with torch.no_grad():  # inference: "auto" takes the cached unitary where it applies
+            for _ in range(2):  # built, then reused
+                no_grad = layer(inputs.to(real)).double()
+                torch.testing.assert_close(no_grad, ref_out, atol=tol, rtol=0)
         torch.testing.assert_close(dx.double(), ref_dx, atol=tol, rtol=0)
         for g, ref_g in zip(dw, ref_dw, strict=True):
             torch.testing.assert_close(g.double(), ref_g, atol=tol, rtol=0)

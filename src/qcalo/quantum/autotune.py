@@ -186,7 +186,7 @@ def _choose(circuit: Any, batch: int, device: torch.device, dtype: torch.dtype, 
         return _MEMORY[key]
     choice = _persisted(key) if enabled() else None
     if choice is None or choice not in options:
-        model = choose_strategy(spec, size, itemsize)
+        model = choose_strategy(spec, size, itemsize, grad, cpu=small.available(device))
         if not enabled() or sum(ideal_flops(spec)) * size > MEASURE_MAX_FLOPS:
             choice = model if model in options else options[-1]
         else:

@@ -504,6 +504,21 @@ class AngleEmbedding:
         state = (parts[0][:, :, None] * parts[1][:, None, :]).view(-1, self.dim)
         return state, (halves, parts[0], parts[1])
 
+    def state(self, angles: torch.Tensor) -> torch.Tensor:
+        """The state (B, 2^n) of :meth:`forward` alone (inference: nothing kept for a backward)."""
+        half = angles * 0.5
+        expanded = torch.cat([torch.cos(half), torch.sin(half)], dim=1) @ self.expand
+        parts = []
+        for spans in self.slices:
+            if not spans:
+                parts.append(torch.ones_like(angles[:, :1]))
+                continue
+            part = expanded[:, spans[0]]
+            for span in spans[1:]:
+                part = part * expanded[:, span]
+            parts.append(part)
+        return (parts[0][:, :, None] * parts[1][:, None, :]).view(-1, self.dim)
+
     def backward(self, grad: torch.Tensor, saved: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """∂L/∂angles (B, n) from ∂L/∂state (B, 2^n)."""
         halves, a, b = saved

@@ -23,6 +23,12 @@ registers and batches in NumPy on the CPU, where per-op overhead is what a step 
 
 Without ``"state"`` in the measurements, the ``"gates"`` path folds a trailing CNOT permutation
 into the ±1 sign matrices (and drops a trailing diagonal).
+
+Inference (a call that records no graph: sampling, validation) with an X/Y embedding and no
+re-uploading reuses the unitary path's matrix while the weights stay equal
+(:meth:`TorchCircuit.frozen_matrix`), and ``"auto"`` takes that path up to
+``FROZEN_UNITARY_MAX_QUBITS``; training steps on the CPU at small batches take ``"small"``
+(``SMALL_MAX_BATCH``). Both thresholds are measured (``benchmarks/bench_circuit_inference.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,30 @@ UNITARY_MAX_QUBITS = 12
 #: Autograd's node-by-node path keeps every intermediate state; above this many bytes of them
 #: "auto" takes the adjoint path, whose memory does not grow with depth.
 AUTOGRAD_MEMORY_BUDGET = 256 * 2**20
+#: Inference (no graph recorded) with an X/Y embedding and no re-uploading takes the unitary
+#: path up to this many qubits: its matrix is cached while the weights do not change
+#: (:meth:`TorchCircuit.frozen_matrix`), so a call is the product state, one real GEMM against
+#: the (D, 2D) matrix and the readout. Measured (no-grad forward, 1 thread, 2 shared cores, load
+#: 4.5-6.5; `benchmarks/results/circuits_inference.json`): fastest of unitary / gates / small at
+#: every batch 1-1024 for 4, 6 and 8 qubits (8q: 0.09 vs 0.29 / 0.15 ms at batch 1, 3.0 vs 5.4
+#: / 4.9 ms at 1024); at 10 qubits the gate paths win from batch 8 on.
+FROZEN_UNITARY_MAX_QUBITS = 8
+#: Up to this batch, an inference call on the cached matrix with ⟨Z⟩/⟨ZZ⟩ readouts runs in NumPy
+#: on the CPU (the same product state, GEMM and readout; a NumPy call costs ~1 µs where a torch
+#: op costs several): what a shower sampled at batch 1 pays 18 times in the hybrid twin. Measured
+#: (whole QuantumLayer call, 1 thread, load ~10): 8 qubits 49 vs 67 µs at batch 1, 126 vs 139 at
+#: 4, 211 vs 192 at 16; 6 qubits 39 vs 53 µs at batch 1, 52 vs 63 at 16, 85 vs 80 at 64.
+NUMPY_INFERENCE_MAX_BATCH = 4
+#: Training steps (a recorded graph) on the CPU with an X/Y embedding, no re-uploading and at most
+#: ``SMALL_MAX_QUBITS`` qubits take the NumPy ``"small"`` path up to this batch (after rounding up
+#: to a power of two). Measured, forward + backward, 2 layers, 1 thread
+#: (`benchmarks/results/circuits_inference.json`): ``small`` fastest at every batch ≤ 64 for 4, 6
+#: and 8 qubits (6q: 0.63 vs 0.98 ms for ``unitary`` at batch 1, 1.01 vs 1.18 at 64; 8q: 1.05 vs
+#: 2.01 ms for ``gates`` at 1, 1.93 vs 3.02 at 64), ``unitary`` at 256 for 4 and 6 qubits. The
+#: rule once proposed, batch·2^n ≤ 8192, was wrong at both ends (it took ``small`` for 4q at 256,
+#: where ``unitary`` is faster, and not for 8q at 64, where ``small`` is).
+SMALL_MAX_BATCH = 64
+SMALL_MAX_QUBITS = 8
 
 
 def autograd_state_bytes(spec: CircuitSpec, batch: int, itemsize: int = 8) -> int:
@@ -55,8 +85,16 @@ def autograd_state_bytes(spec: CircuitSpec, batch: int, itemsize: int = 8) -> in
     return batch * spec.dim * itemsize * (per_layer * spec.n_layers + 2)
 
 
-def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8) -> str:
+def choose_strategy(
+    spec: CircuitSpec, batch: int, itemsize: int = 8, grad: bool = True, cpu: bool = False
+) -> str:
     """The strategy for this circuit and batch: a rough cost model (ns, one core) and a memory cap.
+
+    ``grad=False`` (the call records no graph: sampling, validation): ``"unitary"`` for an X/Y
+    embedding without re-uploading on at most ``FROZEN_UNITARY_MAX_QUBITS`` qubits (its matrix is
+    cached between calls), else the training choice below. ``cpu`` (the tensors are on the CPU)
+    with a graph: ``"small"`` for the same circuits on at most ``SMALL_MAX_QUBITS`` qubits at a
+    batch of at most ``SMALL_MAX_BATCH`` (measured, see there), else the cost model below.
 
     Forward+backward: the gate paths cost about 0.8·D·Σ2^k ns per sample and later layer of
     blocked gates and ~10·D ns per CNOT permutation (gathers are memory-bound), 2·D ns per
@@ -73,6 +111,22 @@ def choose_strategy(spec: CircuitSpec, batch: int, itemsize: int = 8) -> str:
     four) but keeps every intermediate state: ``"adjoint"`` when those would exceed
     ``AUTOGRAD_MEMORY_BUDGET`` (``itemsize``: bytes per amplitude, 8 for complex64).
     """
+    if (
+        not grad
+        and not spec.reupload
+        and spec.embedding in ("X", "Y")
+        and spec.n_qubits <= FROZEN_UNITARY_MAX_QUBITS
+    ):
+        return "unitary"
+    if (
+        cpu
+        and grad
+        and not spec.reupload
+        and spec.embedding in ("X", "Y")
+        and spec.n_qubits <= SMALL_MAX_QUBITS
+        and batch <= SMALL_MAX_BATCH
+    ):
+        return "small"
     gate_path = (
         "adjoint"
         if autograd_state_bytes(spec, batch, itemsize) > AUTOGRAD_MEMORY_BUDGET
@@ -286,12 +340,62 @@ class TorchCircuit:
     def __init__(self, spec: CircuitSpec) -> None:
         self.spec = spec
         self._cache: dict[tuple[torch.device, torch.dtype], _Constants] = {}
+        # (device, dtype) -> (rotation weights, entangler weights, [Re M | Im M]) of the last
+        # no-grad unitary call: see frozen_matrix.
+        self._frozen: dict[
+            tuple[torch.device, torch.dtype],
+            tuple[torch.Tensor, torch.Tensor | None, torch.Tensor],
+        ] = {}
 
     def constants(self, device: torch.device, real_dtype: torch.dtype) -> _Constants:
         key = (device, real_dtype)
         if key not in self._cache:
             self._cache[key] = _Constants(self.spec, device, real_dtype)
         return self._cache[key]
+
+    def frozen_matrix(
+        self,
+        const: _Constants,
+        rotation_weights: torch.Tensor,
+        entangler_weights: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """[Re M | Im M] (D, 2D) of the circuit after an X/Y embedding, for calls that record no
+        graph (inference: sampling, validation), built by :func:`_build_transfer` and reused
+        while the weights stay equal.
+
+        Kept for registers of at most ``FROZEN_UNITARY_MAX_QUBITS`` qubits (512 KB at 8 qubits in
+        float32); bigger ones are built per call as before. The cache holds a copy of the
+        weights it was built from and compares them element by element on every call (a few µs for a few dozen angles): any change of the weights (an
+        optimiser step, ``load_state_dict``, an assignment through ``.data``) rebuilds M, so a
+        stale matrix is never used. The matrix is the one the uncached no-grad call builds, so
+        the features are bit-identical to it.
+        """
+        key = (rotation_weights.device, rotation_weights.dtype)
+        hit = self._frozen.get(key)
+        if (
+            hit is not None
+            and torch.equal(hit[0], rotation_weights)
+            and (
+                (hit[1] is None and entangler_weights is None)
+                or (
+                    hit[1] is not None
+                    and entangler_weights is not None
+                    and torch.equal(hit[1], entangler_weights)
+                )
+            )
+        ):
+            return hit[2]
+        with torch.no_grad():
+            transfer, _ = _build_transfer(self.spec, const, rotation_weights, entangler_weights)
+            matrix = _real_transfer(transfer)
+            if self.spec.n_qubits > FROZEN_UNITARY_MAX_QUBITS:
+                return matrix  # a forced "unitary" on a big register: not kept (2^n x 2^(n+1))
+            self._frozen[key] = (
+                rotation_weights.detach().clone(),
+                None if entangler_weights is None else entangler_weights.detach().clone(),
+                matrix,
+            )
+        return matrix
 
     def resolve_strategy(
         self,
@@ -310,7 +414,9 @@ class TorchCircuit:
         """
         if strategy == "auto":
             if device is None or dtype is None:
-                return choose_strategy(self.spec, batch, itemsize)
+                return choose_strategy(
+                    self.spec, batch, itemsize, grad
+                )  # device unknown: no "small"
             from qcalo.quantum import autotune
 
             return autotune.choose(self, batch, device, dtype, grad)
@@ -560,16 +666,40 @@ class TorchCircuit:
                 state = self._adjoint_state(inputs, rotation_weights, entangler_weights, const)
                 return _readout(self.spec, const, state, split=False)
             if self.spec.embedding in ("X", "Y"):
-                transfer, _ = _build_transfer(self.spec, const, rotation_weights, entangler_weights)
+                matrix = self.frozen_matrix(const, rotation_weights, entangler_weights)
+                if (
+                    inputs.shape[0] <= NUMPY_INFERENCE_MAX_BATCH
+                    and const.expectations_only
+                    and inputs.device.type == "cpu"
+                    and inputs.dtype == matrix.dtype
+                ):
+                    assert const.signs_doubled is not None
+                    return _numpy_frozen_features(
+                        inputs, matrix, const.signs_doubled, self.spec.n_qubits
+                    )
                 embedding = sv.angle_embedding(self.spec.n_qubits, inputs.device, inputs.dtype)
-                front, _ = embedding.forward(inputs)
-                return _readout(self.spec, const, front @ _real_transfer(transfer), True)
+                return _readout(self.spec, const, embedding.state(inputs) @ matrix, True)
             front, transfer = self._unitary_parts(
                 inputs, rotation_weights, entangler_weights, const
             )
             split = not front.is_complex()
             amplitudes = front @ (_real_transfer(transfer) if split else transfer)
             return _readout(self.spec, const, amplitudes, split)
+
+
+def _numpy_frozen_features(
+    inputs: torch.Tensor, matrix: torch.Tensor, signs_doubled: torch.Tensor, n_qubits: int
+) -> torch.Tensor:
+    """⟨Z⟩/⟨ZZ⟩ features of the X/Y-embedded product state times the cached [Re M | Im M], in
+    NumPy (small inference batches on the CPU; the torch path's function, other rounding)."""
+    half = inputs.detach().numpy() * 0.5
+    factors = np.stack([np.cos(half), np.sin(half)], axis=-1)  # (B, n, 2)
+    batch = factors.shape[0]
+    state = factors[:, 0]
+    for wire in range(1, n_qubits):  # wire 0 most significant
+        state = (state[:, :, None] * factors[:, None, wire]).reshape(batch, -1)
+    amplitudes = state @ matrix.numpy()
+    return torch.from_numpy((amplitudes * amplitudes) @ signs_doubled.numpy())
 
 
 def _records_graph(*tensors: torch.Tensor | None) -> bool:

@@ -148,6 +148,12 @@ def active_kernels(sample: Tensor | None = None) -> str:
     return "compiled" if native.load(quiet=_mode == "compiled") is not None else "eager"
 
 
+def native_library(sample: Tensor) -> native.SplineLibrary | None:
+    """The C kernel library where a spline on ``sample`` runs it (the active mode, CPU,
+    float32/64, built), else None."""
+    return _library(sample)
+
+
 def _library(sample: Tensor) -> native.SplineLibrary | None:
     if _mode == "eager" or not native.SplineLibrary.supports(sample):
         return None

@@ -31,8 +31,11 @@ import torch
 from torch import Tensor, nn
 from zuko.transforms import MonotonicAffineTransform
 
+from qcalo.models.blocks import native
 from qcalo.models.blocks.spline import (
+    DEFAULT_SLOPE,
     SplineTransform,
+    native_library,
     rational_quadratic_spline,
     rational_quadratic_spline_inverse,
 )
@@ -283,6 +286,16 @@ class Coupling(FlowLayer):
             z_b, ladj = self.transform(x_a, context).call_and_ladj(x_b)
         return torch.cat([x_a, z_b], dim=1), ladj.sum(dim=1)
 
+    def _inference_inverse(
+        self, z_a: Tensor, z_b: Tensor, context: Tensor | None, library: native.SplineLibrary
+    ) -> Tensor:
+        """:meth:`inverse` of a spline coupling on the C kernel, no autograd; ``z_b`` contiguous."""
+        params = self._params(z_a, context)
+        x_b = library.inverse(
+            z_b, params.contiguous(), self.bins, self.tail_bound, abs(math.log(DEFAULT_SLOPE))
+        )
+        return torch.cat([z_a, x_b], dim=1)
+
     def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         z_a, z_b = z[:, : self.split], z[:, self.split :]
         if self.kind == "spline":
@@ -321,10 +334,68 @@ class ConditionalFlow(nn.Module):
         return x, total
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        if not torch.is_grad_enabled():
+            library = native_library(z)
+            if library is not None:
+                return self._inference_inverse(z, context, library)
+        return self.layerwise_inverse(z, context)
+
+    def layerwise_inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """:meth:`inverse` as each layer's own ``inverse`` in turn (the reference of the
+        inference path, and the path wherever a graph is recorded)."""
         for layer in reversed(self.layers):
             assert isinstance(layer, FlowLayer)
             z = layer.inverse(z, context)
         return z
+
+    def _inference_inverse(
+        self, z: Tensor, context: Tensor | None, library: native.SplineLibrary
+    ) -> Tensor:
+        """:meth:`inverse` without autograd (sampling), with fewer and cheaper ops per block.
+
+        The same operations on the same values as the layers' own ``inverse`` (the result is
+        bit-identical; a test holds them equal), minus what only costs: a permutation followed
+        by a spline coupling gathers the coupling's two halves directly (two ``index_select``
+        into contiguous halves, no slice and no copy before the kernel), the spline inverse
+        calls the C kernel without the autograd checks, and ActNorm updates the freshly
+        concatenated coupling output in place. What matters at batch 1, where each op's fixed
+        cost (µs) is most of the work; layers of other kinds take their own ``inverse``.
+        """
+        layers = list(self.layers)
+        i = len(layers) - 1
+        x = z
+        fresh = False  # x is a fresh tensor no caller holds (a coupling's output)
+        while i >= 0:
+            layer = layers[i]
+            nxt = layers[i - 1] if i > 0 else None
+            if (
+                isinstance(layer, Permutation)
+                and isinstance(nxt, Coupling)
+                and nxt.kind == "spline"
+            ):
+                order = layer.inverse_order
+                x_a = torch.index_select(x, 1, order[: nxt.split])
+                x_b = torch.index_select(x, 1, order[nxt.split :])
+                x = nxt._inference_inverse(x_a, x_b, context, library)
+                i -= 2
+                fresh = True
+            elif isinstance(layer, Coupling) and layer.kind == "spline":
+                x = layer._inference_inverse(
+                    x[:, : layer.split], x[:, layer.split :].contiguous(), context, library
+                )
+                i -= 1
+                fresh = True
+            elif isinstance(layer, ActNorm) and fresh:
+                # x is the coupling's fresh output: the same product and sum, in place.
+                x = x.mul_(torch.exp(-layer.log_scale)).add_(layer.shift)
+                i -= 1
+                fresh = True
+            else:
+                assert isinstance(layer, FlowLayer)
+                x = layer.inverse(x, context)
+                i -= 1
+                fresh = False
+        return x
 
     def base_log_prob(self, z: Tensor) -> Tensor:
         return -0.5 * (z**2).sum(dim=1) - 0.5 * self.features * math.log(2 * math.pi)
