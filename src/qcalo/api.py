@@ -33,6 +33,7 @@ _VERBS: dict[str, tuple[str, str]] = {
     "load_config": ("qcalo.training", "load_config"),
     "config_path": ("qcalo.training", "config_path"),
     "generate": ("qcalo.generation", "generate"),
+    "export_onnx": ("qcalo.export", "export_onnx"),
     "evaluate": ("qcalo.pipeline", "evaluate"),
     "make_report": ("qcalo.evaluation", "make_report"),
     "demo": ("qcalo.pipeline", "demo"),

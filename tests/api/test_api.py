@@ -15,6 +15,7 @@ CLI_TO_API = {
     "features": ["write_features"],
     "train": ["train"],
     "generate": ["generate"],
+    "export": ["export_onnx"],
     "evaluate": ["evaluate"],
     "report": ["make_report"],
     "bench": ["bench_circuits"],
