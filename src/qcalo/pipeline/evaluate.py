@@ -65,11 +65,24 @@ from typing import Any
 
 import numpy as np
 
+from qcalo.data.features import classifier_columns, compute_features
 from qcalo.data.geometry import Geometry, load_geometry
 from qcalo.data.io import ShowerData, inspect_file, read_showers, validate_values
 from qcalo.data.split import energy_mask
 from qcalo.errors import ConfigError, DataError
 from qcalo.evaluation.closure import latent_closure
+from qcalo.evaluation.diagnostics import diagnostics_profile, plan_energy_groups, run_diagnostics
+from qcalo.evaluation.fpd_kpd import fpd, kpd
+from qcalo.evaluation.histograms import compare_features
+from qcalo.evaluation.plots import (
+    plot_average_showers,
+    plot_comparison,
+    plot_diagnostics,
+    plot_energy_grid,
+    plot_feature_ranking,
+)
+from qcalo.evaluation.report import save_histograms, write_evaluation_page
+from qcalo.evaluation.typicality import conformal_typicality
 from qcalo.generation.latents import run_latents
 from qcalo.generation.timing import generation_timing
 from qcalo.training.checkpoint import load_checkpoint
@@ -234,7 +247,6 @@ def evaluate(
     Returns:
         The metrics dictionary written to ``out_dir/metrics.json``.
     """
-    from qcalo.data.features import classifier_columns, compute_features
     from qcalo.evaluation.classifier import (
         calochallenge_inputs,
         classifier_inputs,
@@ -242,8 +254,6 @@ def evaluate(
         get_profile,
         train_classifier,
     )
-    from qcalo.evaluation.histograms import compare_features
-    from qcalo.evaluation.report import save_histograms, write_evaluation_page
 
     say = log or (lambda message: None)
     geom = load_geometry(geometry)
@@ -281,8 +291,6 @@ def evaluate(
     model_summary = _read_run_summary(run_dir, "timing" in chosen)
     diagnostic_groups = None
     if "diagnostics" in chosen:
-        from qcalo.evaluation.diagnostics import plan_energy_groups
-
         diagnostic_groups = plan_energy_groups(ref.incident_energies, gen.incident_energies)
     # Only now, with every input checked, does anything get written.
     out.mkdir(parents=True, exist_ok=True)
@@ -313,8 +321,6 @@ def evaluate(
     plots: dict[str, str] = {}
 
     if "hist" in chosen:
-        from qcalo.evaluation.plots import plot_average_showers, plot_comparison, plot_energy_grid
-
         start = time.perf_counter()
         say("histograms: comparing every high-level feature")
         comparisons = compare_features(
@@ -355,8 +361,6 @@ def evaluate(
     overall_high = None
     keep_high = False
     if diagnostic_groups is not None:
-        from qcalo.evaluation.diagnostics import diagnostics_profile
-
         keep_high = diagnostics_profile(prof) == prof
     if classifier_metrics:
         result["auc"], result["jsd"], result["classifier"] = {}, {}, {}
@@ -390,8 +394,6 @@ def evaluate(
             say(format_auc(kind, details))
 
     if "fpd" in chosen or "kpd" in chosen:
-        from qcalo.evaluation.fpd_kpd import fpd, kpd
-
         x_ref = classifier_columns(ref_features, geom)
         x_gen = classifier_columns(gen_features, geom)
         settings = _fpd_settings(min(len(gen), len(ref)))
@@ -419,8 +421,6 @@ def evaluate(
             seconds["kpd"] = time.perf_counter() - start
 
     if "typicality" in chosen:
-        from qcalo.evaluation.typicality import conformal_typicality
-
         start = time.perf_counter()
         say("typicality: conformal p-values of generated showers against the reference")
         result["typicality"] = conformal_typicality(
@@ -433,9 +433,6 @@ def evaluate(
         seconds["typicality"] = time.perf_counter() - start
 
     if diagnostic_groups is not None:
-        from qcalo.evaluation.diagnostics import run_diagnostics
-        from qcalo.evaluation.plots import plot_diagnostics, plot_feature_ranking
-
         start = time.perf_counter()
         say("diagnostics: classifier and separation powers per incident energy, feature ranking")
         low_inputs = None
@@ -517,14 +514,11 @@ def _energy_subsets(
 ) -> dict[str, Any]:
     """The chosen classifier tests, E_tot/E_inc's separation power (with ``hist``) and FPD
     (with ``fpd``) on the showers at the held-out energies and on the others, apart."""
-    from qcalo.data.features import classifier_columns, compute_features
     from qcalo.evaluation.classifier import (
         calochallenge_inputs,
         classifier_inputs,
         train_classifier,
     )
-    from qcalo.evaluation.fpd_kpd import fpd
-    from qcalo.evaluation.histograms import compare_features
 
     out: dict[str, Any] = {"heldout_energies_mev": heldout}
     gen_held = energy_mask(gen.incident_energies, heldout)
