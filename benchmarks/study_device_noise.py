@@ -1,0 +1,344 @@
+"""Issue 33 item 2: what a trained quantum stage-1 model costs and loses on a realistic device.
+
+The five seeds' 6-qubit × 2-layer quantum stage-1 models of study 1
+(``configs/studies/stage1_g4.yaml``, cell 6), trained on the exact torch simulator, are run at
+inference with every circuit on qiskit-aer (:func:`qcalo.quantum.device.on_aer`) under
+
+* ``exact``: the torch simulator (what training saw);
+* ``depolarizing-P``: study 3's noise model (a depolarising channel of probability P after every
+  gate on each of its wires, the logical circuit, no readout error), exact expectation values;
+* ``<Backend>-shots-S[-mitigated]``: the noise model of a ``qiskit-ibm-runtime`` fake backend
+  (gate errors, T1/T2 relaxation over gate durations and idle times, readout errors), the
+  circuit transpiled to its target (coupling map, native gates, noise-aware layout, routing,
+  ALAP scheduling), ⟨Z_i⟩ from S shots, with or without tensored readout mitigation with the
+  backend's published readout errors (:func:`qcalo.quantum.device.mitigate_z`);
+* ``<Backend>-exact``: the same noise with infinitely many shots (optional, ``--infinite``).
+
+Per setting and seed: the stage-1 NLL (nats per shower) on the first ``--n-nll`` showers of the
+run's validation split and the separation powers of E_tot/E_inc and the layer energies of
+``--n-sample`` generated showers (the incident energies of the first reference showers, the
+same torch seeds in every setting), computed as in ``benchmarks/study_noise.py``. Differences
+to ``exact`` are paired over seeds (mean ± standard error, paired t, Holm over the 7 metrics of
+a setting). The device cost of one shower: circuit executions counted on the model, shots,
+and device time per shot = the transpiled circuit's scheduled duration (the backend target's
+gate and readout durations) + the backend's default repetition delay.
+
+Usage::
+
+    .venv/bin/python benchmarks/study_device_noise.py --study studies/stage1_g4 \\
+        --cell cell-006__family=quantum__conditioner=quantum__n_qubits=6__n_layers=2
+
+Results: benchmarks/results/study_device_noise.json (and a table on stdout). Needs the
+optional extra ``device`` (qiskit, qiskit-aer, qiskit-ibm-runtime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_generation import git_commit  # noqa: E402
+from study_noise import STAGE1_FEATURES, _evaluate  # noqa: E402
+
+METRICS = ("nll_stage1", *(f"sp_{k}" for k in STAGE1_FEATURES))
+PACKAGES = ("qcalo", "torch", "numpy", "pennylane", "qiskit", "qiskit-aer", "qiskit-ibm-runtime")
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _settings(args: argparse.Namespace) -> list[dict]:
+    out: list[dict] = [{"name": "exact"}]
+    for p in args.depolarizing:
+        out.append({"name": f"depolarizing-{p:g}", "depolarizing": p})
+    for backend in args.backends:
+        if args.infinite:
+            out.append({"name": f"{backend}-exact", "backend": backend, "shots": None})
+        for shots in args.shots:
+            for mitigate in (False, True):
+                name = f"{backend}-shots-{shots}" + ("-mitigated" if mitigate else "")
+                out.append({"name": name, "backend": backend, "shots": shots, "mitigate": mitigate})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", required=True, help="the stage-1 study's output folder")
+    parser.add_argument("--cell", required=True, help="the cell whose seeds' runs are evaluated")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: all done")
+    parser.add_argument("--n-nll", type=int, default=200)
+    parser.add_argument("--n-sample", type=int, default=500)
+    parser.add_argument("--backends", nargs="+", default=["FakeSherbrooke", "FakeTorino"])
+    parser.add_argument("--shots", nargs="+", type=int, default=[1000, 10000])
+    parser.add_argument("--depolarizing", nargs="*", type=float, default=[0.001])
+    parser.add_argument("--infinite", action="store_true", help="also the backends' ∞-shot noise")
+    parser.add_argument("--optimization-level", type=int, default=3)
+    parser.add_argument("--seed-transpiler", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--out", default=str(REPO / "benchmarks" / "results" / "study_device_noise.json")
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    from qiskit_aer.noise import NoiseModel
+    from qiskit_ibm_runtime import fake_provider
+
+    from qcalo.data.features import compute_features
+    from qcalo.data.io import read_showers
+    from qcalo.quantum.device import (
+        AerLayer,
+        count_circuit_rows,
+        depolarizing_noise_model,
+        on_aer,
+        shot_seconds,
+    )
+    from qcalo.studies.compare import holm, paired_difference
+    from qcalo.training import load_run
+    from qcalo.training.data import split_indices
+
+    cell = Path(args.study) / "cells" / args.cell
+    seed_dirs = sorted(d for d in cell.glob("seed-*") if (d / "DONE").is_file())
+    if args.seeds:
+        seed_dirs = [d for d in seed_dirs if int(d.name.split("-")[1]) in args.seeds]
+    if not seed_dirs:
+        raise SystemExit(f"{cell}: no finished seed runs; run the study first")
+    task = json.loads((seed_dirs[0] / "DONE").read_text())["task"]
+    reference = read_showers(task["reference"], dtype=np.float32)
+    n_sample = min(args.n_sample, len(reference.incident_energies))
+    sample_energies = torch.as_tensor(reference.incident_energies[:n_sample].reshape(-1))
+    reference_features = compute_features(
+        reference.incident_energies[:n_sample].reshape(-1).astype(np.float64),
+        reference.showers[:n_sample].astype(np.float64),
+        task["geometry"],
+    )
+
+    settings = _settings(args)
+    backends = {name: getattr(fake_provider, name)() for name in args.backends}
+    noise_models = {}
+    for name, backend in backends.items():
+        start = time.perf_counter()
+        noise_models[name] = NoiseModel.from_backend(backend)
+        print(f"{name}: noise model in {time.perf_counter() - start:.1f} s", flush=True)
+
+    values: dict[str, dict[str, dict[int, float]]] = {s["name"]: {} for s in settings}
+    seconds: dict[str, list[float]] = {s["name"]: [] for s in settings}
+    circuits: dict[str, list[dict]] = {name: [] for name in backends}
+    cost_rows: dict[str, float] = {}
+    for seed_dir in seed_dirs:
+        seed = int(seed_dir.name.split("-")[1])
+        model, cfg = load_run(seed_dir / "run")
+        data = read_showers(str(cfg.data.path), dtype=np.float32)
+        _, val_idx = split_indices(len(data.incident_energies), cfg.validation_fraction, cfg.seed)
+        idx = val_idx[: args.n_nll]
+        val = (
+            torch.as_tensor(data.incident_energies[idx].reshape(-1)),
+            torch.as_tensor(data.showers[idx]),
+        )
+        if not cost_rows:  # circuit executions per shower (generation) and per NLL evaluation
+
+            def generate(m: torch.nn.Module = model) -> object:
+                return m.sample(sample_energies[:256])  # type: ignore[operator]
+
+            def likelihood(m: torch.nn.Module = model, v: tuple = val) -> object:
+                return m.log_prob(v[0][:256], v[1][:256])  # type: ignore[operator]
+
+            with torch.no_grad():
+                gen = count_circuit_rows(model, generate)
+                nll = count_circuit_rows(model, likelihood)
+            n_counted = min(256, len(sample_energies))
+            cost_rows = {
+                "circuits": len(gen.rows),
+                "executions_per_shower_generated": gen.total / n_counted,
+                "distinct_executions_per_shower_generated": gen.total_distinct / n_counted,
+                "executions_per_shower_log_prob": nll.total / min(256, len(idx)),
+                "n_counted": n_counted,
+            }
+        on_backend = {
+            name: on_aer(
+                model,
+                seed=cfg.seed,
+                backend=backend,
+                noise_model=noise_models[name],
+                optimization_level=args.optimization_level,
+                seed_transpiler=args.seed_transpiler,
+            )
+            for name, backend in backends.items()
+        }
+        for name, variant in on_backend.items():
+            for layer_name, layer in variant.named_modules():
+                if isinstance(layer, AerLayer):
+                    aer = layer.aer
+                    ops = aer.transpiled.count_ops()
+                    circuit_s = aer.schedule_seconds(backends[name])
+                    rep_delay = float(backends[name].configuration().default_rep_delay)
+                    circuits[name].append(
+                        {
+                            "seed": seed,
+                            "circuit": layer_name,
+                            "physical_qubits": aer.physical,
+                            "qubits_used": aer.active,
+                            "two_qubit_gates": int(sum(ops.get(g, 0) for g in ("ecr", "cz", "cx"))),
+                            "one_qubit_gates": int(sum(ops.get(g, 0) for g in ("sx", "x"))),
+                            "rz": int(ops.get("rz", 0)),
+                            "depth": int(
+                                aer.transpiled.depth(lambda i: i.operation.name != "delay")
+                            ),
+                            "schedule_s": circuit_s,
+                            "rep_delay_s": rep_delay,
+                            "shot_s": shot_seconds(circuit_s, rep_delay),
+                            "readout_e0": aer.e0.tolist(),
+                            "readout_e1": aer.e1.tolist(),
+                        }
+                    )
+        for setting in settings:
+            name = setting["name"]
+            if name == "exact":
+                variant = model
+            elif "depolarizing" in setting:
+                variant = on_aer(
+                    model,
+                    seed=cfg.seed,
+                    noise_model=depolarizing_noise_model(setting["depolarizing"]),
+                )
+            else:
+                variant = on_backend[setting["backend"]]
+                for index, layer in enumerate(
+                    m for m in variant.modules() if isinstance(m, AerLayer)
+                ):
+                    layer.aer.shots = setting["shots"]
+                    layer.aer.mitigate = setting["mitigate"]
+                    layer.aer._rng = np.random.default_rng(cfg.seed + index)
+            start = time.perf_counter()
+            result = _evaluate(
+                variant, val, sample_energies, reference_features, model.geometry, cfg.seed
+            )
+            seconds[name].append(time.perf_counter() - start)
+            for key, value in result.items():
+                values[name].setdefault(key, {})[seed] = value
+            print(
+                f"seed {seed} {name:>34}: NLL {result['nll_stage1']:.4f}, SP E_tot/E_inc "
+                f"{result['sp_etot_einc']:.4f} ({seconds[name][-1]:.0f} s)",
+                flush=True,
+            )
+
+    summary: dict[str, dict] = {}
+    exact = values["exact"]
+    for setting in settings:
+        name = setting["name"]
+        entry: dict[str, dict] = {}
+        diffs = {k: paired_difference(exact[k], values[name][k]) for k in METRICS}
+        adjusted = holm([diffs[k].p_value for k in METRICS]) if name != "exact" else None
+        for i, k in enumerate(METRICS):
+            v = list(values[name][k].values())
+            d = diffs[k]
+            entry[k] = {
+                "mean": float(np.mean(v)),
+                "sem": float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None,
+                "values": values[name][k],
+                "minus_exact": {
+                    "mean": d.mean,
+                    "sem": d.sem,
+                    "t": d.t,
+                    "p": d.p_value,
+                    "holm_p": adjusted[i] if adjusted else None,
+                },
+            }
+        summary[name] = entry
+
+    cost: dict[str, dict] = {}
+    for name in backends:
+        shot_s = float(np.mean([c["shot_s"] for c in circuits[name]]))
+        schedule_s = float(np.mean([c["schedule_s"] for c in circuits[name]]))
+        executions = cost_rows["executions_per_shower_generated"]
+        cost[name] = {
+            "mean_schedule_s": schedule_s,
+            "rep_delay_s": circuits[name][0]["rep_delay_s"],
+            "shot_s": shot_s,
+            "per_shower": {
+                str(shots): {
+                    "executions": executions,
+                    "shots": executions * shots,
+                    "device_s": executions * shots * shot_s,
+                    "device_s_without_rep_delay": executions * shots * schedule_s,
+                }
+                for shots in args.shots
+            },
+        }
+
+    out = {
+        "what": "stage-1 quantum model at inference under fake-backend noise (qiskit-aer), "
+        "transpiled, with finite shots and readout mitigation; device cost per shower",
+        "cell": args.cell,
+        "seeds": [int(d.name.split("-")[1]) for d in seed_dirs],
+        "n_nll_events": len(idx),
+        "n_sample_events": n_sample,
+        "transpile": {
+            "optimization_level": args.optimization_level,
+            "initial_layout": "transpiler's choice (VF2Layout / noise-aware)",
+            "seed_transpiler": args.seed_transpiler,
+            "scheduling_method": "alap",
+        },
+        "settings": settings,
+        "results": summary,
+        "circuit_executions": cost_rows,
+        "transpiled_circuits": circuits,
+        "device_cost": cost,
+        "seconds_per_run": {name: float(np.median(s)) for name, s in seconds.items()},
+        "commit": git_commit(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()),
+        "cpu": _cpu(),
+        "machine": platform.machine(),
+        "versions": _versions(),
+    }
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+    def fmt(d: dict, digits: int = 3) -> str:
+        return f"{d['mean']:+.{digits}f} ± {d['sem'] or 0:.{digits}f}"
+
+    print(f"\n{'setting':>34} | ΔNLL | ΔSP E_tot/E_inc | ΔSP layers 0,1,2,3,12 (vs exact)")
+    for setting in settings:
+        r = summary[setting["name"]]
+        layers = ", ".join(fmt(r[f"sp_{k}"]["minus_exact"]) for k in STAGE1_FEATURES[1:])
+        print(
+            f"{setting['name']:>34} | {fmt(r['nll_stage1']['minus_exact'])} | "
+            f"{fmt(r['sp_etot_einc']['minus_exact'])} | {layers}"
+        )
+    print(json.dumps(cost, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
