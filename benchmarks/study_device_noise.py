@@ -28,7 +28,9 @@ Usage::
     .venv/bin/python benchmarks/study_device_noise.py --study studies/stage1_g4 \\
         --cell cell-006__family=quantum__conditioner=quantum__n_qubits=6__n_layers=2
 
-Results: benchmarks/results/study_device_noise.json (and a table on stdout). Needs the
+Runs over disjoint settings (e.g. one ``--backends`` each, side by side) are merged with
+``--combine A.json B.json``. Results: benchmarks/results/study_device_noise.json (and a table
+on stdout). Needs the
 optional extra ``device`` (qiskit, qiskit-aer, qiskit-ibm-runtime).
 """
 
@@ -90,15 +92,219 @@ def _settings(args: argparse.Namespace) -> list[dict]:
     return out
 
 
+def pennylane_check(
+    study: str, cell: str, backend_name: str, n_rows: int, shots: int, out: str
+) -> int:
+    """Seed 1's first circuit through pennylane-qiskit (``qml.device("qiskit.aer", backend=...)``)
+    and straight through Aer beside :class:`qcalo.quantum.device.AerCircuit`: time, agreement.
+
+    The PennyLane device transpiles (optimization level 3) and simulates every execution with
+    the whole backend's noise model; its ``shots``-shot ⟨Z_i⟩ are compared with AerCircuit's
+    exact noisy ⟨Z_i⟩ in units of the shot-noise standard deviation √((1 − ⟨Z⟩²)/shots).
+    """
+    import pennylane as qml
+    from qiskit_aer import AerSimulator
+    from qiskit_ibm_runtime import fake_provider
+
+    from qcalo.quantum import QuantumLayer
+    from qcalo.quantum.device import AerCircuit
+    from qcalo.quantum.pennylane_backend import circuit_function
+    from qcalo.training import load_run
+
+    seed_dir = sorted(d for d in (Path(study) / "cells" / cell).glob("seed-*"))[0]
+    model, _ = load_run(seed_dir / "run")
+    name, layer = next((n, m) for n, m in model.named_modules() if isinstance(m, QuantumLayer))
+    backend = getattr(fake_provider, backend_name)()
+    rot = layer.rotation_weights.detach().double()
+    start = time.perf_counter()
+    aer = AerCircuit(layer.spec, rot, backend=backend, seed_transpiler=0)
+    build_aer = time.perf_counter() - start
+    device = qml.device(
+        "qiskit.aer",
+        wires=layer.spec.n_qubits,
+        backend=AerSimulator.from_backend(backend),
+        shots=shots,
+        optimization_level=3,
+        seed_transpiler=0,
+    )
+    qnode = qml.QNode(circuit_function(layer.spec), device)
+    x = np.random.default_rng(0).uniform(-np.pi, np.pi, (n_rows, layer.spec.n_qubits))
+    start = time.perf_counter()
+    exact = aer.run(x)  # exact noisy <Z_i> (shots=None)
+    aer_s = (time.perf_counter() - start) / n_rows
+    start = time.perf_counter()
+    pl = np.array([np.asarray(qnode(torch.as_tensor(r), rot), dtype=float) for r in x])
+    pl_s = (time.perf_counter() - start) / n_rows
+    z = (pl - exact) / np.sqrt((1 - exact**2) / shots)
+    # the same transpiled circuit run directly in Aer with the whole backend's noise model and
+    # Aer's own shot sampling: checks AerCircuit's cut-down density matrix and read-out
+    direct = AerSimulator(method="density_matrix", noise_model=aer.noise_model, seed_simulator=0)
+    circuit = aer.transpiled
+    names = {p.name: p for p in circuit.parameters}
+    binds = {names[p.name]: x[:, i].tolist() for i, p in enumerate(aer.inputs) if p.name in names}
+    start = time.perf_counter()
+    counts = direct.run(circuit, parameter_binds=[binds], shots=shots).result()
+    direct_s = (time.perf_counter() - start) / n_rows
+    zd = np.array(
+        [_z_from_counts(counts.get_counts(b), layer.spec.n_qubits) for b in range(n_rows)]
+    )
+    z_direct = (zd - exact) / np.sqrt((1 - exact**2) / shots)
+    result = {
+        "backend": backend_name,
+        "circuit": name,
+        "seed_dir": seed_dir.name,
+        "rows": n_rows,
+        "shots": shots,
+        "pennylane_qiskit_s_per_execution": pl_s,
+        "aer_circuit_s_per_execution": aer_s,
+        "aer_circuit_build_s": build_aer,
+        "z_scores_mean": float(z.mean()),
+        "z_scores_rms": float(np.sqrt((z**2).mean())),
+        "z_scores_max_abs": float(np.abs(z).max()),
+        "aer_direct_s_per_execution": direct_s,
+        "aer_direct_z_scores_mean": float(z_direct.mean()),
+        "aer_direct_z_scores_rms": float(np.sqrt((z_direct**2).mean())),
+        "aer_direct_z_scores_max_abs": float(np.abs(z_direct).max()),
+        "aer_circuit_physical_qubits": aer.physical,
+        "load_average": list(os.getloadavg()),
+        "commit": git_commit(),
+        "versions": _versions(),
+    }
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def _z_from_counts(counts: dict, n: int) -> np.ndarray:
+    """⟨Z_i⟩ from qiskit counts (clbit i is the i-th character from the right)."""
+    total = sum(counts.values())
+    return (
+        np.array(
+            [
+                sum(c if k.replace(" ", "")[-1 - i] == "0" else -c for k, c in counts.items())
+                for i in range(n)
+            ]
+        )
+        / total
+    )
+
+
+def markdown(record: dict) -> str:
+    """The results page's tables from a (combined) record."""
+
+    def pm(d: dict, digits: int = 3) -> str:
+        sem = d["sem"] if d["sem"] is not None and d["sem"] == d["sem"] else 0.0
+        return f"{d['mean']:+.{digits}f} ± {sem:.{digits}f}"
+
+    names = ["E_tot/E_inc", *(f"layer {k.rsplit('_', 1)[1]}" for k in STAGE1_FEATURES[1:])]
+    head = "| setting | ΔNLL (nats) | " + " | ".join(f"ΔSP {n}" for n in names) + " |"
+    lines = [head, "|" + "---|" * (2 + len(names))]
+    exact = record["results"]["exact"]
+    lines.append(
+        "| exact (torch), absolute | "
+        + " | ".join(pm(exact[k], 3 if k == "nll_stage1" else 4) for k in METRICS)
+        + " |"
+    )
+    for setting in record["settings"]:
+        name = setting["name"]
+        if name == "exact":
+            continue
+        cells = []
+        for k in METRICS:
+            d = record["results"][name][k]["minus_exact"]
+            star = "*" if d["holm_p"] is not None and d["holm_p"] < 0.05 else ""
+            cells.append(pm(d, 3 if k == "nll_stage1" else 4) + star)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "| backend | physical qubits (seed 1, block 0) | 2q gates | depth | schedule (µs) "
+        "| rep delay (µs) | time per shot (µs) | mean readout error |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for backend, circuits in record["transpiled_circuits"].items():
+        c0 = circuits[0]
+        err = np.mean([np.mean(c["readout_e0"]) + np.mean(c["readout_e1"]) for c in circuits]) / 2
+        lines.append(
+            f"| {backend} | {c0['physical_qubits']} | "
+            f"{np.mean([c['two_qubit_gates'] for c in circuits]):.1f} | "
+            f"{np.mean([c['depth'] for c in circuits]):.1f} | "
+            f"{1e6 * np.mean([c['schedule_s'] for c in circuits]):.2f} | "
+            f"{1e6 * c0['rep_delay_s']:.0f} | {1e6 * np.mean([c['shot_s'] for c in circuits]):.1f} "
+            f"| {err:.4f} |"
+        )
+    lines.append("")
+    ex = record["circuit_executions"]
+    lines.append(
+        "| backend | shots per execution | executions per shower | shots per shower "
+        "| device time per shower (s) | of which circuits (s) | showers per device hour |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
+    for backend, cost in record["device_cost"].items():
+        for shots, c in cost["per_shower"].items():
+            lines.append(
+                f"| {backend} | {int(shots):,} | {ex['executions_per_shower_generated']:g} | "
+                f"{c['shots']:,.0f} | {c['device_s']:.2f} | {c['device_s_without_rep_delay']:.3f} "
+                f"| {3600 / c['device_s']:,.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def combine(parts: list[str], out: str) -> int:
+    """Merge the JSONs of runs over disjoint settings (e.g. one per backend, run side by side).
+
+    Settings are united (``exact``, in every part, must agree); the event counts, seeds and
+    transpile options must be equal; machine state is kept per part.
+    """
+    records = [json.loads(Path(p).read_text()) for p in parts]
+    first = records[0]
+    for key in ("cell", "seeds", "n_nll_events", "n_sample_events", "transpile"):
+        if any(r[key] != first[key] for r in records):
+            raise SystemExit(f"combine: the parts differ in {key!r}")
+    merged = dict(first)
+    merged["settings"], merged["results"] = [], {}
+    for key in ("transpiled_circuits", "device_cost", "seconds_per_run"):
+        merged[key] = {}
+    for record in records:
+        for setting in record["settings"]:
+            name = setting["name"]
+            if name in merged["results"]:
+                if merged["results"][name] != record["results"][name]:
+                    raise SystemExit(f"combine: setting {name!r} differs between parts")
+                continue
+            merged["settings"].append(setting)
+            merged["results"][name] = record["results"][name]
+        for key in ("transpiled_circuits", "seconds_per_run"):
+            merged[key].update(record[key])
+        for backend, cost in record["device_cost"].items():  # per-shot counts from every part
+            entry = merged["device_cost"].setdefault(backend, dict(cost, per_shower={}))
+            entry["per_shower"].update(cost["per_shower"])
+    merged["parts"] = [
+        {k: r[k] for k in ("commit", "load_average", "torch_threads", "cpu")}
+        | {"file": Path(p).name}
+        for p, r in zip(parts, records, strict=True)
+    ]
+    Path(out).write_text(json.dumps(merged, indent=2) + "\n")
+    print(markdown(merged))
+    print(f"wrote {out} ({len(merged['settings'])} settings from {len(parts)} parts)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--study", required=True, help="the stage-1 study's output folder")
-    parser.add_argument("--cell", required=True, help="the cell whose seeds' runs are evaluated")
+    parser.add_argument("--combine", nargs="+", metavar="PART.json", help="merge parts into --out")
+    parser.add_argument(
+        "--pennylane-check",
+        type=int,
+        metavar="ROWS",
+        help="only time pennylane-qiskit against AerCircuit on ROWS inputs (first backend)",
+    )
+    parser.add_argument("--study", help="the stage-1 study's output folder")
+    parser.add_argument("--cell", help="the cell whose seeds' runs are evaluated")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: all done")
     parser.add_argument("--n-nll", type=int, default=200)
     parser.add_argument("--n-sample", type=int, default=500)
-    parser.add_argument("--backends", nargs="+", default=["FakeSherbrooke", "FakeTorino"])
-    parser.add_argument("--shots", nargs="+", type=int, default=[1000, 10000])
+    parser.add_argument("--backends", nargs="*", default=["FakeSherbrooke", "FakeTorino"])
+    parser.add_argument("--shots", nargs="*", type=int, default=[1000, 10000])
     parser.add_argument("--depolarizing", nargs="*", type=float, default=[0.001])
     parser.add_argument("--infinite", action="store_true", help="also the backends' ∞-shot noise")
     parser.add_argument("--optimization-level", type=int, default=3)
@@ -108,6 +314,14 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=str(REPO / "benchmarks" / "results" / "study_device_noise.json")
     )
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.out)
+    if not args.study or not args.cell:
+        parser.error("--study and --cell are required (unless --combine)")
+    if args.pennylane_check:
+        return pennylane_check(
+            args.study, args.cell, args.backends[0], args.pennylane_check, args.shots[0], args.out
+        )
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
