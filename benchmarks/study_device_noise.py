@@ -12,7 +12,8 @@ inference with every circuit on qiskit-aer (:func:`qcalo.quantum.device.on_aer`)
   circuit transpiled to its target (coupling map, native gates, noise-aware layout, routing,
   ALAP scheduling), ⟨Z_i⟩ from S shots, with or without tensored readout mitigation with the
   backend's published readout errors (:func:`qcalo.quantum.device.mitigate_z`);
-* ``<Backend>-exact``: the same noise with infinitely many shots (optional, ``--infinite``).
+* ``<Backend>-exact[-mitigated]``: the same noise with infinitely many shots (exact ⟨Z_i⟩ of
+  the noisy read-out distribution; optional, ``--infinite``).
 
 Per setting and seed: the stage-1 NLL (nats per shower) on the first ``--n-nll`` showers of the
 run's validation split and the separation powers of E_tot/E_inc and the layer energies of
@@ -84,7 +85,9 @@ def _settings(args: argparse.Namespace) -> list[dict]:
         out.append({"name": f"depolarizing-{p:g}", "depolarizing": p})
     for backend in args.backends:
         if args.infinite:
-            out.append({"name": f"{backend}-exact", "backend": backend, "shots": None})
+            for mitigate in (False, True):
+                name = f"{backend}-exact" + ("-mitigated" if mitigate else "")
+                out.append({"name": name, "backend": backend, "shots": None, "mitigate": mitigate})
         for shots in args.shots:
             for mitigate in (False, True):
                 name = f"{backend}-shots-{shots}" + ("-mitigated" if mitigate else "")
