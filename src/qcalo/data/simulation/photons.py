@@ -48,7 +48,7 @@ electromagnetic showers in homogeneous and sampling calorimeters" (hep-ex/000102
   the shower crossing it (2 for the conversion pair plus the profile density there over an
   effective critical energy), each worth ``presampler_mip_mev``, plus backsplash from the
   calorimeter. Every layer gets an energy-dependent response, calibrated like the rest on the
-  Geant4 reference /work/shared/data/g4_photons_dev.h5.
+  development Geant4 photon sample (g4_photons_dev.h5, used by the tests and benchmarks).
 
 Everything is vectorised over a block of events (no Python loop per event). Energies are MeV,
 lengths mm, depths X0.
