@@ -27,7 +27,7 @@ evaluate.py needs at least two training batches of 1,000 (it prints every
 ``len(data_train)//2`` steps), so at least ~1,700 events per sample.
 
 Default pair (``--generated``/``--reference`` not given): the first N events of
-``/work/shared/data/g4_photons_dev.h5`` (Geant4) as reference, and as "generated" qcalo's
+``../shared/data/g4_photons_dev.h5`` (beside the checkout) (Geant4) as reference, and as "generated" qcalo's
 built-in photon simulator with the same number of events at each incident energy. Its AUC is
 high but below 1, so the two implementations' agreement is measurable.
 
@@ -56,7 +56,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_G4 = Path("/work/shared/data/g4_photons_dev.h5")
+DEFAULT_G4 = REPO.parent / "shared" / "data" / "g4_photons_dev.h5"
 NEEDED = (
     "evaluate.py",
     "HighLevelFeatures.py",
