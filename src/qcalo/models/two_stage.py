@@ -36,7 +36,7 @@ from qcalo.data.geometry import Geometry
 from qcalo.data.preprocessing import PreprocessingStats, ShowerPreprocessing
 from qcalo.errors import ConfigError, DataError
 from qcalo.models.blocks.flow import build_flow, count_parameters
-from qcalo.models.blocks.layerwise import LayerwiseStage2
+from qcalo.models.blocks.layerwise import FixedNorm, LayerwiseStage2
 from qcalo.models.blocks.transforms import ConditionalFlow
 from qcalo.models.noise import NoiseInput, check_noise, draw_noise
 from qcalo.quantum import registry as circuit_registry
@@ -51,33 +51,6 @@ __all__ = ["SAMPLE_CHUNK", "TwoStageShowerModel", "build_stage2"]
 # 0.288 at 1024; 2 threads (OMP_WAIT_POLICY=PASSIVE), wall 0.188 / 0.375 at 256, 0.229 / 0.378
 # at 1024.
 SAMPLE_CHUNK = 256
-
-
-class _ContextNorm(nn.Module):
-    """Fixed per-feature standardisation, statistics taken from the first training batch (buffers)."""
-
-    mean: Tensor
-    inv_std: Tensor
-    initialized: Tensor
-
-    def __init__(self, features: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(features))
-        self.register_buffer("inv_std", torch.ones(features))
-        self.register_buffer("initialized", torch.tensor(False))
-
-    def forward(self, context: Tensor) -> Tensor:
-        if self.training and not bool(self.initialized):
-            with torch.no_grad():
-                self.mean.copy_(context.mean(dim=0))
-                std = (
-                    context.std(dim=0, unbiased=False)
-                    if len(context) > 1
-                    else torch.ones_like(context[0])
-                )
-                self.inv_std.copy_(1.0 / std.clamp_min(1e-3))
-                self.initialized.fill_(True)
-        return (context - self.mean) * self.inv_std
 
 
 def build_stage2(config: Any, geometry: Geometry) -> ConditionalFlow | LayerwiseStage2:
@@ -126,7 +99,7 @@ class TwoStageShowerModel(nn.Module):
         self.preprocessing = ShowerPreprocessing(geometry, stats)
         self.stage1: Any = stage1  # log_prob(y, condition); each subclass narrows the type
         self.stage2 = build_stage2(config, geometry)
-        self.context_norm = _ContextNorm(1 + geometry.n_layers)
+        self.context_norm = FixedNorm(1 + geometry.n_layers)
 
     # ----- helpers -----
     @property

@@ -49,7 +49,7 @@ from qcalo.models.blocks.transforms import ActNorm, ConditionalFlow
 __all__ = ["LayerwiseStage2"]
 
 
-class _FixedNorm(nn.Module):
+class FixedNorm(nn.Module):
     """Per-feature standardisation (B, D) → (B, D) with statistics fixed on the first batch seen
     in training mode (buffers, saved with the weights)."""
 
@@ -110,7 +110,7 @@ class LayerwiseStage2(nn.Module):
         self.features = sum(sizes)
         self.context_features = context_features
         self.embedding_width = embedding if len(sizes) > 1 else 0
-        self.norm = _FixedNorm(self.features)
+        self.norm = FixedNorm(self.features)
         self.embeddings = nn.ModuleList(
             [nn.Linear(start, self.embedding_width) for start in self.starts[1:]]
             if self.embedding_width
