@@ -487,8 +487,8 @@ class AngleEmbedding:
             torch.as_tensor(m, device=device, dtype=dtype) for m in (expand, flip, tile, total)
         )
 
-    def forward(self, angles: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """(state (B, 2^n) real, saved tensors for :meth:`backward`) of angles (B, n)."""
+    def _halves(self, angles: torch.Tensor) -> list[torch.Tensor]:
+        """The two half-register product states [a (B, 2^k), b (B, 2^(n-k))] of angles (B, n)."""
         half = angles * 0.5
         expanded = torch.cat([torch.cos(half), torch.sin(half)], dim=1) @ self.expand
         parts = []
@@ -500,23 +500,18 @@ class AngleEmbedding:
             for span in spans[1:]:
                 part = part * expanded[:, span]
             parts.append(part)
+        return parts
+
+    def forward(self, angles: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """(state (B, 2^n) real, saved tensors for :meth:`backward`) of angles (B, n)."""
+        parts = self._halves(angles)
         halves = torch.cat(parts, dim=1)  # [a | b]
         state = (parts[0][:, :, None] * parts[1][:, None, :]).view(-1, self.dim)
         return state, (halves, parts[0], parts[1])
 
     def state(self, angles: torch.Tensor) -> torch.Tensor:
         """The state (B, 2^n) of :meth:`forward` alone (inference: nothing kept for a backward)."""
-        half = angles * 0.5
-        expanded = torch.cat([torch.cos(half), torch.sin(half)], dim=1) @ self.expand
-        parts = []
-        for spans in self.slices:
-            if not spans:
-                parts.append(torch.ones_like(angles[:, :1]))
-                continue
-            part = expanded[:, spans[0]]
-            for span in spans[1:]:
-                part = part * expanded[:, span]
-            parts.append(part)
+        parts = self._halves(angles)
         return (parts[0][:, :, None] * parts[1][:, None, :]).view(-1, self.dim)
 
     def backward(self, grad: torch.Tensor, saved: tuple[torch.Tensor, ...]) -> torch.Tensor:
