@@ -12,6 +12,7 @@ from qcalo.models.blocks.config import FlowConfig
 from qcalo.models.blocks.flow import build_flow
 from qcalo.models.blocks.transforms import (
     ActNorm,
+    ConditionalAffine,
     ConditionalFlow,
     Coupling,
     Permutation,
@@ -191,3 +192,44 @@ def test_a_mixer_without_entanglers_is_the_kronecker_product_of_its_rotations():
     (other,) = [m for m in build_flow(entangled, 9, 1).layers if isinstance(m, QuantumMixer)]
     assert sum(p.numel() for p in other.parameters()) == sum(p.numel() for p in mixer.parameters())
     assert not torch.allclose(other.circuit.matrix().double(), expected, atol=1e-3)
+
+
+def test_conditional_norm_is_exact_and_depends_on_the_context():
+    cfg = FlowConfig(n_blocks=2, hidden=[8], spline_bins=6, tail_bound=3.0, conditional_norm=[8])
+    torch.manual_seed(0)
+    flow = build_flow(cfg, 5, 2, seed=3).double()
+    assert isinstance(flow.layers[0], ConditionalAffine)
+    randomize_heads(flow, scale=0.5)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 5, generator=gen, dtype=F64)
+    c = torch.randn(16, 2, generator=gen, dtype=F64)
+    norm = flow.layers[0]
+    z, ladj = norm(x, c)
+    # the same x under another context maps elsewhere: the shift and scale follow the context
+    assert not torch.allclose(norm(x, c.flip(0))[0], z)
+    torch.testing.assert_close(norm.inverse(z, c), x, rtol=1e-12, atol=1e-12)
+    for i in range(3):  # log|det| of the layer and of the whole flow against autograd's Jacobian
+        jac = jacobian(lambda v, i=i: norm(v[None], c[i : i + 1])[0][0], x[i])
+        torch.testing.assert_close(ladj[i], torch.linalg.slogdet(jac).logabsdet)
+        jac = jacobian(lambda v, i=i: flow(v[None], c[i : i + 1])[0][0], x[i])
+        torch.testing.assert_close(flow(x, c)[1][i], torch.linalg.slogdet(jac).logabsdet)
+    torch.testing.assert_close(flow.inverse(flow(x, c)[0], c), x, rtol=1e-10, atol=1e-10)
+    # |log scale| stays within the bound however large the MLP's output
+    with torch.no_grad():
+        norm.net.head.bias.fill_(1e4)
+    assert norm._shift_log_scale(c)[1].abs().max() <= norm.bound
+    assert torch.isfinite(norm.inverse(norm(x, c)[0], c)).all()
+
+
+def test_conditional_norm_starts_as_the_identity_and_needs_a_context():
+    from qcalo.errors import ConfigError
+
+    cfg = FlowConfig(n_blocks=1, hidden=[4], conditional_norm=[])
+    flow = build_flow(cfg, 3, 2)
+    x, c = torch.randn(4, 3), torch.randn(4, 2)
+    z, ladj = flow.layers[0](x, c)
+    assert torch.equal(z, x) and torch.equal(ladj, torch.zeros(4))
+    with pytest.raises(ConfigError, match="conditional_norm needs a conditional flow"):
+        build_flow(cfg, 3, 0)
+    with pytest.raises(ValueError, match="conditional_norm width"):
+        FlowConfig(conditional_norm=[0])

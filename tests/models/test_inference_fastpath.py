@@ -12,7 +12,14 @@ from qcalo.data.preprocessing import PreprocessingStats
 from qcalo.models import ModelConfig, build_model
 from qcalo.models.blocks import native
 from qcalo.models.blocks.conditioners import MLPConditioner
-from qcalo.models.blocks.transforms import ActNorm, ConditionalFlow, Coupling, Permutation
+from qcalo.models.blocks.transforms import (
+    ActNorm,
+    ConditionalAffine,
+    ConditionalFlow,
+    Coupling,
+    FlowLayer,
+    Permutation,
+)
 from qcalo.quantum import QuantumLayer
 
 from .helpers import randomize_heads
@@ -63,7 +70,7 @@ def _layerwise(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("batch", [1, 7, 300])
 def test_flow_inference_inverse_is_bit_identical_to_the_layers_inverse(batch: int) -> None:
     torch.manual_seed(0)
-    layers = []
+    layers: list[FlowLayer] = [ConditionalAffine(12, 3, [8])]
     for block in range(4):
         layers.append(ActNorm(12))
         layers.append(Coupling(12, 3, "spline", lambda i, o: MLPConditioner(i, o, [16]), bins=8))

@@ -91,3 +91,21 @@ def test_mixer_study_differs_from_the_hybrid_twin_only_in_its_stage2_mixers(
     ]
     assert counts[1]["total"] == counts[2]["total"] == counts[0]["total"] + 192
     assert counts[1]["quantum"] == counts[2]["quantum"] == counts[0]["quantum"] + 192
+
+
+def test_frontier_study_reuses_the_hybrid_twin_runs_of_study_2() -> None:
+    # frontier_g4's cell 0 is whole_g4's cell 4 (same model, training, data and seeds), so that
+    # study 2's hybrid runs serve as its baseline; cell 1 adds the conditional norm and nothing else
+    frontier = load_study(STUDIES / "frontier_g4.yaml")
+    whole = load_study(STUDIES / "whole_g4.yaml")
+    twin, normed = expand_cells(frontier)[:2]
+    hybrid = expand_cells(whole)[4]
+    assert frontier.data == whole.data and frontier.seeds == whole.seeds
+    assert frontier.epochs == whole.epochs
+    assert twin.config["model"] == hybrid.config["model"]
+    changed = {
+        k
+        for k in normed.config["model"]["stage2"]
+        if normed.config["model"]["stage2"][k] != twin.config["model"]["stage2"][k]
+    }
+    assert changed == {"conditional_norm"}

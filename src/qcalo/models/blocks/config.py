@@ -15,6 +15,8 @@ A flow's schema (pydantic v2, unknown keys rejected)::
     mixer_layers: 2            # layers of the real orthogonal mixing circuit
     mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
     mixer_entangler: linear    # none | linear | ring | all_to_all (none: no entanglers)
+    conditional_norm: null     # hidden widths of a context-dependent affine normalisation
+                               # before the first block ([64]; [] = linear in the context), or null
     circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields, or your
                                # own PennyLane function: {function: "pkg.mod:fn", n_qubits: 6,
                                # weight_shapes: {weights: [2, 6, 3]}} (FunctionCircuitConfig)
@@ -169,11 +171,25 @@ class FlowConfig(StrictConfig):
         description="CNOT pattern of the quantum mixer's circuit; none: a product of per-wire "
         "RY rotations (the unentangled control)",
     )
+    conditional_norm: list[int] | None = Field(
+        default=None,
+        description="hidden widths of an MLP that maps the context to a per-feature shift and "
+        "log-scale applied before the first block (ConditionalAffine: the flow's inputs "
+        "standardised per condition, e.g. narrower voxel fractions at high E_inc); [] = linear "
+        "in the context; null (default): none",
+    )
     circuit: CircuitSection = Field(
         default_factory=CircuitConfig,
         description="the circuit of quantum, hybrid and full_quantum conditioners: the layered "
         "circuit's fields, or `function:` and its sizes for your own PennyLane circuit",
     )
+
+    @field_validator("conditional_norm")
+    @classmethod
+    def _positive_norm_widths(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(w < 1 for w in value):
+            raise ValueError(f"every conditional_norm width must be ≥ 1, got {value}")
+        return value
 
     @field_validator("hidden")
     @classmethod

@@ -1,6 +1,7 @@
 """A conditional coupling flow from its :class:`~qcalo.models.blocks.config.FlowConfig`:
 ``n_blocks`` blocks of [ActNorm → coupling (spline or affine; mlp, quantum, hybrid,
-full-quantum or trig conditioner) → permutation or quantum mixer].
+full-quantum or trig conditioner) → permutation or quantum mixer], after a context-dependent
+affine normalisation when ``conditional_norm`` is set.
 
 Example::
 
@@ -21,6 +22,7 @@ from qcalo.models.blocks.conditioners import build_conditioner, quantum_paramete
 from qcalo.models.blocks.config import FlowConfig
 from qcalo.models.blocks.transforms import (
     ActNorm,
+    ConditionalAffine,
     ConditionalFlow,
     Coupling,
     FlowLayer,
@@ -43,6 +45,10 @@ def build_flow(
         raise ConfigError(f"{name}: a coupling flow needs at least 2 dimensions, got {features}")
     spec = config.circuit.to_spec() if any(kind != "mlp" for kind in config.conditioners) else None
     layers: list[FlowLayer] = []
+    if config.conditional_norm is not None:
+        if context_features < 1:
+            raise ConfigError(f"{name}.conditional_norm needs a conditional flow (a context)")
+        layers.append(ConditionalAffine(features, context_features, list(config.conditional_norm)))
     for block in range(config.n_blocks):
         kind = config.conditioner_for_block(block)
         hidden = config.hidden_for_block(block)

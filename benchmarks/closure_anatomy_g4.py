@@ -1,0 +1,177 @@
+"""Anatomy of the stage-2 latent closure: where the voxel flow misses N(0, I).
+
+The flow twins' stage 2 does not close (worst per-dimension KS ≈ 0.38 over 368 latent
+dimensions, issue 32) while stage 1 does. This script asks three questions of one trained run,
+each with numbers, to choose the next stage-2 design by measurement:
+
+1. **Overfitting or capacity?** The same closure statistics for Geant4 showers the run never saw
+   (the held-out reference) and for as many showers from its training pool: a flow that closes
+   on its training showers but not on held-out ones overfits; one that fails on both lacks
+   capacity (or the data has a feature the flow cannot map, such as a point mass).
+2. **Which dimensions?** Quantiles of the per-dimension KS statistic (one bad dimension or a
+   broad failure?), the worst dimensions, and for each the preprocessed voxel it tracks most
+   (largest |Spearman ρ| between the latent and the logit voxel fractions), with that voxel's
+   layer, occupancy (fraction of showers with E > 0) and ρ.
+3. **Where in energy?** ‖z‖²/d and the worst KS per incident energy.
+
+Latents as :func:`qcalo.generation.latents.run_latents` computes them (the showers dequantised as
+in training, noise seed 0). Prints a summary and writes a JSON record with commit, load, threads.
+
+Usage::
+
+    python benchmarks/closure_anatomy_g4.py --run STUDY/cells/CELL/seed-1/run \\
+        --reference STUDY/data/reference-*.h5 --training STUDY/data/holdout-train-*.h5 \\
+        --out benchmarks/results/closure_anatomy_g4.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from qcalo.data.geometry import load_geometry
+from qcalo.data.io import read_showers
+from qcalo.evaluation.closure import stage_closure
+from qcalo.generation.latents import run_latents
+from qcalo.training import load_run
+from qcalo.utils.atomic import write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KS_QUANTILES = (0.5, 0.9, 0.99, 1.0)
+
+
+def _commit() -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False, cwd=RESULTS
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def _preprocessed_fractions(run: str, energies: np.ndarray, showers: np.ndarray) -> np.ndarray:
+    """The stage-2 inputs (N, V): logit voxel fractions, dequantised as in training (seed 0)."""
+    model, _ = load_run(run, which="best", device="cpu")
+    out = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        for start in range(0, len(energies), 2048):
+            e = torch.as_tensor(energies[start : start + 2048], dtype=torch.float32)
+            x = torch.as_tensor(showers[start : start + 2048], dtype=torch.float32)
+            out.append(model.preprocessing.forward_showers(e, x)["stage2"].double().numpy())
+    return np.concatenate(out)
+
+
+def summarise(z: np.ndarray) -> dict[str, Any]:
+    """Closure statistics of latents (N, d): KS quantiles, dimensions over 0.05 / 0.1, χ² joint."""
+    result = stage_closure(z)
+    ks = np.asarray(result["ks_statistic"])
+    return {
+        "n": result["n"],
+        "ks_quantiles": {str(q): float(np.quantile(ks, q)) for q in KS_QUANTILES},
+        "dims_ks_over_0.05": int((ks > 0.05).sum()),
+        "dims_ks_over_0.10": int((ks > 0.10).sum()),
+        "ks_max": result["ks_max"],
+        "norm2_mean_over_dim": result["norm_chi2"]["mean_over_dim"],
+        "ks_statistic": [round(float(v), 5) for v in ks],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a trained two-stage run folder")
+    parser.add_argument("--reference", required=True, help="held-out Geant4 showers (HDF5)")
+    parser.add_argument("--training", required=True, help="a file of the run's training pool")
+    parser.add_argument("--events", type=int, default=8100, help="showers of each (default 8100)")
+    parser.add_argument("--worst", type=int, default=10, help="worst dimensions to attribute")
+    parser.add_argument("--out", default=str(RESULTS / "closure_anatomy_g4.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    geometry = load_geometry("photons")
+    layer_of_voxel = geometry.layer_index_of_voxel
+
+    record: dict[str, Any] = {
+        "what": "stage-2 latent closure of one run: held-out vs training pool, worst dimensions "
+        "and the voxels they track, per incident energy",
+        "run": args.run,
+        "commit": _commit(),
+        "load_average_start": os.getloadavg(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "samples": {},
+    }
+    for name, path in (("heldout", args.reference), ("training_pool", args.training)):
+        data = read_showers(path, geometry="photons", max_events=args.events)
+        latents = run_latents(args.run, data.incident_energies, data.showers)["stage2"]
+        summary = summarise(latents)
+        ks = np.asarray(summary["ks_statistic"])
+        if name == "heldout":
+            inputs = _preprocessed_fractions(args.run, data.incident_energies, data.showers)
+            occupancy = (data.showers > 0).mean(axis=0)
+            worst = []
+            for dim in np.argsort(ks)[::-1][: args.worst]:
+                rho = np.array(
+                    [
+                        stats.spearmanr(latents[:, dim], inputs[:, v]).statistic
+                        if inputs[:, v].std() > 0
+                        else 0.0
+                        for v in range(inputs.shape[1])
+                    ]
+                )
+                voxel = int(np.nanargmax(np.abs(rho)))
+                worst.append(
+                    {
+                        "latent_dim": int(dim),
+                        "ks": float(ks[dim]),
+                        "voxel": voxel,
+                        "layer": int(layer_of_voxel[voxel]),
+                        "spearman_rho": float(rho[voxel]),
+                        "voxel_occupancy": float(occupancy[voxel]),
+                        "latent_quantiles": [
+                            float(v) for v in np.quantile(latents[:, dim], [0.01, 0.5, 0.99])
+                        ],
+                    }
+                )
+            summary["worst_dims"] = worst
+            per_energy = {}
+            for energy in np.unique(data.incident_energies):
+                rows = data.incident_energies == energy
+                sub = stage_closure(latents[rows])
+                per_energy[f"{energy:.0f}"] = {
+                    "n": sub["n"],
+                    "ks_max": sub["ks_max"]["statistic"],
+                    "norm2_mean_over_dim": sub["norm_chi2"]["mean_over_dim"],
+                }
+            summary["per_energy"] = per_energy
+        record["samples"][name] = summary
+        q = summary["ks_quantiles"]
+        print(
+            f"{name:14s} N={summary['n']}: KS median {q['0.5']:.3f}, 90% {q['0.9']:.3f}, "
+            f"99% {q['0.99']:.3f}, max {q['1.0']:.3f} (dim {summary['ks_max']['dim']}); "
+            f"dims > 0.05: {summary['dims_ks_over_0.05']}, > 0.1: {summary['dims_ks_over_0.10']}; "
+            f"|z|^2/d {summary['norm2_mean_over_dim']:.3f}"
+        )
+    for row in record["samples"]["heldout"]["worst_dims"]:
+        print(
+            f"  latent {row['latent_dim']:3d} KS {row['ks']:.3f} ~ voxel {row['voxel']:3d} "
+            f"(layer {row['layer']}, occupancy {row['voxel_occupancy']:.3f}, rho {row['spearman_rho']:+.2f}); "
+            f"latent 1/50/99% {row['latent_quantiles'][0]:+.2f} {row['latent_quantiles'][1]:+.2f} "
+            f"{row['latent_quantiles'][2]:+.2f}"
+        )
+    for energy, row in record["samples"]["heldout"]["per_energy"].items():
+        print(
+            f"  E_inc {energy:>6s} MeV  N={row['n']:4d}  worst KS {row['ks_max']:.3f}  |z|^2/d {row['norm2_mean_over_dim']:.3f}"
+        )
+    write_json(args.out, record)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
