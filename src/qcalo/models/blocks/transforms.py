@@ -118,8 +118,8 @@ class ConditionalAffine(FlowLayer):
     A conditional ActNorm: ActNorm standardises each feature over all conditions, this layer
     per condition. Photon voxel fractions (logit space) are up to ~16× narrower at 65 GeV than
     over the whole 256 MeV–65 GeV range and their means move by ~0.5 pooled standard deviations
-    (benchmarks/closure_anatomy_g4.py); without it only the couplings' splines can follow that
-    (the trained twins' held-out stage-2 latents are jointly too wide, most at high energy). Cf. the conditional
+    (benchmarks/closure_anatomy_g4.py). In the hybrid twin's stage 2 it did not help (two
+    seeds, docs/results/fidelity.md): its couplings already follow those widths. Cf. the conditional
     normalisation of conditional Glow (Lu & Huang 2020, arXiv:1912.07966, "conditional
     actnorm"). b and s come from an MLP of the context, (B, C) → (B, 2D), whose last layer is
     zero-initialised (the identity at first); ``s = bound·tanh(s'/bound)`` keeps |s| < ``bound``
