@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +44,23 @@ from qcalo.data.geometry import load_geometry
 from qcalo.data.io import read_showers
 from qcalo.evaluation.closure import stage_closure
 from qcalo.generation.latents import run_latents
-from qcalo.training import load_run
 from qcalo.utils.atomic import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(RESULTS.parent))
+from bench_generation import git_commit  # noqa: E402
+
+from qcalo.training.trainer import cpu_model  # noqa: E402
+
 KS_QUANTILES = (0.5, 0.9, 0.99, 1.0)
 
 
-def _commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False, cwd=RESULTS
-    )
-    return out.stdout.strip() or "unknown"
-
-
-def _preprocessed_fractions(run: str, energies: np.ndarray, showers: np.ndarray) -> np.ndarray:
-    """The stage-2 inputs (N, V): logit voxel fractions, dequantised as in training (seed 0)."""
-    model, _ = load_run(run, which="best", device="cpu")
-    out = []
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(0)
-        for start in range(0, len(energies), 2048):
-            e = torch.as_tensor(energies[start : start + 2048], dtype=torch.float32)
-            x = torch.as_tensor(showers[start : start + 2048], dtype=torch.float32)
-            out.append(model.preprocessing.forward_showers(e, x)["stage2"].double().numpy())
-    return np.concatenate(out)
+def _standardised(values: np.ndarray) -> np.ndarray:
+    """Columns (N, d) (or a vector, as one column) at mean 0 and standard deviation 1; a constant
+    column becomes NaN, which the caller reads as no correlation."""
+    v = values.reshape(len(values), -1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (v - v.mean(axis=0)) / v.std(axis=0)
 
 
 def summarise(z: np.ndarray) -> dict[str, Any]:
@@ -104,31 +95,29 @@ def main(argv: list[str] | None = None) -> int:
         "what": "stage-2 latent closure of one run: held-out vs training pool, worst dimensions "
         "and the voxels they track, per incident energy",
         "run": args.run,
-        "commit": _commit(),
+        "commit": git_commit(),
         "load_average_start": os.getloadavg(),
         "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "samples": {},
     }
     null_rng = np.random.default_rng(0)
     for name, path in (("heldout", args.reference), ("training_pool", args.training)):
         data = read_showers(path, geometry="photons", max_events=args.events)
-        latents = run_latents(args.run, data.incident_energies, data.showers)["stage2"]
+        encoded = run_latents(
+            args.run, data.incident_energies, data.showers, with_inputs=name == "heldout"
+        )
+        latents = encoded["stage2"]
         summary = summarise(latents)
         ks = np.asarray(summary["ks_statistic"])
         if name == "heldout":
-            inputs = _preprocessed_fractions(args.run, data.incident_energies, data.showers)
+            # Spearman's rho of one latent dimension with every voxel: Pearson's on ranks
+            input_ranks = _standardised(stats.rankdata(encoded["stage2_inputs"], axis=0))
             occupancy = (data.showers > 0).mean(axis=0)
             worst = []
             for dim in np.argsort(ks)[::-1][: args.worst]:
-                rho = np.array(
-                    [
-                        stats.spearmanr(latents[:, dim], inputs[:, v]).statistic
-                        if inputs[:, v].std() > 0
-                        else 0.0
-                        for v in range(inputs.shape[1])
-                    ]
-                )
+                rho = _standardised(stats.rankdata(latents[:, dim]))[:, 0] @ input_ranks
+                rho = np.nan_to_num(rho / len(latents))
                 voxel = int(np.nanargmax(np.abs(rho)))
                 worst.append(
                     {

@@ -33,8 +33,7 @@ import argparse
 import csv
 import json
 import os
-import platform
-import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,23 +45,10 @@ from qcalo import api
 from qcalo.utils.atomic import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(RESULTS.parent))
+from bench_generation import git_commit  # noqa: E402
 
-
-def _commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    )
-    return out.stdout.strip() or "unknown"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from qcalo.training.trainer import cpu_model  # noqa: E402
 
 
 def _reference(source: Path, n: int, workdir: Path) -> Path:
@@ -162,9 +148,9 @@ def main() -> None:
         "seeds": args.seeds,
         "auc_profile": args.profile,
         "metrics": "hist,cls-high,cls-low,closure",
-        "commit": _commit(),
+        "commit": git_commit(),
         "torch_threads": torch.get_num_threads(),
-        "cpu": _cpu(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "load_average_start": os.getloadavg(),
         "runs": {},

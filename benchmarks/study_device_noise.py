@@ -53,7 +53,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_generation import git_commit  # noqa: E402
-from study_noise import STAGE1_FEATURES, _evaluate  # noqa: E402
+from study_noise import STAGE1_FEATURES, _evaluate, finished_runs  # noqa: E402
+
+from qcalo.training.trainer import cpu_model  # noqa: E402
 
 METRICS = ("nll_stage1", *(f"sp_{k}" for k in STAGE1_FEATURES))
 PACKAGES = ("qcalo", "torch", "numpy", "pennylane", "qiskit", "qiskit-aer", "qiskit-ibm-runtime")
@@ -67,16 +69,6 @@ def _versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _settings(args: argparse.Namespace) -> list[dict]:
@@ -344,14 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     from qcalo.training import load_run
     from qcalo.training.data import split_indices
 
-    cell = Path(args.study) / "cells" / args.cell
-    seed_dirs = sorted(d for d in cell.glob("seed-*") if (d / "DONE").is_file())
-    if args.seeds:
-        seed_dirs = [d for d in seed_dirs if int(d.name.split("-")[1]) in args.seeds]
-    if not seed_dirs:
-        raise SystemExit(f"{cell}: no finished seed runs; run the study first")
-    task = json.loads((seed_dirs[0] / "DONE").read_text())["task"]
-    reference = read_showers(task["reference"], dtype=np.float32)
+    seed_dirs, task, reference = finished_runs(args.study, args.cell, args.seeds)
     n_sample = min(args.n_sample, len(reference.incident_energies))
     sample_energies = torch.as_tensor(reference.incident_energies[:n_sample].reshape(-1))
     reference_features = compute_features(
@@ -535,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(),
         "torch_threads": torch.get_num_threads(),
         "load_average": list(os.getloadavg()),
-        "cpu": _cpu(),
+        "cpu": cpu_model(),
         "machine": platform.machine(),
         "versions": _versions(),
     }

@@ -80,6 +80,23 @@ def _evaluate(
     return {"nll_stage1": nll, **{f"sp_{k}": comparisons[k] for k in STAGE1_FEATURES}}
 
 
+def finished_runs(
+    study: str | Path, cell_name: str, seeds: list[int] | None = None
+) -> tuple[list[Path], dict, object]:
+    """(finished seed folders of a study cell, their study task, its reference showers float32),
+    only ``seeds`` when given; exits with one line when none has finished."""
+    from qcalo.data.io import read_showers
+
+    cell = Path(study) / "cells" / cell_name
+    seed_dirs = sorted(d for d in cell.glob("seed-*") if (d / "DONE").is_file())
+    if seeds:
+        seed_dirs = [d for d in seed_dirs if int(d.name.split("-")[1]) in seeds]
+    if not seed_dirs:
+        raise SystemExit(f"{cell}: no finished seed runs; run the study first")
+    task = json.loads((seed_dirs[0] / "DONE").read_text())["task"]
+    return seed_dirs, task, read_showers(task["reference"], dtype=np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--study", required=True, help="the stage-1 study's output folder")
@@ -98,12 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from qcalo.training import load_run
     from qcalo.training.data import split_indices
 
-    cell = Path(args.study) / "cells" / args.cell
-    seed_dirs = sorted(d for d in cell.glob("seed-*") if (d / "DONE").is_file())
-    if not seed_dirs:
-        raise SystemExit(f"{cell}: no finished seed runs; run the study first")
-    task = json.loads((seed_dirs[0] / "DONE").read_text())["task"]
-    reference = read_showers(task["reference"], dtype=np.float32)
+    seed_dirs, task, reference = finished_runs(args.study, args.cell)
     n_sample = min(args.n_sample, len(reference.incident_energies))
     sample_energies = torch.as_tensor(reference.incident_energies[:n_sample].reshape(-1))
     reference_features = (

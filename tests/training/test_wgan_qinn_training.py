@@ -160,3 +160,18 @@ def test_latent_closure_latents_per_kind(run, small_file: Path) -> None:
         assert latents == {}  # no exact latent map
     else:
         assert latents["stage1"].shape == (450, 5) and latents["stage2"].shape == (450, 368)
+        # with_inputs: the stage-2 inputs are what stage 2 maps to those very latents
+        encoded = run_latents(run_dir, data.incident_energies, data.showers, with_inputs=True)
+        assert np.array_equal(encoded["stage2"], latents["stage2"])
+        model, _ = load_run(run_dir, which="best", device="cpu")
+        e = torch.as_tensor(data.incident_energies, dtype=torch.float32)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(0)  # run_latents' dequantisation noise (all 450 in one batch)
+            pre = model.preprocessing.forward_showers(
+                e, torch.as_tensor(data.showers, dtype=torch.float32)
+            )
+            z2, _ = model.stage2(
+                torch.as_tensor(encoded["stage2_inputs"], dtype=torch.float32),
+                model.stage2_context(pre["condition"], pre["stage1"]),
+            )
+        np.testing.assert_allclose(z2.double().numpy(), latents["stage2"], atol=1e-5)

@@ -26,6 +26,7 @@ def run_latents(
     *,
     seed: int = 0,
     max_events: int = 50_000,
+    with_inputs: bool = False,
 ) -> dict[str, np.ndarray]:
     """Latents (per stage) of reference showers under a trained run's best model.
 
@@ -35,6 +36,8 @@ def run_latents(
     ``{"stage1": (N, L), "stage2": (N, V)}`` for the coupling flows, ``{"stage1", "stage2"}``
     for the QINN (its stage-1 latent is the measured map's output), ``{"stage2"}`` for the Born
     machine (its stage 1 is discrete), and ``{}`` for models without an exact latent map (WGAN).
+    ``with_inputs`` adds ``"stage2_inputs"`` (N, V): what stage 2 mapped to those latents (the
+    dequantised logit voxel fractions), to relate a latent dimension to the voxels it tracks.
     """
     model, _ = load_run(run_dir, which="best", device="cpu")
     if not isinstance(model, TwoStageShowerModel):
@@ -58,6 +61,8 @@ def run_latents(
                 y = model.stage1._standardise(pre["stage1"])
                 z1 = model.stage1.qinn.encode(y.double(), pre["condition"].double()).detach()
             parts.setdefault("stage2", []).append(z2.double().numpy())
+            if with_inputs:
+                parts.setdefault("stage2_inputs", []).append(pre["stage2"].double().numpy())
             if z1 is not None:
                 parts.setdefault("stage1", []).append(z1.double().numpy())
     return {stage: np.concatenate(chunks) for stage, chunks in sorted(parts.items())}
