@@ -87,6 +87,53 @@ def test_quantum_mixer_chunks_preserve_dimension_and_volume():
     assert big.chunk == 8 and big.n_mixed == 368
 
 
+def _cnot_chain_image(basis: int, n_qubits: int, n_layers: int) -> int:
+    """Where n_layers of a linear CNOT chain (0→1, 1→2, ...) send basis state ``basis``, worked
+    out bit by bit (wire 0 the most significant bit, as in PennyLane)."""
+    bits = [(basis >> (n_qubits - 1 - wire)) & 1 for wire in range(n_qubits)]
+    for _ in range(n_layers):
+        for control in range(n_qubits - 1):
+            bits[control + 1] ^= bits[control]
+    return sum(bit << (n_qubits - 1 - wire) for wire, bit in enumerate(bits))
+
+
+def test_quantum_mixer_at_zero_init_range_starts_at_identity_or_cnot_permutation():
+    x = torch.randn(6, 9, dtype=F64)
+    product = QuantumMixer(9, n_layers=2, n_qubits=3, seed=3, entangler="none", init_range=0.0)
+    z, _ = product.double()(x)
+    permuted = x[:, product.permutation.order]
+    torch.testing.assert_close(z, permuted, rtol=0, atol=0)  # RY(0) = I on every wire
+    chain = QuantumMixer(9, n_layers=2, n_qubits=3, seed=3, entangler="linear", init_range=0.0)
+    z, _ = chain.double()(x)
+    expected = permuted.clone()
+    for basis in range(8):
+        expected[:, _cnot_chain_image(basis, 3, 2)] = permuted[:, basis]
+    torch.testing.assert_close(z, expected, rtol=0, atol=0)
+    assert not torch.equal(expected, permuted)  # the chain does move basis states
+    # a start, not a fixed point: the loss has a gradient in the angles there
+    (z * torch.randn_like(z)).sum().backward()
+    assert chain.circuit.weights.grad is not None
+    assert chain.circuit.weights.grad.abs().max() > 1e-3
+
+
+def test_flow_config_passes_the_mixer_init_range_and_keeps_the_dense_default():
+    features = 16
+    config = FlowConfig(n_blocks=2, hidden=[4], mixer="quantum", mixer_qubits=3)
+    assert config.mixer_init_range == math.pi
+    dense = [m for m in build_flow(config, features, 1).layers if isinstance(m, QuantumMixer)]
+    angles = torch.cat([m.circuit.weights.detach().flatten() for m in dense])
+    assert angles.abs().max() <= math.pi and angles.abs().max() > 1.0
+    # the default draws what OrthogonalCircuit draws from the block's seed (models unchanged)
+    reference = QuantumMixer(features, 2, 3, seed=1, entangler="linear")
+    torch.testing.assert_close(dense[1].circuit.weights, reference.circuit.weights)
+    zero = config.model_copy(update={"mixer_init_range": 0.0})
+    for mixer in (m for m in build_flow(zero, features, 1).layers if isinstance(m, QuantumMixer)):
+        assert torch.count_nonzero(mixer.circuit.weights) == 0
+    for bad in (-0.1, 3.2):
+        with pytest.raises(ValueError, match="mixer_init_range"):
+            FlowConfig(mixer="quantum", mixer_init_range=bad)
+
+
 def test_actnorm_initialises_once_from_data_and_keeps_state_through_state_dict():
     norm = ActNorm(3)
     x = torch.randn(100, 3) * torch.tensor([1.0, 5.0, 0.1]) + torch.tensor([3.0, -2.0, 7.0])

@@ -4,6 +4,7 @@ its ends."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -75,22 +76,36 @@ def test_interpolation_study_trains_the_shipped_twins_with_two_energies_held_out
 def test_mixer_study_differs_from_the_hybrid_twin_only_in_its_stage2_mixers(
     parameter_counts,
 ) -> None:
-    twin = expand_cells(load_study(STUDIES / "whole_g4.yaml"))[4]
-    permutation, entangled, product = expand_cells(load_study(STUDIES / "mixers_g4.yaml"))
-    assert permutation.config["model"] == twin.config["model"]
-    for cell, entangler in ((entangled, "linear"), (product, "none")):
+    # cell 0 is whole_g4's cell 4 (same model, training, data, split and seeds), so that study 2's
+    # hybrid runs serve as the permutation baseline without being trained again
+    whole = load_study(STUDIES / "whole_g4.yaml")
+    mixers = load_study(STUDIES / "mixers_g4.yaml")
+    twin = expand_cells(whole)[4]
+    permutation, entangled, product, entangled_zero, product_zero = expand_cells(mixers)
+    assert mixers.data == whole.data and mixers.seeds == whole.seeds
+    assert mixers.epochs == whole.epochs
+    assert {**permutation.config, "name": None} == {**twin.config, "name": None}
+    for cell, entangler, init_range in (
+        (entangled, "linear", math.pi),
+        (product, "none", math.pi),
+        (entangled_zero, "linear", 0.0),
+        (product_zero, "none", 0.0),
+    ):
         stage2 = dict(cell.config["model"]["stage2"])
         assert stage2.pop("mixer") == "quantum" and stage2.pop("mixer_entangler") == entangler
+        assert stage2.pop("mixer_init_range") == init_range
         assert stage2.pop("mixer_qubits") == 8 and stage2.pop("mixer_layers") == 2
         expected = dict(twin.config["model"]["stage2"])
-        for key in ("mixer", "mixer_entangler", "mixer_qubits", "mixer_layers"):
+        for key in ("mixer", "mixer_entangler", "mixer_qubits", "mixer_layers", "mixer_init_range"):
             expected.pop(key)
         assert stage2 == expected
     counts = [
-        parameter_counts(config_from_dict(c.config)) for c in (permutation, entangled, product)
+        parameter_counts(config_from_dict(c.config))
+        for c in (permutation, entangled, product, entangled_zero, product_zero)
     ]
-    assert counts[1]["total"] == counts[2]["total"] == counts[0]["total"] + 192
-    assert counts[1]["quantum"] == counts[2]["quantum"] == counts[0]["quantum"] + 192
+    for count in counts[1:]:
+        assert count["total"] == counts[0]["total"] + 192
+        assert count["quantum"] == counts[0]["quantum"] + 192
 
 
 def test_frontier_study_reuses_the_hybrid_twin_runs_of_study_2() -> None:

@@ -15,6 +15,8 @@ A flow's schema (pydantic v2, unknown keys rejected)::
     mixer_layers: 2            # layers of the real orthogonal mixing circuit
     mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
     mixer_entangler: linear    # none | linear | ring | all_to_all (none: no entanglers)
+    mixer_init_range: 3.14159  # initial mixer angles ~ U(-r, r) rad; 0: start at the identity
+                               # (no entanglers) or the CNOTs' permutation
     conditional_norm: null     # hidden widths of a context-dependent affine normalisation
                                # before the first block ([64]; [] = linear in the context), or null
     circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields, or your
@@ -30,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -170,6 +173,14 @@ class FlowConfig(StrictConfig):
         default="linear",
         description="CNOT pattern of the quantum mixer's circuit; none: a product of per-wire "
         "RY rotations (the unentangled control)",
+    )
+    mixer_init_range: float = Field(
+        default=math.pi,
+        ge=0.0,
+        le=math.pi,
+        description="initial angles of the quantum mixer's circuit ~ U(-r, r), radians; pi "
+        "(default): a dense random rotation from the start; 0: the identity (mixer_entangler "
+        "none) or the CNOT pattern's permutation of basis states, from which training moves",
     )
     conditional_norm: list[int] | None = Field(
         default=None,

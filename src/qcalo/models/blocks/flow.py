@@ -82,6 +82,7 @@ def build_flow(
                         config.mixer_qubits,
                         seed=block_seed,
                         entangler=config.mixer_entangler,
+                        init_range=config.mixer_init_range,
                     )
                 )
             except ValueError as exc:

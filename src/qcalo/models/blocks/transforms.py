@@ -214,7 +214,9 @@ class QuantumMixer(FlowLayer):
     the block's permutation; with D = 368 and k = 3, 46 chunks of 8 cover the whole vector.
     ``n_qubits=None`` picks k = min(3, ⌊log2 D⌋); ``seed`` fixes P and the initial angles;
     ``entangler`` is the circuit's CNOT pattern (``"none"``: a Kronecker product of per-wire
-    RY rotations, the unentangled control of the same parameter count).
+    RY rotations, the unentangled control of the same parameter count). The initial angles are
+    drawn from U(-``init_range``, ``init_range``) (radians): π gives a dense random rotation, 0
+    the identity (``entangler="none"``) or the CNOTs' permutation of the chunk's features.
 
     Example::
 
@@ -234,6 +236,7 @@ class QuantumMixer(FlowLayer):
         n_qubits: int | None = None,
         seed: int = 0,
         entangler: str = "linear",
+        init_range: float = math.pi,
     ) -> None:
         super().__init__()
 
@@ -247,7 +250,9 @@ class QuantumMixer(FlowLayer):
         self.n_chunks = features // self.chunk
         self.n_mixed = self.n_chunks * self.chunk
         self.permutation = Permutation.random(features, seed)
-        self.circuit = OrthogonalCircuit(self.n_qubits, n_layers, entangler, seed=seed)
+        self.circuit = OrthogonalCircuit(
+            self.n_qubits, n_layers, entangler, seed=seed, init_range=init_range
+        )
 
     def _mix(self, x: Tensor, matrix: Tensor) -> Tensor:
         mixed = x[:, : self.n_mixed].reshape(-1, self.n_chunks, self.chunk) @ matrix

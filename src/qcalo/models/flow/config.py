@@ -14,6 +14,8 @@ Schema (pydantic v2, unknown keys rejected everywhere)::
       mixer: permutation         # permutation | quantum
       mixer_layers: 2            # layers of the real orthogonal mixing circuit
       mixer_qubits: null         # mix chunks of 2^k features; null = automatic (≤ 3 qubits)
+      mixer_entangler: linear    # none | linear | ring | all_to_all (none: no entanglers)
+      mixer_init_range: 3.14159  # initial mixer angles ~ U(-r, r) rad; 0: identity/permutation
       circuit: {n_qubits: 6, n_layers: 2, measurements: [z]}   # CircuitSpec fields, or your
                                  # own PennyLane function (FunctionCircuitConfig)
     stage2: {...}                # p(voxel fractions | E_inc, layer energies), n_voxels dims
