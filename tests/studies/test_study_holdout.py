@@ -4,6 +4,7 @@ resumption, by the local runner and by --condor; then --collect-only."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -183,3 +184,30 @@ def test_energy_subset_metrics_need_held_out_energies(files):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="needs held-out energies: set data.holdout.energies"):
         load_study(path)
+
+
+def test_a_cell_folder_from_an_older_qcalo_is_the_same_run_and_another_setting_is_refused(
+    files, tmp_path
+):
+    study = load_study(_study_file(files, "o.yaml"))
+    out = tmp_path / "out"
+    prepare_study(study, out)
+    (config_path,) = (out / "cells").glob("*/config.yaml")
+    current = yaml.safe_load(config_path.read_text())
+    older = copy.deepcopy(current)
+    del older["model"]["stage2"]["mixer_init_range"]  # a field added since, at its default
+    config_path.write_text(yaml.safe_dump(older, sort_keys=False))
+    prepare_study(study, out)  # the same run: accepted, and the file written out in full
+    assert yaml.safe_load(config_path.read_text()) == current
+
+    changed = copy.deepcopy(current)
+    changed["epochs"] = 7
+    changed["model"]["stage2"]["n_blocks"] += 1
+    config_path.write_text(yaml.safe_dump(changed, sort_keys=False))
+    with pytest.raises(ConfigError, match="use another --out") as refused:
+        prepare_study(study, out)
+    assert "model.stage2.n_blocks" in str(refused.value) and "epochs" in str(refused.value)
+    assert yaml.safe_load(config_path.read_text()) == changed  # nothing overwritten
+    config_path.write_text("epochs: [")
+    with pytest.raises(ConfigError, match="settings this qcalo cannot read"):
+        prepare_study(study, out)

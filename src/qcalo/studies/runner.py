@@ -48,6 +48,7 @@ from qcalo.generation import generate
 from qcalo.pipeline.evaluate import evaluate
 from qcalo.studies.config import Cell, StudyConfig, expand_cells, extract_run_metric
 from qcalo.training import train
+from qcalo.training.config import config_from_dict, differing_keys
 from qcalo.utils.atomic import atomic_path, write_json
 from qcalo.utils.layout import CellLayout, RunLayout
 from qcalo.utils.paths import check_input_file
@@ -187,6 +188,33 @@ def _write_if_changed(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _check_cell_config(path: Path, text: str, study: str, cell: str) -> None:
+    """Refuse a cell folder whose config.yaml describes another run than ``text``.
+
+    Both are compared as validated settings, not as text: a folder written by an older qcalo
+    lacks the fields added since, whose defaults reproduce the older model (a new field that
+    changed a model would be a change of its default), so that folder's runs resume instead of
+    being refused.
+    """
+    if not path.is_file():
+        return
+    stored_text = path.read_text(encoding="utf-8")
+    if stored_text == text:
+        return
+    wanted = config_from_dict(yaml.safe_load(text), source=f"study {study!r} {cell}").to_dict()
+    try:
+        stored = config_from_dict(yaml.safe_load(stored_text), source=str(path)).to_dict()
+        differing = differing_keys(stored, wanted)
+    except (ConfigError, yaml.YAMLError):
+        differing = ["settings this qcalo cannot read"]
+    if differing:
+        raise ConfigError(
+            f"{path}: holds a different run config than study {study!r} gives cell {cell} "
+            f"(differs in {', '.join(differing)}); the study file changed since this folder was "
+            "made: use another --out"
+        )
+
+
 def prepare_study(
     study: StudyConfig, out: str | os.PathLike[str]
 ) -> tuple[list[Cell], list[CellTask]]:
@@ -253,11 +281,7 @@ def prepare_study(
         config = {**cell.config, "data": {**cell.config["data"], "path": data_path}}
         text = yaml.safe_dump(config, sort_keys=False)
         config_path = folder / "config.yaml"
-        if config_path.is_file() and config_path.read_text(encoding="utf-8") != text:
-            raise ConfigError(
-                f"{config_path}: holds a different run config than study {study.name!r} gives cell "
-                f"{cell.name}; the study file changed since this folder was made: use another --out"
-            )
+        _check_cell_config(config_path, text, study.name, cell.name)
         _write_if_changed(config_path, text)
         info = {
             "index": cell.index,

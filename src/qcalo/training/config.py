@@ -65,6 +65,7 @@ __all__ = [
     "shipped_configs",
     "load_config",
     "config_from_dict",
+    "differing_keys",
     "format_validation_error",
 ]
 
@@ -272,6 +273,22 @@ def config_from_dict(data: Any, source: str = "config") -> RunConfig:
         raise ConfigError(format_validation_error(exc, source)) from None
     except DataError as exc:  # a model validator may consult the geometry
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two nested dicts (two configs' ``to_dict()``) differ, in order.
+
+    >>> differing_keys({"epochs": 30, "model": {"n": 1}}, {"epochs": 30, "model": {"n": 2}})
+    ['model.n']
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(dict.fromkeys([*a, *b]))
+        return [
+            k
+            for key in keys
+            for k in differing_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        ]
+    return [] if a == b else [prefix]
 
 
 def shipped_configs() -> list[str]:

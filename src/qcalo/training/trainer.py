@@ -79,7 +79,7 @@ from qcalo.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from qcalo.training.config import RunConfig, config_from_dict, load_config
+from qcalo.training.config import RunConfig, config_from_dict, differing_keys, load_config
 from qcalo.training.data import DataPaths, ShowerDataset, data_files
 from qcalo.utils.atomic import atomic_path, write_json
 from qcalo.utils.layout import RunLayout
@@ -154,17 +154,6 @@ def _comparable(cfg: RunConfig) -> dict[str, Any]:
     out.pop("device", None)  # resuming on another device is allowed (not bit-exact then)
     out.pop("kernels", None)  # nor is resuming on other spline kernels (same function)
     return out
-
-
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = list(dict.fromkeys([*a, *b]))
-        return [
-            k
-            for key in keys
-            for k in _diff_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
-        ]
-    return [] if a == b else [prefix]
 
 
 def _build(cfg: RunConfig, stats: Any, device: torch.device) -> Any:
@@ -263,7 +252,7 @@ def train(
             )
         checkpoint = _read_checkpoint(paths["last"])
         saved = _checkpoint_config(checkpoint, paths["last"])
-        differing = _diff_keys(_comparable(saved), _comparable(cfg))
+        differing = differing_keys(_comparable(saved), _comparable(cfg))
         if differing:
             trained_on = (
                 f" (the run trained on --data {' '.join(saved.data.paths)})"
