@@ -188,7 +188,7 @@ def _write_if_changed(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def _check_cell_config(path: Path, text: str, study: str, cell: str) -> None:
+def _check_cell_config(path: Path, text: str, study: str | None, cell: str) -> None:
     """Refuse a cell folder whose config.yaml describes another run than ``text``.
 
     Both are compared as validated settings, not as text: a folder written by an older qcalo
